@@ -1,1 +1,2 @@
-//! placeholder
+//! hstream-io runtime: the connector SDK.
+pub mod stream;

@@ -1,0 +1,1 @@
+//! HStreamDB stream client (see issue 3).

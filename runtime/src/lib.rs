@@ -1,2 +1,41 @@
-//! hstream-io runtime: the connector SDK.
+//! # hstream-io runtime: the connector SDK
+//!
+//! Concepts:
+//! - A **connector** (`source-mysql`, `sink-postgresql`, …) is a type implementing
+//!   [`connector::Connector`] plus [`connector::Source`] or
+//!   [`connector::SinkConnector`]. It declares a name, a kind, one config type
+//!   (serde + schemars: the single source of its spec, validation and docs), its
+//!   environment checks, and how to run.
+//! - A **task** is one running instance of a connector: one OS process started
+//!   as `hstream-io <connector> run --config <task dir>/config.json` by HServer
+//!   or by our worker. It talks to its launcher over the **channel**
+//!   (JSON lines on stdin/stdout: `KvGet`, `KvSet`, `Report`, `stop`).
+//! - A **stream** is an HStream stream, split into shards by partition key;
+//!   records never cross the channel, tasks read and write streams over gRPC
+//!   ([`stream`]).
+//! - A **position** (sources) or **offset** (sinks, one RecordId per shard) is
+//!   how far a task got; it lives in the task's **KV** ([`kv`]) and is stored
+//!   only once everything before it is durable downstream.
+//!
+//! The runtime owns what every connector shares — config loading and
+//! validation ([`task`], [`validate`]), the channel ([`channel`]), KV, offsets
+//! ([`source`], [`sink`]), reports ([`report`]), retries and shutdown
+//! ([`shutdown`]) — so a connector only reads or writes.
+#![warn(missing_docs)]
+
+pub mod channel;
+pub mod check;
+pub mod config;
+// pub mod connector;
+pub mod error;
+pub mod kv;
+pub mod logging;
+pub mod report;
+pub mod secret;
+pub mod shutdown;
+// pub mod sink;
+// pub mod source;
+// pub mod spec;
 pub mod stream;
+// pub mod task;
+pub mod validate;

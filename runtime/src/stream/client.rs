@@ -1,0 +1,760 @@
+//! [`Client`]: connection management, request routing (lookups) and retries,
+//! plus the unary stream RPCs.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+
+use super::codec::encode_batch;
+use super::error::StreamError;
+use super::producer::{BufferedProducer, ProducerOptions};
+use super::reader::ShardReader;
+use super::types::{Compression, ReaderOffset, Record, RecordId, Shard, StreamOptions};
+use super::url::ServiceUrl;
+use super::wire;
+use super::wire::h_stream_api_client::HStreamApiClient;
+
+pub(crate) type Api = HStreamApiClient<Channel>;
+
+/// Largest gRPC message the client sends or accepts.
+const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
+/// Tuning for [`Client::connect_with`].
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Attempts per operation when the server is unavailable (≥ 1). Default 5.
+    pub retry_attempts: u32,
+    /// First wait between attempts; doubles up to `retry_backoff_max`. Default 200 ms.
+    pub retry_backoff: Duration,
+    /// Longest wait between attempts. Default 5 s.
+    pub retry_backoff_max: Duration,
+    /// TCP connect timeout. Default 5 s.
+    pub connect_timeout: Duration,
+    /// Per-request timeout. Default 60 s.
+    pub request_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            retry_attempts: 5,
+            retry_backoff: Duration::from_millis(200),
+            retry_backoff_max: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A server node of the cluster, as `DescribeCluster` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// Node id.
+    pub id: u32,
+    /// `host:port` clients use to reach it.
+    pub address: String,
+}
+
+/// A stream's settings, as `GetStream`/`ListStreams` report them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// Stream name.
+    pub name: String,
+    /// Number of shards.
+    pub shard_count: u32,
+    /// Replication factor.
+    pub replication_factor: u32,
+    /// Retention in seconds.
+    pub backlog_duration_secs: u32,
+    /// Creation time, milliseconds since the epoch (0 if unknown).
+    pub creation_time_ms: i64,
+}
+
+impl From<wire::Stream> for StreamInfo {
+    fn from(s: wire::Stream) -> Self {
+        Self {
+            name: s.stream_name,
+            shard_count: s.shard_count,
+            replication_factor: s.replication_factor,
+            backlog_duration_secs: s.backlog_duration,
+            creation_time_ms: s
+                .creation_time
+                .map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000),
+        }
+    }
+}
+
+/// Which node a request must go to.
+#[derive(Debug, Clone)]
+pub(crate) enum Route {
+    /// Any node.
+    Any,
+    /// The node owning a shard (`LookupShard`).
+    Shard(u64),
+    /// The node owning a shard reader (`LookupShardReader`).
+    Reader(String),
+    /// The node owning a subscription (`LookupSubscription`).
+    Subscription(String),
+}
+
+impl Route {
+    fn cache_key(&self) -> Option<String> {
+        match self {
+            Route::Any => None,
+            Route::Shard(id) => Some(format!("shard:{id}")),
+            Route::Reader(id) => Some(format!("reader:{id}")),
+            Route::Subscription(id) => Some(format!("sub:{id}")),
+        }
+    }
+}
+
+struct Inner {
+    opts: ClientOptions,
+    /// Known nodes (`host:port`); the first is used for unrouted requests.
+    nodes: Mutex<Vec<String>>,
+    channels: Mutex<HashMap<String, Channel>>,
+    routes: Mutex<HashMap<String, String>>,
+}
+
+/// A connection to an HStream cluster (cheap to clone; clones share connections).
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field(
+                "nodes",
+                &*self
+                    .inner
+                    .nodes
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            )
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn node_addr(n: &wire::ServerNode) -> String {
+    if n.host.contains(':') && !n.host.starts_with('[') {
+        format!("[{}]:{}", n.host, n.port)
+    } else {
+        format!("{}:{}", n.host, n.port)
+    }
+}
+
+fn stream_target(stream: &str) -> String {
+    format!("stream {stream:?}")
+}
+
+fn shard_target(stream: &str, shard: u64) -> String {
+    format!("stream {stream:?} shard {shard}")
+}
+
+pub(crate) fn record_id_from_wire(r: &wire::RecordId) -> RecordId {
+    RecordId {
+        shard_id: r.shard_id,
+        batch_id: r.batch_id,
+        batch_index: r.batch_index,
+    }
+}
+
+pub(crate) fn record_id_to_wire(r: &RecordId) -> wire::RecordId {
+    wire::RecordId {
+        shard_id: r.shard_id,
+        batch_id: r.batch_id,
+        batch_index: r.batch_index,
+    }
+}
+
+impl Client {
+    /// Connects to the cluster behind `service_url` (`hstream://h1:p1,h2:p2`,
+    /// default port 6570) with default [`ClientOptions`].
+    ///
+    /// Tries the seed nodes in order; the first that answers `DescribeCluster`
+    /// provides the node list. `hstreams://` (TLS) returns
+    /// [`StreamError::TlsNotSupported`].
+    pub async fn connect(service_url: &str) -> Result<Client, StreamError> {
+        Self::connect_with(service_url, ClientOptions::default()).await
+    }
+
+    /// [`Client::connect`] with explicit options.
+    pub async fn connect_with(
+        service_url: &str,
+        opts: ClientOptions,
+    ) -> Result<Client, StreamError> {
+        let url = ServiceUrl::parse(service_url)?;
+        if url.tls {
+            return Err(StreamError::TlsNotSupported {
+                url: service_url.to_string(),
+            });
+        }
+        if opts.retry_attempts == 0 {
+            return Err(StreamError::InvalidArgument(
+                "ClientOptions::retry_attempts must be at least 1".into(),
+            ));
+        }
+        let client = Client {
+            inner: Arc::new(Inner {
+                opts,
+                nodes: Mutex::new(url.nodes.clone()),
+                channels: Mutex::new(HashMap::new()),
+                routes: Mutex::new(HashMap::new()),
+            }),
+        };
+        let mut last = None;
+        for seed in &url.nodes {
+            let mut api = client.api(seed)?;
+            match api.describe_cluster(()).await {
+                Ok(resp) => {
+                    let mut nodes = vec![seed.clone()];
+                    for n in &resp.into_inner().server_nodes {
+                        let a = node_addr(n);
+                        if !nodes.contains(&a) {
+                            nodes.push(a);
+                        }
+                    }
+                    for s in &url.nodes {
+                        if !nodes.contains(s) {
+                            nodes.push(s.clone());
+                        }
+                    }
+                    *lock(&client.inner.nodes) = nodes;
+                    return Ok(client);
+                }
+                Err(s) => {
+                    client.forget_node(seed);
+                    last = Some(StreamError::Connect {
+                        node: seed.clone(),
+                        reason: format!("{}: {}", s.code(), s.message()),
+                    });
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| StreamError::InvalidUrl {
+            url: service_url.to_string(),
+            reason: "no host given".into(),
+        }))
+    }
+
+    /// The cluster's nodes as `DescribeCluster` reports them now.
+    pub async fn nodes(&self) -> Result<Vec<NodeInfo>, StreamError> {
+        let r = self
+            .call(
+                "DescribeCluster",
+                "cluster",
+                Route::Any,
+                |mut a| async move { a.describe_cluster(()).await },
+            )
+            .await?;
+        Ok(r.server_nodes
+            .iter()
+            .map(|n| NodeInfo {
+                id: n.id,
+                address: node_addr(n),
+            })
+            .collect())
+    }
+
+    /// `Echo`: returns what the server echoes back.
+    pub async fn echo(&self, msg: &str) -> Result<String, StreamError> {
+        let req = wire::EchoRequest {
+            msg: msg.to_string(),
+        };
+        let r = self
+            .call("Echo", "cluster", Route::Any, |mut a| {
+                let req = req.clone();
+                async move { a.echo(req).await }
+            })
+            .await?;
+        Ok(r.msg)
+    }
+
+    /// Creates a stream. Fails with HServer error 201 (StreamExists) if it exists.
+    pub async fn create_stream(&self, name: &str, opts: StreamOptions) -> Result<(), StreamError> {
+        if opts.shard_count == 0 || opts.replication_factor == 0 {
+            return Err(StreamError::InvalidArgument(format!(
+                "stream {name:?}: shard_count and replication_factor must be at least 1"
+            )));
+        }
+        let req = wire::Stream {
+            stream_name: name.to_string(),
+            replication_factor: opts.replication_factor,
+            backlog_duration: opts.backlog_duration_secs,
+            shard_count: opts.shard_count,
+            creation_time: None,
+        };
+        self.call("CreateStream", &stream_target(name), Route::Any, |mut a| {
+            let req = req.clone();
+            async move { a.create_stream(req).await }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Creates the stream unless it already exists (an existing stream is kept as is).
+    pub async fn ensure_stream(&self, name: &str, opts: StreamOptions) -> Result<(), StreamError> {
+        match self.create_stream(name, opts).await {
+            Err(e)
+                if e.hserver_code() == Some(201)
+                    || e.status() == Some(super::error::StatusCode::AlreadyExists) =>
+            {
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Names of all streams.
+    pub async fn list_streams(&self) -> Result<Vec<String>, StreamError> {
+        Ok(self
+            .list_stream_infos()
+            .await?
+            .into_iter()
+            .map(|s| s.name)
+            .collect())
+    }
+
+    /// All streams with their settings.
+    pub async fn list_stream_infos(&self) -> Result<Vec<StreamInfo>, StreamError> {
+        let r = self
+            .call("ListStreams", "cluster", Route::Any, |mut a| async move {
+                a.list_streams(wire::ListStreamsRequest {}).await
+            })
+            .await?;
+        Ok(r.streams.into_iter().map(StreamInfo::from).collect())
+    }
+
+    /// One stream's settings.
+    pub async fn get_stream(&self, name: &str) -> Result<StreamInfo, StreamError> {
+        let req = wire::GetStreamRequest {
+            name: name.to_string(),
+        };
+        let target = stream_target(name);
+        let r = self
+            .call("GetStream", &target, Route::Any, |mut a| {
+                let req = req.clone();
+                async move { a.get_stream(req).await }
+            })
+            .await?;
+        r.stream
+            .map(StreamInfo::from)
+            .ok_or_else(|| StreamError::Decode {
+                what: "GetStream response",
+                target,
+                reason: "no stream in the response".into(),
+            })
+    }
+
+    /// Deletes a stream. With `ignore_non_exist`, a missing stream is not an
+    /// error; `force` deletes even if subscriptions still use it.
+    pub async fn delete_stream(
+        &self,
+        name: &str,
+        ignore_non_exist: bool,
+        force: bool,
+    ) -> Result<(), StreamError> {
+        let req = wire::DeleteStreamRequest {
+            stream_name: name.to_string(),
+            ignore_non_exist,
+            force,
+        };
+        self.call("DeleteStream", &stream_target(name), Route::Any, |mut a| {
+            let req = req.clone();
+            async move { a.delete_stream(req).await }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// The shards of a stream, ordered by hash range.
+    pub async fn list_shards(&self, stream: &str) -> Result<Vec<Shard>, StreamError> {
+        let req = wire::ListShardsRequest {
+            stream_name: stream.to_string(),
+        };
+        let target = stream_target(stream);
+        let r = self
+            .call("ListShards", &target, Route::Any, |mut a| {
+                let req = req.clone();
+                async move { a.list_shards(req).await }
+            })
+            .await?;
+        let mut shards = r
+            .shards
+            .into_iter()
+            .map(|s| {
+                let parse = |v: &str| {
+                    v.parse::<u128>().map_err(|e| StreamError::Decode {
+                        what: "shard hash range key",
+                        target: format!("{target} shard {}", s.shard_id),
+                        reason: format!("{v:?}: {e}"),
+                    })
+                };
+                Ok(Shard {
+                    shard_id: s.shard_id,
+                    stream_name: s.stream_name.clone(),
+                    start_hash_key: parse(&s.start_hash_range_key)?,
+                    end_hash_key: parse(&s.end_hash_range_key)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StreamError>>()?;
+        shards.sort_by_key(|s| s.start_hash_key);
+        Ok(shards)
+    }
+
+    /// Appends `records` as one batch to a shard; returns one id per record, in order.
+    pub async fn append(
+        &self,
+        stream: &str,
+        shard_id: u64,
+        records: Vec<Record>,
+        compression: Compression,
+    ) -> Result<Vec<RecordId>, StreamError> {
+        if records.is_empty() {
+            return Err(StreamError::InvalidArgument(format!(
+                "append to {}: no records given",
+                shard_target(stream, shard_id)
+            )));
+        }
+        let batch = encode_batch(&records, compression)?;
+        self.append_encoded(stream, shard_id, batch).await
+    }
+
+    pub(crate) async fn append_encoded(
+        &self,
+        stream: &str,
+        shard_id: u64,
+        batch: wire::BatchedRecord,
+    ) -> Result<Vec<RecordId>, StreamError> {
+        let expected = batch.batch_size as usize;
+        let req = wire::AppendRequest {
+            stream_name: stream.to_string(),
+            shard_id,
+            records: Some(batch),
+        };
+        let target = shard_target(stream, shard_id);
+        let r = self
+            .call("Append", &target, Route::Shard(shard_id), |mut a| {
+                let req = req.clone();
+                async move { a.append(req).await }
+            })
+            .await?;
+        if r.record_ids.len() != expected {
+            return Err(StreamError::Decode {
+                what: "Append response",
+                target,
+                reason: format!(
+                    "{} record ids returned for {expected} records",
+                    r.record_ids.len()
+                ),
+            });
+        }
+        Ok(r.record_ids.iter().map(record_id_from_wire).collect())
+    }
+
+    /// A [`BufferedProducer`] for `stream` (lists the shards once and routes by key).
+    pub async fn producer(
+        &self,
+        stream: &str,
+        opts: ProducerOptions,
+    ) -> Result<BufferedProducer, StreamError> {
+        let shards = self.list_shards(stream).await?;
+        BufferedProducer::new(self.clone(), stream, shards, opts)
+    }
+
+    /// Opens a reader on one shard, starting at `offset`; `ReadShard` waits up to 1 s for data.
+    pub async fn shard_reader(
+        &self,
+        stream: &str,
+        shard_id: u64,
+        offset: ReaderOffset,
+    ) -> Result<ShardReader, StreamError> {
+        self.shard_reader_with_timeout(stream, shard_id, offset, Duration::from_secs(1))
+            .await
+    }
+
+    /// [`Client::shard_reader`] with an explicit read timeout: how long one
+    /// [`ShardReader::read`] waits for data before returning an empty list.
+    pub async fn shard_reader_with_timeout(
+        &self,
+        stream: &str,
+        shard_id: u64,
+        offset: ReaderOffset,
+        timeout: Duration,
+    ) -> Result<ShardReader, StreamError> {
+        use wire::shard_offset::Offset;
+        let reader_id = format!("io_reader_{}", uuid::Uuid::new_v4().simple());
+        let off = match offset {
+            ReaderOffset::Earliest => Offset::SpecialOffset(wire::SpecialOffset::Earliest as i32),
+            ReaderOffset::Latest => Offset::SpecialOffset(wire::SpecialOffset::Latest as i32),
+            ReaderOffset::RecordId(r) => Offset::RecordOffset(record_id_to_wire(&r)),
+            ReaderOffset::Timestamp(ms) => Offset::TimestampOffset(wire::TimestampOffset {
+                timestamp_in_ms: ms,
+                strict_accuracy: false,
+            }),
+        };
+        let req = wire::CreateShardReaderRequest {
+            stream_name: stream.to_string(),
+            shard_id,
+            shard_offset: Some(wire::ShardOffset { offset: Some(off) }),
+            reader_id: reader_id.clone(),
+            timeout: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
+        };
+        self.call(
+            "CreateShardReader",
+            &shard_target(stream, shard_id),
+            Route::Shard(shard_id),
+            |mut a| {
+                let req = req.clone();
+                async move { a.create_shard_reader(req).await }
+            },
+        )
+        .await?;
+        Ok(ShardReader::new(self.clone(), stream, shard_id, reader_id))
+    }
+
+    /// Ids of all shard readers on the cluster.
+    pub async fn list_shard_readers(&self) -> Result<Vec<String>, StreamError> {
+        let r = self
+            .call(
+                "ListShardReaders",
+                "cluster",
+                Route::Any,
+                |mut a| async move { a.list_shard_readers(wire::ListShardReadersRequest {}).await },
+            )
+            .await?;
+        Ok(r.reader_id)
+    }
+
+    /// The id of the last record of a shard (`batch_id` 0 if the shard is empty).
+    pub async fn get_tail_record_id(
+        &self,
+        stream: &str,
+        shard_id: u64,
+    ) -> Result<RecordId, StreamError> {
+        let req = wire::GetTailRecordIdRequest {
+            stream_name: stream.to_string(),
+            shard_id,
+        };
+        let target = shard_target(stream, shard_id);
+        let r = self
+            .call(
+                "GetTailRecordId",
+                &target,
+                Route::Shard(shard_id),
+                |mut a| {
+                    let req = req.clone();
+                    async move { a.get_tail_record_id(req).await }
+                },
+            )
+            .await?;
+        r.tail_record_id
+            .as_ref()
+            .map(record_id_from_wire)
+            .ok_or_else(|| StreamError::Decode {
+                what: "GetTailRecordId response",
+                target,
+                reason: "no tailRecordId".into(),
+            })
+    }
+
+    /// Removes, in each id's shard, every record stored before that id.
+    /// Returns the trim point applied per shard.
+    pub async fn trim_shards(&self, stream: &str, ids: &[RecordId]) -> Result<(), StreamError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let req = wire::TrimShardsRequest {
+            stream_name: stream.to_string(),
+            record_ids: ids.iter().map(ToString::to_string).collect(),
+        };
+        self.call("TrimShards", &stream_target(stream), Route::Any, |mut a| {
+            let req = req.clone();
+            async move { a.trim_shards(req).await }
+        })
+        .await?;
+        Ok(())
+    }
+
+    // ----- plumbing -----
+
+    pub(crate) fn options(&self) -> &ClientOptions {
+        &self.inner.opts
+    }
+
+    pub(crate) fn api(&self, node: &str) -> Result<Api, StreamError> {
+        let ch = {
+            let mut chans = lock(&self.inner.channels);
+            if let Some(c) = chans.get(node) {
+                c.clone()
+            } else {
+                let ep = Endpoint::from_shared(format!("http://{node}"))
+                    .map_err(|e| StreamError::Connect {
+                        node: node.to_string(),
+                        reason: format!("invalid address: {e}"),
+                    })?
+                    .connect_timeout(self.inner.opts.connect_timeout)
+                    .timeout(self.inner.opts.request_timeout)
+                    .tcp_nodelay(true);
+                let c = ep.connect_lazy();
+                chans.insert(node.to_string(), c.clone());
+                c
+            }
+        };
+        Ok(HStreamApiClient::new(ch)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    }
+
+    fn forget_node(&self, node: &str) {
+        lock(&self.inner.channels).remove(node);
+        let mut nodes = lock(&self.inner.nodes);
+        if nodes.len() > 1 && nodes[0] == node {
+            nodes.rotate_left(1);
+        }
+    }
+
+    fn any_node(&self) -> String {
+        lock(&self.inner.nodes).first().cloned().unwrap_or_default()
+    }
+
+    /// The node a request must go to (cached lookups).
+    pub(crate) async fn resolve(&self, route: &Route) -> Result<String, StreamError> {
+        let Some(key) = route.cache_key() else {
+            return Ok(self.any_node());
+        };
+        if let Some(n) = lock(&self.inner.routes).get(&key) {
+            return Ok(n.clone());
+        }
+        let via = self.any_node();
+        let mut api = self.api(&via)?;
+        let node = match route {
+            Route::Any => return Ok(via),
+            Route::Shard(id) => {
+                let r = api
+                    .lookup_shard(wire::LookupShardRequest { shard_id: *id })
+                    .await
+                    .map_err(|s| {
+                        self.note_failure(&via, &s);
+                        StreamError::from_status("LookupShard", format!("shard {id}"), &via, &s)
+                    })?
+                    .into_inner();
+                r.server_node
+            }
+            Route::Reader(id) => {
+                let r = api
+                    .lookup_shard_reader(wire::LookupShardReaderRequest {
+                        reader_id: id.clone(),
+                    })
+                    .await
+                    .map_err(|s| {
+                        self.note_failure(&via, &s);
+                        StreamError::from_status(
+                            "LookupShardReader",
+                            format!("reader {id:?}"),
+                            &via,
+                            &s,
+                        )
+                    })?
+                    .into_inner();
+                r.server_node
+            }
+            Route::Subscription(id) => {
+                let r = api
+                    .lookup_subscription(wire::LookupSubscriptionRequest {
+                        subscription_id: id.clone(),
+                    })
+                    .await
+                    .map_err(|s| {
+                        self.note_failure(&via, &s);
+                        StreamError::from_status(
+                            "LookupSubscription",
+                            format!("subscription {id:?}"),
+                            &via,
+                            &s,
+                        )
+                    })?
+                    .into_inner();
+                r.server_node
+            }
+        };
+        let node = node.map_or(via, |n| node_addr(&n));
+        lock(&self.inner.routes).insert(key, node.clone());
+        Ok(node)
+    }
+
+    fn note_failure(&self, node: &str, s: &tonic::Status) {
+        if matches!(
+            s.code(),
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+        ) {
+            self.forget_node(node);
+        }
+    }
+
+    /// Runs one RPC on the node `route` designates, retrying retryable
+    /// failures (with a fresh lookup) within the retry budget.
+    pub(crate) async fn call<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        target: &str,
+        route: Route,
+        f: F,
+    ) -> Result<T, StreamError>
+    where
+        F: Fn(Api) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let opts = &self.inner.opts;
+        let mut backoff = opts.retry_backoff;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = async {
+                let node = self.resolve(&route).await?;
+                let api = self.api(&node)?;
+                match f(api).await {
+                    Ok(r) => Ok(r.into_inner()),
+                    Err(s) => {
+                        self.note_failure(&node, &s);
+                        Err(StreamError::from_status(operation, target, &node, &s))
+                    }
+                }
+            }
+            .await;
+            match result {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_retryable() => {
+                    if let Some(k) = route.cache_key() {
+                        lock(&self.inner.routes).remove(&k);
+                    }
+                    if attempt >= opts.retry_attempts {
+                        return Err(if attempt == 1 {
+                            e
+                        } else {
+                            StreamError::RetriesExhausted {
+                                operation,
+                                target: target.to_string(),
+                                attempts: attempt,
+                                last: Box::new(e),
+                            }
+                        });
+                    }
+                    tracing::warn!(operation, target, attempt, error = %e, "retrying stream request");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(opts.retry_backoff_max);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}

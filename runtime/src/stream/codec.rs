@@ -1,0 +1,254 @@
+//! Conversions between [`Record`]s and the wire's `BatchedRecord`:
+//! JSON ↔ `google.protobuf.Struct`, batching, compression.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+
+use prost::Message;
+use prost_types::value::Kind;
+
+use super::error::StreamError;
+use super::types::{Compression, Payload, Record};
+use super::wire;
+
+/// Largest decompressed batch accepted when reading (guards against
+/// decompression bombs in corrupt or hostile data).
+pub(crate) const MAX_DECOMPRESSED_BATCH: u64 = 512 * 1024 * 1024;
+
+/// JSON object → `Struct` (numbers become doubles).
+pub(crate) fn json_to_struct(
+    map: &serde_json::Map<String, serde_json::Value>,
+) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: map
+            .iter()
+            .map(|(k, v)| (k.clone(), json_to_value(v)))
+            .collect(),
+    }
+}
+
+fn json_to_value(v: &serde_json::Value) -> prost_types::Value {
+    use serde_json::Value as J;
+    let kind = match v {
+        J::Null => Kind::NullValue(0),
+        J::Bool(b) => Kind::BoolValue(*b),
+        J::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(f64::NAN)),
+        J::String(s) => Kind::StringValue(s.clone()),
+        J::Array(a) => Kind::ListValue(prost_types::ListValue {
+            values: a.iter().map(json_to_value).collect(),
+        }),
+        J::Object(o) => Kind::StructValue(json_to_struct(o)),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+/// `Struct` → JSON object. Doubles that are whole numbers within ±2^53 come
+/// back as JSON integers; NaN/infinity become `null`.
+pub(crate) fn struct_to_json(s: prost_types::Struct) -> serde_json::Map<String, serde_json::Value> {
+    s.fields
+        .into_iter()
+        .map(|(k, v)| (k, value_to_json(v)))
+        .collect()
+}
+
+fn value_to_json(v: prost_types::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v.kind {
+        None | Some(Kind::NullValue(_)) => J::Null,
+        Some(Kind::BoolValue(b)) => J::Bool(b),
+        Some(Kind::NumberValue(n)) => {
+            if n.fract() == 0.0 && n.abs() <= 9_007_199_254_740_992.0 {
+                J::from(n as i64)
+            } else {
+                serde_json::Number::from_f64(n).map_or(J::Null, J::Number)
+            }
+        }
+        Some(Kind::StringValue(s)) => J::String(s),
+        Some(Kind::ListValue(l)) => J::Array(l.values.into_iter().map(value_to_json).collect()),
+        Some(Kind::StructValue(s)) => J::Object(struct_to_json(s)),
+    }
+}
+
+fn to_wire_record(r: &Record) -> wire::HStreamRecord {
+    let (flag, payload) = match &r.payload {
+        Payload::Json(m) => (
+            wire::h_stream_record_header::Flag::Json,
+            json_to_struct(m).encode_to_vec(),
+        ),
+        Payload::Raw(b) => (wire::h_stream_record_header::Flag::Raw, b.clone()),
+    };
+    wire::HStreamRecord {
+        header: Some(wire::HStreamRecordHeader {
+            flag: flag as i32,
+            attributes: r
+                .attributes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            key: r.key.clone(),
+        }),
+        payload,
+    }
+}
+
+fn from_wire_record(r: wire::HStreamRecord, target: &str) -> Result<Record, StreamError> {
+    let header = r.header.unwrap_or_default();
+    let payload = if header.flag == wire::h_stream_record_header::Flag::Raw as i32 {
+        Payload::Raw(r.payload)
+    } else {
+        let s =
+            prost_types::Struct::decode(r.payload.as_slice()).map_err(|e| StreamError::Decode {
+                what: "JSON record payload (google.protobuf.Struct)",
+                target: target.to_string(),
+                reason: e.to_string(),
+            })?;
+        Payload::Json(struct_to_json(s))
+    };
+    Ok(Record {
+        key: header.key,
+        attributes: header.attributes.into_iter().collect::<BTreeMap<_, _>>(),
+        payload,
+    })
+}
+
+/// Encodes records as one `BatchedRecord` (payload compressed as a whole).
+pub(crate) fn encode_batch(
+    records: &[Record],
+    compression: Compression,
+) -> Result<wire::BatchedRecord, StreamError> {
+    let batch = wire::BatchHStreamRecords {
+        records: records.iter().map(to_wire_record).collect(),
+    };
+    let raw = batch.encode_to_vec();
+    let (ctype, payload) = match compression {
+        Compression::None => (wire::CompressionType::None, raw),
+        Compression::Gzip => {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(&raw)
+                .and_then(|()| enc.finish())
+                .map(|v| (wire::CompressionType::Gzip, v))
+                .map_err(|e| {
+                    StreamError::InvalidArgument(format!("gzip compression failed: {e}"))
+                })?
+        }
+        Compression::Zstd => (
+            wire::CompressionType::Zstd,
+            zstd::bulk::compress(&raw, 1).map_err(|e| {
+                StreamError::InvalidArgument(format!("zstd compression failed: {e}"))
+            })?,
+        ),
+    };
+    Ok(wire::BatchedRecord {
+        compression_type: ctype as i32,
+        publish_time: None,
+        batch_size: u32::try_from(records.len()).map_err(|_| {
+            StreamError::InvalidArgument(format!("batch of {} records is too large", records.len()))
+        })?,
+        payload,
+    })
+}
+
+/// Decodes a stored `BatchedRecord` into its records. `target` names where
+/// it came from (for error messages).
+pub(crate) fn decode_batch(
+    b: &wire::BatchedRecord,
+    target: &str,
+) -> Result<Vec<Record>, StreamError> {
+    let derr = |what: &'static str, reason: String| StreamError::Decode {
+        what,
+        target: target.to_string(),
+        reason,
+    };
+    let raw: std::borrow::Cow<'_, [u8]> = match wire::CompressionType::try_from(b.compression_type)
+    {
+        Ok(wire::CompressionType::None) => std::borrow::Cow::Borrowed(&b.payload),
+        Ok(wire::CompressionType::Gzip) => {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(b.payload.as_slice())
+                .take(MAX_DECOMPRESSED_BATCH)
+                .read_to_end(&mut out)
+                .map_err(|e| derr("gzip batch", e.to_string()))?;
+            std::borrow::Cow::Owned(out)
+        }
+        Ok(wire::CompressionType::Zstd) => {
+            let mut out = Vec::new();
+            zstd::stream::read::Decoder::new(b.payload.as_slice())
+                .map_err(|e| derr("zstd batch", e.to_string()))?
+                .take(MAX_DECOMPRESSED_BATCH)
+                .read_to_end(&mut out)
+                .map_err(|e| derr("zstd batch", e.to_string()))?;
+            std::borrow::Cow::Owned(out)
+        }
+        Err(_) => {
+            return Err(derr(
+                "batch",
+                format!("unknown compressionType {}", b.compression_type),
+            ));
+        }
+    };
+    let batch = wire::BatchHStreamRecords::decode(raw.as_ref())
+        .map_err(|e| derr("batch (BatchHStreamRecords)", e.to_string()))?;
+    if batch.records.len() != b.batch_size as usize {
+        return Err(derr(
+            "batch",
+            format!(
+                "batchSize is {} but the payload holds {} records",
+                b.batch_size,
+                batch.records.len()
+            ),
+        ));
+    }
+    batch
+        .records
+        .into_iter()
+        .map(|r| from_wire_record(r, target))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<Record> {
+        let mut m = serde_json::Map::new();
+        m.insert("id".into(), serde_json::json!(42));
+        m.insert("f".into(), serde_json::json!(1.5));
+        m.insert("s".into(), serde_json::json!("x"));
+        m.insert("n".into(), serde_json::json!({"a": [true, null]}));
+        vec![
+            Record::json("k1", m).with_attribute("a", "b"),
+            Record::raw("", b"\x00\x01raw".to_vec()),
+        ]
+    }
+
+    #[test]
+    fn roundtrip_all_compressions() {
+        for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let b = encode_batch(&sample(), c).unwrap();
+            assert_eq!(b.batch_size, 2);
+            assert_eq!(decode_batch(&b, "t").unwrap(), sample(), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn corrupt_batches_are_errors_not_panics() {
+        let mut b = encode_batch(&sample(), Compression::Gzip).unwrap();
+        b.payload.truncate(5);
+        assert!(decode_batch(&b, "t").is_err());
+        let mut b = encode_batch(&sample(), Compression::Zstd).unwrap();
+        b.payload[0] ^= 0xff;
+        assert!(decode_batch(&b, "t").is_err());
+        let mut b = encode_batch(&sample(), Compression::None).unwrap();
+        b.batch_size = 3;
+        assert!(decode_batch(&b, "t").is_err());
+        b.compression_type = 9;
+        assert!(decode_batch(&b, "t").is_err());
+        let bad = wire::BatchedRecord {
+            compression_type: 0,
+            publish_time: None,
+            batch_size: 1,
+            payload: vec![0xff, 0xff, 0xff],
+        };
+        assert!(decode_batch(&bad, "t").is_err());
+    }
+}

@@ -26,16 +26,23 @@
 pub mod channel;
 pub mod check;
 pub mod config;
-// pub mod connector;
+pub mod connector;
 pub mod error;
 pub mod kv;
 pub mod logging;
 pub mod report;
 pub mod secret;
 pub mod shutdown;
-// pub mod sink;
-// pub mod source;
-// pub mod spec;
+pub mod sink;
+pub mod source;
+pub mod spec;
 pub mod stream;
-// pub mod task;
+pub mod task;
 pub mod validate;
+
+pub use check::{CheckFailure, CheckResult, CheckSpec, CheckType};
+pub use connector::{Connector, ConnectorInfo, Kind, SinkConnector, SinkWriter, Source};
+pub use error::{Error, ErrorKind, Result};
+pub use secret::Secret;
+pub use sink::{SinkBatch, SinkOptions, SinkRecord};
+pub use source::SourceContext;

@@ -92,6 +92,60 @@ pub fn redact_config(schema: &serde_json::Value, value: &mut serde_json::Value) 
     }
 }
 
+/// Removes the secret values of one config from any text (error chains from
+/// drivers may quote what they were given).
+#[derive(Debug, Default)]
+pub struct Scrubber {
+    secrets: Vec<String>,
+}
+
+impl Scrubber {
+    /// Collects the values of `config`'s secret properties (per `schema`).
+    pub fn new(schema: &serde_json::Value, config: &serde_json::Value) -> Self {
+        let mut secrets: Vec<String> = schema
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .into_iter()
+            .flatten()
+            .filter(|(_, prop)| is_secret_schema(prop))
+            .filter_map(|(key, _)| config.get(key))
+            .filter_map(|v| match v {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Null => None,
+                other => Some(other.to_string()),
+            })
+            .filter(|s| !s.is_empty())
+            .collect();
+        // Longest first, so a secret containing another is replaced whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Self { secrets }
+    }
+
+    /// `text` with every secret value replaced by [`REDACTED`].
+    pub fn scrub(&self, text: &str) -> String {
+        self.secrets.iter().fold(text.to_string(), |t, secret| {
+            t.replace(secret.as_str(), REDACTED)
+        })
+    }
+
+    /// Every string inside `value` scrubbed.
+    pub fn scrub_value(&self, value: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match value {
+            Value::String(s) => Value::String(self.scrub(&s)),
+            Value::Array(items) => {
+                Value::Array(items.into_iter().map(|v| self.scrub_value(v)).collect())
+            }
+            Value::Object(map) => Value::Object(
+                map.into_iter()
+                    .map(|(k, v)| (k, self.scrub_value(v)))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+}
+
 /// True for a property schema that holds a secret.
 pub fn is_secret_schema(prop: &serde_json::Value) -> bool {
     prop.get("writeOnly") == Some(&serde_json::Value::Bool(true))
@@ -122,6 +176,19 @@ mod tests {
         assert_eq!(v["writeOnly"], true);
         assert_eq!(v["format"], "password");
         assert!(is_secret_schema(&v));
+    }
+
+    #[test]
+    fn scrubber_removes_secret_values_from_text() {
+        let schema = serde_json::json!({"properties": {
+            "password": {"type": "string", "format": "password"},
+            "user": {"type": "string"}}});
+        let cfg = serde_json::json!({"password": "hunter2", "user": "root"});
+        let s = Scrubber::new(&schema, &cfg);
+        assert_eq!(
+            s.scrub("auth failed for root with hunter2"),
+            format!("auth failed for root with {REDACTED}")
+        );
     }
 
     #[test]

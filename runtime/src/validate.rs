@@ -188,20 +188,24 @@ impl SchemaValidator {
 
 /// "unknown key" plus the closest allowed key when one is close enough to be a typo.
 pub fn unknown_key_message(key: &str, allowed: &[String]) -> String {
-    let best = allowed
-        .iter()
-        .map(|candidate| {
-            let a = key.to_ascii_lowercase();
-            let b = candidate.to_ascii_lowercase();
-            (strsim::jaro_winkler(&a, &b), candidate)
-        })
-        .filter(|(score, _)| *score >= 0.8)
-        .max_by(|x, y| x.0.total_cmp(&y.0));
-    match best {
-        Some((_, name)) => format!("unknown key; did you mean `{name}`?"),
+    match closest(key, allowed) {
+        Some(name) => format!("unknown key; did you mean `{name}`?"),
         None if allowed.is_empty() => "unknown key".into(),
         None => format!("unknown key; allowed keys are: {}", allowed.join(", ")),
     }
+}
+
+/// The candidate a typo most likely meant: within a few edits (transpositions
+/// count as one), case-insensitive.
+pub fn closest<'a>(key: &str, candidates: &'a [String]) -> Option<&'a str> {
+    let key = key.to_lowercase();
+    let budget = (key.chars().count() / 4).max(1);
+    candidates
+        .iter()
+        .map(|c| (strsim::damerau_levenshtein(&key, &c.to_lowercase()), c))
+        .filter(|(distance, _)| *distance <= budget)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, c)| c.as_str())
 }
 
 fn escape_pointer(key: &str) -> String {

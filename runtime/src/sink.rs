@@ -1,0 +1,581 @@
+//! The sink driver: reads every shard of the stream, hands ready batches to the
+//! connector's [`SinkWriter`], retries or skips failed batches by the sink
+//! options, and stores per-shard offsets in the reference's KV format.
+//!
+//! Offsets: after a batch is written, the shard's offset becomes the RecordId of
+//! its last record; changed offsets are stored every
+//! `offset.flush.interval.seconds` and once more at shutdown under
+//! `SinkOffsetsManagerImpl_offsets` as `{"<shardId>":"<recordId>"}`. On start a
+//! shard is read from its stored RecordId — the server then re-reads that whole
+//! batch — and records at or before the stored id are dropped, so the writer is
+//! not handed records it already applied.
+//!
+//! Shutdown: readers stop, the batch being written finishes, offsets are stored.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::connector::{SinkConnector, SinkWriter};
+use crate::error::{Error, ErrorKind, Result};
+use crate::shutdown::Shutdown;
+use crate::stream::{Client, Payload, ReaderOffset, Record, RecordId};
+use crate::task::TaskEnv;
+
+/// KV key of the sink offsets (the reference toolkit's key, so offsets carry over).
+pub const OFFSETS_KEY: &str = "SinkOffsetsManagerImpl_offsets";
+
+/// The groups of shared sink options, in the order HServer's front ends show them.
+pub const OPTION_GROUPS: &[(&str, &[&str])] = &[
+    (
+        "Error Handling",
+        &[
+            "task.error.skipStrategy",
+            "task.error.skipCount",
+            "task.error.stream",
+            "task.error.maxRetries",
+        ],
+    ),
+    ("Reader", &["task.reader.fromOffset", "reader.max.retry"]),
+    (
+        "Buffer Strategy",
+        &[
+            "buffer.batch.maxBytesSize",
+            "buffer.batch.maxAge",
+            "buffer.enableBackgroundFlush",
+        ],
+    ),
+    ("Offsets", &["offset.flush.interval.seconds"]),
+];
+
+/// What to do with a batch the target still rejects after the retries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum SkipStrategy {
+    /// Skip every failed batch (recorded to `task.error.stream` when set).
+    SkipAll,
+    /// Never skip: the task fails and keeps its offsets.
+    #[default]
+    NeverSkip,
+    /// Skip failed batches while the skipped records stay within `task.error.skipCount`.
+    SkipSome,
+}
+
+/// Where to start reading a shard that has no stored offset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum FromOffset {
+    /// The oldest record still in the stream.
+    #[default]
+    EARLIEST,
+    /// Only records appended after the task starts.
+    LATEST,
+}
+
+const fn default_skip_count() -> u64 {
+    5
+}
+const fn default_max_retries() -> i64 {
+    3
+}
+const fn default_offset_flush_secs() -> u32 {
+    1
+}
+const fn default_reader_max_retry() -> u32 {
+    3
+}
+
+/// Options every sink shares, with the reference's names; flattened into each
+/// sink's config type.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+pub struct SinkOptions {
+    /// What to do with a batch the target rejects after the retries.
+    #[serde(rename = "task.error.skipStrategy", default)]
+    pub skip_strategy: SkipStrategy,
+    /// With `SkipSome`: how many records may be skipped in total before the task fails.
+    #[serde(rename = "task.error.skipCount", default = "default_skip_count")]
+    pub skip_count: u64,
+    /// Stream that receives a JSON record for every skipped batch (created if missing).
+    #[serde(rename = "task.error.stream", default)]
+    #[schemars(length(min = 1))]
+    pub error_stream: Option<String>,
+    /// Retries of a failed batch before it is skipped or fails the task:
+    /// -1 none, below -1 unlimited.
+    #[serde(rename = "task.error.maxRetries", default = "default_max_retries")]
+    pub max_retries: i64,
+    /// Where to start a shard that has no stored offset.
+    #[serde(rename = "task.reader.fromOffset", default)]
+    pub from_offset: FromOffset,
+    /// Read retries of a shard (reset after each successful read) before the task fails.
+    #[serde(rename = "reader.max.retry", default = "default_reader_max_retry")]
+    pub reader_max_retry: u32,
+    /// Gather reads of a shard into batches of up to this many payload bytes (0: one read, one batch).
+    #[serde(rename = "buffer.batch.maxBytesSize", default)]
+    pub batch_max_bytes: u64,
+    /// With `buffer.batch.maxBytesSize`: write a gathering batch at the latest after this many milliseconds.
+    #[serde(rename = "buffer.batch.maxAge", default)]
+    pub batch_max_age_ms: u64,
+    /// Accepted for compatibility; reading always overlaps writing here.
+    #[serde(rename = "buffer.enableBackgroundFlush", default)]
+    pub background_flush: bool,
+    /// How often changed offsets are stored, in seconds.
+    #[serde(
+        rename = "offset.flush.interval.seconds",
+        default = "default_offset_flush_secs"
+    )]
+    #[schemars(range(min = 1, max = 3600))]
+    pub offset_flush_interval_secs: u32,
+}
+
+/// One record as a sink sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SinkRecord {
+    /// Its id in the stream.
+    pub record_id: RecordId,
+    /// Partition key (`""` when none).
+    pub key: String,
+    /// The payload: JSON text for JSON (HRecord) records, the bytes for RAW ones.
+    pub payload: Vec<u8>,
+    /// True when the record was a JSON (HRecord) record.
+    pub is_json: bool,
+}
+
+impl SinkRecord {
+    fn from_stream(record_id: RecordId, record: Record) -> Self {
+        let (payload, is_json) = match record.payload {
+            Payload::Json(map) => (
+                serde_json::to_vec(&map).expect("a JSON map always encodes"),
+                true,
+            ),
+            Payload::Raw(bytes) => (bytes, false),
+        };
+        Self {
+            record_id,
+            key: record.key,
+            payload,
+            is_json,
+        }
+    }
+}
+
+/// Consecutive records of one shard.
+#[derive(Debug, Clone)]
+pub struct SinkBatch {
+    /// The stream read.
+    pub stream: String,
+    /// The shard they come from.
+    pub shard_id: u64,
+    /// The records, in stream order.
+    pub records: Vec<SinkRecord>,
+}
+
+impl SinkBatch {
+    /// Sum of payload bytes.
+    pub fn bytes(&self) -> u64 {
+        self.records.iter().map(|r| r.payload.len() as u64).sum()
+    }
+}
+
+/// Parses the stored offsets map.
+pub fn parse_offsets(text: &str) -> Result<BTreeMap<u64, RecordId>> {
+    let raw: BTreeMap<String, String> = serde_json::from_str(text).map_err(|e| {
+        Error::new(
+            ErrorKind::Internal,
+            format!("stored `{OFFSETS_KEY}` is not a JSON object of strings"),
+        )
+        .with_source(e)
+    })?;
+    raw.into_iter()
+        .map(|(shard, id)| {
+            let shard_id = shard.parse::<u64>().map_err(|_| {
+                Error::new(
+                    ErrorKind::Internal,
+                    format!("stored offset has a bad shard id `{shard}`"),
+                )
+            })?;
+            let record_id = id.parse::<RecordId>().map_err(|_| {
+                Error::new(
+                    ErrorKind::Internal,
+                    format!("stored offset of shard {shard} has a bad record id `{id}`"),
+                )
+            })?;
+            Ok((shard_id, record_id))
+        })
+        .collect()
+}
+
+fn offsets_text(offsets: &BTreeMap<u64, RecordId>) -> String {
+    let map: BTreeMap<String, String> = offsets
+        .iter()
+        .map(|(s, id)| (s.to_string(), id.to_string()))
+        .collect();
+    serde_json::to_string(&map).expect("a string map always encodes")
+}
+
+fn offsets_report(offsets: &BTreeMap<u64, RecordId>) -> Vec<Value> {
+    offsets
+        .iter()
+        .map(|(s, id)| json!({"shardId": s, "offset": id.to_string()}))
+        .collect()
+}
+
+/// Runs sink `C` under the runtime (called by `run`).
+pub async fn drive<C: SinkConnector>(config: C::Config, env: TaskEnv) -> Result<()> {
+    let TaskEnv {
+        file,
+        shutdown,
+        kv,
+        metrics,
+        ..
+    } = env;
+    let options = C::options(&config).clone();
+    let stream = C::stream(&config).to_string();
+    let service_url = file.require_service_url()?.to_string();
+    let client = Client::connect(&service_url).await.map_err(|e| {
+        Error::new(
+            ErrorKind::Connection,
+            format!("cannot connect to HStream at {service_url}"),
+        )
+        .with_source(e)
+        .with_hint(
+            "Check hstream.serviceUrl (or HSTREAM_SERVICE_URL) and that the server is running.",
+        )
+    })?;
+    let mut stored = match kv.get(OFFSETS_KEY).await? {
+        Some(text) => parse_offsets(&text)?,
+        None => BTreeMap::new(),
+    };
+    metrics.set_offsets(offsets_report(&stored));
+    let shards = client.list_shards(&stream).await.map_err(|e| {
+        Error::new(
+            ErrorKind::Setup,
+            format!("cannot list the shards of stream `{stream}`"),
+        )
+        .with_source(e)
+        .with_hint("Create the stream first (e.g. `CREATE STREAM name;`) or fix `stream`.")
+    })?;
+    if let Some(error_stream) = &options.error_stream {
+        client
+            .ensure_stream(error_stream, Default::default())
+            .await
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Stream,
+                    format!("cannot create error stream `{error_stream}`"),
+                )
+                .with_source(e)
+            })?;
+    }
+    let mut writer = C::open(&config).await?;
+    tracing::info!(%stream, shards = shards.len(), "sink started");
+
+    let (tx, mut rx) = mpsc::channel::<SinkBatch>(2 * shards.len().max(1));
+    let mut readers = JoinSet::new();
+    for shard in &shards {
+        let resume = stored.get(&shard.shard_id).copied();
+        readers.spawn(read_shard(ShardReading {
+            client: client.clone(),
+            stream: stream.clone(),
+            shard_id: shard.shard_id,
+            start: resume.map_or(
+                match options.from_offset {
+                    FromOffset::EARLIEST => ReaderOffset::Earliest,
+                    FromOffset::LATEST => ReaderOffset::Latest,
+                },
+                ReaderOffset::RecordId,
+            ),
+            applied: resume,
+            max_retry: options.reader_max_retry,
+            tx: tx.clone(),
+            shutdown: shutdown.clone(),
+        }));
+    }
+    drop(tx);
+
+    let mut policy = Policy::new(&options);
+    let mut dirty = false;
+    let mut carried: Option<SinkBatch> = None;
+    let flush_every = Duration::from_secs(options.offset_flush_interval_secs.into());
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + flush_every, flush_every);
+    let outcome: Result<()> = loop {
+        let next = match carried.take() {
+            Some(batch) => Some(batch),
+            None => tokio::select! {
+                batch = rx.recv() => batch,
+                Some(joined) = readers.join_next() => match joined {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(error)) => break Err(error),
+                    Err(e) => break Err(Error::internal("a shard reader panicked").with_source(e)),
+                },
+                _ = tick.tick() => {
+                    if dirty {
+                        match store(kv.as_ref(), &stored).await {
+                            Ok(()) => { dirty = false; metrics.set_offsets(offsets_report(&stored)); }
+                            Err(error) => tracing::warn!(%error, "cannot store offsets; will retry"),
+                        }
+                    }
+                    continue;
+                }
+                _ = shutdown.wait() => break Ok(()),
+            },
+        };
+        let Some(first) = next else { break Ok(()) };
+        if shutdown.is_triggered() {
+            break Ok(());
+        }
+        let (batch, other) = gather(first, &mut rx, &options).await;
+        carried = other;
+        match policy.write(&mut writer, &batch, &client, &shutdown).await {
+            Ok(written) => {
+                if written {
+                    metrics.delivered(batch.records.len() as u64, batch.bytes());
+                }
+                if let Some(last) = batch.records.last() {
+                    stored.insert(batch.shard_id, last.record_id);
+                    dirty = true;
+                }
+            }
+            Err(error) => break Err(error),
+        }
+    };
+    readers.abort_all();
+    // The final offsets are stored whatever happened: they only cover written batches.
+    let stored_result = if dirty {
+        store(kv.as_ref(), &stored).await
+    } else {
+        Ok(())
+    };
+    metrics.set_offsets(offsets_report(&stored));
+    outcome?;
+    stored_result
+}
+
+async fn store(kv: &dyn crate::kv::KvStore, offsets: &BTreeMap<u64, RecordId>) -> Result<()> {
+    kv.set(OFFSETS_KEY, offsets_text(offsets)).await
+}
+
+/// With `buffer.batch.maxBytesSize`, gathers more reads of the same shard into
+/// `batch`. A read of another shard ends the gathering and is returned, to be
+/// written next (batches of different shards are never merged).
+async fn gather(
+    mut batch: SinkBatch,
+    rx: &mut mpsc::Receiver<SinkBatch>,
+    options: &SinkOptions,
+) -> (SinkBatch, Option<SinkBatch>) {
+    if options.batch_max_bytes == 0 {
+        return (batch, None);
+    }
+    let deadline = Instant::now() + Duration::from_millis(options.batch_max_age_ms);
+    while batch.bytes() < options.batch_max_bytes {
+        let next = if options.batch_max_age_ms == 0 {
+            rx.try_recv().ok()
+        } else {
+            let left = deadline.saturating_duration_since(Instant::now());
+            tokio::time::timeout(left, rx.recv()).await.ok().flatten()
+        };
+        match next {
+            Some(more) if more.shard_id == batch.shard_id => batch.records.extend(more.records),
+            Some(other) => return (batch, Some(other)),
+            None => break,
+        }
+    }
+    (batch, None)
+}
+
+struct ShardReading {
+    client: Client,
+    stream: String,
+    shard_id: u64,
+    start: ReaderOffset,
+    applied: Option<RecordId>,
+    max_retry: u32,
+    tx: mpsc::Sender<SinkBatch>,
+    shutdown: Shutdown,
+}
+
+async fn read_shard(mut r: ShardReading) -> Result<()> {
+    let mut failures = 0u32;
+    loop {
+        let offset = r.applied.map_or(r.start.clone(), ReaderOffset::RecordId);
+        let opened = tokio::select! {
+            opened = r.client.shard_reader(&r.stream, r.shard_id, offset) => opened,
+            _ = r.shutdown.wait() => return Ok(()),
+        };
+        let mut reader = match opened {
+            Ok(reader) => reader,
+            Err(e) => {
+                failures += 1;
+                if failures > r.max_retry {
+                    return Err(Error::new(
+                        ErrorKind::Stream,
+                        format!(
+                            "cannot open a reader on shard {} of stream `{}` after {} attempts",
+                            r.shard_id, r.stream, failures
+                        ),
+                    )
+                    .with_source(e));
+                }
+                tracing::warn!(shard = r.shard_id, error = %e, "cannot open shard reader; retrying");
+                backoff(failures, &r.shutdown).await;
+                continue;
+            }
+        };
+        loop {
+            let read = tokio::select! {
+                read = reader.read(1) => read,
+                _ = r.shutdown.wait() => {
+                    let _ = reader.close().await;
+                    return Ok(());
+                }
+            };
+            match read {
+                Ok(received) => {
+                    failures = 0;
+                    let records: Vec<SinkRecord> = received
+                        .into_iter()
+                        .filter(|rr| r.applied.is_none_or(|applied| rr.record_id > applied))
+                        .map(|rr| SinkRecord::from_stream(rr.record_id, rr.record))
+                        .collect();
+                    let Some(last) = records.last() else { continue };
+                    r.applied = Some(last.record_id);
+                    let batch = SinkBatch {
+                        stream: r.stream.clone(),
+                        shard_id: r.shard_id,
+                        records,
+                    };
+                    tokio::select! {
+                        sent = r.tx.send(batch) => if sent.is_err() { return Ok(()) },
+                        _ = r.shutdown.wait() => return Ok(()),
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures > r.max_retry {
+                        return Err(Error::new(
+                            ErrorKind::Stream,
+                            format!(
+                                "cannot read shard {} of stream `{}` after {} attempts",
+                                r.shard_id, r.stream, failures
+                            ),
+                        )
+                        .with_source(e)
+                        .with_hint(
+                            "Raise `reader.max.retry` if the stream service is restarting.",
+                        ));
+                    }
+                    tracing::warn!(shard = r.shard_id, error = %e, "shard read failed; reopening the reader");
+                    let _ = reader.close().await;
+                    backoff(failures, &r.shutdown).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn backoff(attempt: u32, shutdown: &Shutdown) {
+    let delay = Duration::from_millis(500u64.saturating_mul(1 << attempt.min(6)).min(30_000));
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = shutdown.wait() => {}
+    }
+}
+
+/// Retry and skip decisions for failed batches.
+struct Policy {
+    max_retries: i64,
+    strategy: SkipStrategy,
+    skip_count: u64,
+    skipped: u64,
+    error_stream: Option<String>,
+}
+
+impl Policy {
+    fn new(options: &SinkOptions) -> Self {
+        Self {
+            max_retries: options.max_retries,
+            strategy: options.skip_strategy,
+            skip_count: options.skip_count,
+            skipped: 0,
+            error_stream: options.error_stream.clone(),
+        }
+    }
+
+    fn may_retry(&self, attempt: u32, error: &Error) -> bool {
+        let retryable = !matches!(error.kind(), ErrorKind::Config | ErrorKind::Conversion);
+        retryable && (self.max_retries < -1 || i64::from(attempt) < self.max_retries.max(0))
+    }
+
+    /// Writes `batch`; `Ok(true)` written, `Ok(false)` skipped, `Err` fails the task.
+    async fn write<W: SinkWriter>(
+        &mut self,
+        writer: &mut W,
+        batch: &SinkBatch,
+        client: &Client,
+        shutdown: &Shutdown,
+    ) -> Result<bool> {
+        let mut attempt = 0u32;
+        let error = loop {
+            match writer.write(batch).await {
+                Ok(()) => return Ok(true),
+                Err(error) if self.may_retry(attempt, &error) && !shutdown.is_triggered() => {
+                    attempt += 1;
+                    tracing::warn!(%error, attempt, shard = batch.shard_id, "batch write failed; retrying");
+                    backoff(attempt, shutdown).await;
+                    if shutdown.is_triggered() {
+                        return Err(error);
+                    }
+                }
+                Err(error) => break error,
+            }
+        };
+        let count = batch.records.len() as u64;
+        let skip = match self.strategy {
+            SkipStrategy::SkipAll => true,
+            SkipStrategy::NeverSkip => false,
+            SkipStrategy::SkipSome => self.skipped + count <= self.skip_count,
+        };
+        if !skip {
+            return Err(error);
+        }
+        self.skipped += count;
+        tracing::warn!(%error, records = count, shard = batch.shard_id, "skipping a batch the target rejects");
+        if let Some(stream) = &self.error_stream {
+            let body = json!({
+                "type": "InvalidBatchSinkRecord",
+                "reason": error.to_string(),
+                "beginRecordId": batch.records.first().map(|r| r.record_id.to_string()),
+                "tailRecordId": batch.records.last().map(|r| r.record_id.to_string()),
+                "count": count,
+            });
+            let record = Record::raw(String::new(), body.to_string().into_bytes());
+            let shards = client.list_shards(stream).await.map_err(|e| {
+                Error::new(
+                    ErrorKind::Stream,
+                    format!("cannot list shards of error stream `{stream}`"),
+                )
+                .with_source(e)
+            })?;
+            let shard = shards.first().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Stream,
+                    format!("error stream `{stream}` has no shard"),
+                )
+            })?;
+            client
+                .append(stream, shard.shard_id, vec![record], Default::default())
+                .await
+                .map_err(|e| {
+                    Error::new(
+                        ErrorKind::Stream,
+                        format!("cannot record a skipped batch to `{stream}`"),
+                    )
+                    .with_source(e)
+                })?;
+        }
+        Ok(false)
+    }
+}

@@ -1,0 +1,327 @@
+//! The source driver: appends what a source produces and commits its positions
+//! in order, only once every record before a position is acknowledged.
+//!
+//! A source calls [`SourceContext::send`] with records and, optionally, the
+//! position reached after them. Appends go through one buffered producer per
+//! stream. A single finalizer awaits the append results in send order; a
+//! position becomes *committed* when all its records and everything sent
+//! before it were acknowledged, and committed positions are stored in the KV
+//! (every second while changed, and once more at shutdown). A failed append
+//! stops the task without committing anything after it: nothing acknowledged
+//! to the database is ever lost, at worst re-sent after a restart.
+
+use std::collections::HashMap;
+use std::future::IntoFuture;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::connector::Source;
+use crate::error::{Error, ErrorKind, Result};
+use crate::kv::KvStore;
+use crate::report::Metrics;
+use crate::shutdown::{Shutdown, StopReason};
+use crate::stream::{
+    AppendHandle, BufferedProducer, Client, ProducerOptions, Record, StreamOptions,
+};
+use crate::task::TaskEnv;
+
+/// KV key under which a source's committed position is stored (JSON text).
+pub const POSITION_KEY: &str = "source_position";
+/// How often a changed position is stored.
+pub const POSITION_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// Sends awaiting acknowledgement before `send` waits (back-pressure).
+const MAX_PENDING_SENDS: usize = 256;
+
+struct PendingSend {
+    handles: Vec<AppendHandle>,
+    bytes: u64,
+    position: Option<Value>,
+}
+
+/// What a running source gets from the runtime; cheap to clone.
+#[derive(Clone)]
+pub struct SourceContext {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shutdown: Shutdown,
+    kv: Arc<dyn KvStore>,
+    task_id: Option<String>,
+    start_position: Option<Value>,
+    client: Client,
+    producers: tokio::sync::Mutex<HashMap<String, BufferedProducer>>,
+    producer_options: ProducerOptions,
+    pending: mpsc::Sender<PendingSend>,
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+impl SourceContext {
+    /// Fires when the task must stop; check it between batches.
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.inner.shutdown
+    }
+
+    /// The task's KV store, for connector state other than the position
+    /// (e.g. snapshot progress). Keys are private to the task.
+    pub fn kv(&self) -> &dyn KvStore {
+        self.inner.kv.as_ref()
+    }
+
+    /// The task id HServer assigned, if any (e.g. to derive a slot name).
+    pub fn task_id(&self) -> Option<&str> {
+        self.inner.task_id.as_deref()
+    }
+
+    /// The last committed position, from which the source resumes; `None` on the first run.
+    pub fn start_position(&self) -> Option<&Value> {
+        self.inner.start_position.as_ref()
+    }
+
+    /// The stream client, for anything beyond `send` (creating streams with options).
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// Creates `stream` with `options` unless it exists.
+    pub async fn ensure_stream(&self, stream: &str, options: StreamOptions) -> Result<()> {
+        self.inner
+            .client
+            .ensure_stream(stream, options)
+            .await
+            .map_err(|e| stream_error(format!("cannot create stream `{stream}`"), e))
+    }
+
+    /// Appends `records` to `stream` (created with defaults if missing). When
+    /// `position` is given, it is committed once these records and everything
+    /// sent before them are acknowledged. Waits only for buffer space.
+    pub async fn send(
+        &self,
+        stream: &str,
+        records: Vec<Record>,
+        position: Option<Value>,
+    ) -> Result<()> {
+        if let Some(failure) = self.inner.failure.lock().expect("lock poisoned").clone() {
+            return Err(Error::new(ErrorKind::Stream, failure));
+        }
+        let mut producers = self.inner.producers.lock().await;
+        if !producers.contains_key(stream) {
+            self.ensure_stream(stream, StreamOptions::default()).await?;
+            let producer = self
+                .inner
+                .client
+                .producer(stream, self.inner.producer_options.clone())
+                .await
+                .map_err(|e| {
+                    stream_error(format!("cannot open a producer for stream `{stream}`"), e)
+                })?;
+            producers.insert(stream.to_string(), producer);
+        }
+        let producer = producers.get(stream).expect("inserted above");
+        let mut handles = Vec::with_capacity(records.len());
+        let mut bytes = 0u64;
+        for record in records {
+            bytes += record.encoded_len() as u64;
+            handles.push(
+                producer
+                    .append(record)
+                    .await
+                    .map_err(|e| stream_error(format!("cannot append to stream `{stream}`"), e))?,
+            );
+        }
+        drop(producers);
+        self.inner
+            .pending
+            .send(PendingSend {
+                handles,
+                bytes,
+                position,
+            })
+            .await
+            .map_err(|_| Error::new(ErrorKind::Stream, "the append finalizer has stopped"))
+    }
+
+    async fn close_producers(&self) -> Result<()> {
+        let producers: Vec<(String, BufferedProducer)> =
+            self.inner.producers.lock().await.drain().collect();
+        let mut first_error = None;
+        for (stream, producer) in producers {
+            if let Err(e) = producer.close().await {
+                first_error
+                    .get_or_insert(stream_error(format!("cannot flush stream `{stream}`"), e));
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+fn stream_error(message: String, source: crate::stream::StreamError) -> Error {
+    Error::new(ErrorKind::Stream, message).with_source(source)
+}
+
+/// The committed position and whether it still has to be stored.
+#[derive(Default)]
+struct Committed {
+    position: Option<Value>,
+    dirty: bool,
+}
+
+/// Runs source `C` under the runtime (called by `run`).
+pub async fn drive<C: Source>(config: C::Config, env: TaskEnv) -> Result<()> {
+    let TaskEnv {
+        file,
+        shutdown,
+        trigger,
+        kv,
+        metrics,
+    } = env;
+    let service_url = file.require_service_url()?.to_string();
+    let client = Client::connect(&service_url).await.map_err(|e| {
+        Error::new(
+            ErrorKind::Connection,
+            format!("cannot connect to HStream at {service_url}"),
+        )
+        .with_source(e)
+        .with_hint(
+            "Check hstream.serviceUrl (or HSTREAM_SERVICE_URL) and that the server is running.",
+        )
+    })?;
+    let start_position = match kv.get(POSITION_KEY).await? {
+        Some(text) => Some(serde_json::from_str::<Value>(&text).map_err(|e| {
+            Error::new(
+                ErrorKind::Internal,
+                format!("stored `{POSITION_KEY}` is not JSON"),
+            )
+            .with_source(e)
+        })?),
+        None => None,
+    };
+    if let Some(position) = &start_position {
+        metrics.set_offsets(vec![position.clone()]);
+        tracing::info!(%position, "resuming from the committed position");
+    }
+    let committed = Arc::new(Mutex::new(Committed {
+        position: start_position.clone(),
+        dirty: false,
+    }));
+    let failure = Arc::new(Mutex::new(None));
+    let (tx, rx) = mpsc::channel(MAX_PENDING_SENDS);
+    let finalizer = tokio::spawn(finalize(
+        rx,
+        committed.clone(),
+        metrics.clone(),
+        failure.clone(),
+        trigger.clone(),
+    ));
+    let flusher = tokio::spawn(flush_positions(
+        kv.clone(),
+        committed.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    let ctx = SourceContext {
+        inner: Arc::new(Inner {
+            shutdown: shutdown.clone(),
+            kv: kv.clone(),
+            task_id: file.task_id.clone(),
+            start_position,
+            client,
+            producers: tokio::sync::Mutex::new(HashMap::new()),
+            producer_options: ProducerOptions::default(),
+            pending: tx,
+            failure: failure.clone(),
+        }),
+    };
+    let run_result = C::run(config, ctx.clone()).await;
+    // Drain: flush every producer, let the finalizer see every result, store the position.
+    let flush_result = ctx.close_producers().await;
+    drop(ctx);
+    let _ = finalizer.await;
+    flusher.abort();
+    let store_result = store_position(kv.as_ref(), &committed, &metrics).await;
+    if let Some(failure) = failure.lock().expect("lock poisoned").clone() {
+        return Err(Error::new(ErrorKind::Stream, failure).with_hint(
+            "Records after the last committed position will be captured again on restart.",
+        ));
+    }
+    run_result?;
+    flush_result?;
+    store_result
+}
+
+async fn finalize(
+    mut rx: mpsc::Receiver<PendingSend>,
+    committed: Arc<Mutex<Committed>>,
+    metrics: Arc<Metrics>,
+    failure: Arc<Mutex<Option<String>>>,
+    trigger: crate::shutdown::ShutdownTrigger,
+) {
+    while let Some(send) = rx.recv().await {
+        if failure.lock().expect("lock poisoned").is_some() {
+            continue; // never commit past a failure
+        }
+        let count = send.handles.len() as u64;
+        for handle in send.handles {
+            if let Err(error) = handle.into_future().await {
+                tracing::error!(%error, "append failed; no later position will be committed");
+                *failure.lock().expect("lock poisoned") = Some(format!("append failed: {error}"));
+                trigger.trigger(StopReason::Failed);
+                break;
+            }
+        }
+        if failure.lock().expect("lock poisoned").is_some() {
+            continue;
+        }
+        metrics.delivered(count, send.bytes);
+        if let Some(position) = send.position {
+            let mut c = committed.lock().expect("lock poisoned");
+            c.position = Some(position);
+            c.dirty = true;
+        }
+    }
+}
+
+async fn flush_positions(
+    kv: Arc<dyn KvStore>,
+    committed: Arc<Mutex<Committed>>,
+    metrics: Arc<Metrics>,
+    shutdown: Shutdown,
+) {
+    let mut tick = tokio::time::interval(POSITION_FLUSH_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait() => return,
+        }
+        if let Err(error) = store_position(kv.as_ref(), &committed, &metrics).await {
+            tracing::warn!(%error, "cannot store the source position; will retry");
+        }
+    }
+}
+
+async fn store_position(
+    kv: &dyn KvStore,
+    committed: &Mutex<Committed>,
+    metrics: &Metrics,
+) -> Result<()> {
+    let position = {
+        let c = committed.lock().expect("lock poisoned");
+        if !c.dirty {
+            return Ok(());
+        }
+        c.position.clone()
+    };
+    let Some(position) = position else {
+        return Ok(());
+    };
+    kv.set(POSITION_KEY, position.to_string()).await?;
+    metrics.set_offsets(vec![position.clone()]);
+    let mut c = committed.lock().expect("lock poisoned");
+    if c.position.as_ref() == Some(&position) {
+        c.dirty = false;
+    }
+    Ok(())
+}

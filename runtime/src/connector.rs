@@ -100,6 +100,17 @@ pub trait SinkWriter: Send + 'static {
     /// written before the last stored offset, so writes must be idempotent.
     /// An `Err` is retried or skipped by the runtime according to the sink options.
     fn write(&mut self, batch: &SinkBatch) -> impl Future<Output = Result<()>> + Send;
+
+    /// Offsets the writer keeps itself, transactionally with the rows (an
+    /// exactly-once sink's progress table): shard id → RecordId of the last
+    /// applied record. When `Some`, they take precedence over the KV offsets
+    /// for where each shard resumes. Default: `None` (offsets live in the KV).
+    fn stored_offsets(
+        &mut self,
+    ) -> impl Future<Output = Result<Option<std::collections::BTreeMap<u64, crate::stream::RecordId>>>> + Send
+    {
+        async { Ok(None) }
+    }
 }
 
 /// The connector-independent view of a connector, for the registry and the CLI.

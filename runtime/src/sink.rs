@@ -270,6 +270,10 @@ pub async fn drive<C: SinkConnector>(config: C::Config, env: TaskEnv) -> Result<
             })?;
     }
     let mut writer = C::open(&config).await?;
+    if let Some(own) = writer.stored_offsets().await? {
+        tracing::info!(shards = own.len(), "resuming from the offsets the target stores");
+        stored.extend(own);
+    }
     tracing::info!(%stream, shards = shards.len(), "sink started");
 
     let (tx, mut rx) = mpsc::channel::<SinkBatch>(2 * shards.len().max(1));

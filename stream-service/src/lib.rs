@@ -1,1 +1,250 @@
-//! placeholder
+//! # hstream-io stream service
+//!
+//! An embedded, single-node implementation of the HStreamDB gRPC API subset
+//! hstream-io uses (`hstream.server.HStreamApi`): streams split into shards
+//! exactly as HServer splits them, durable appends (fsync before ack by
+//! default), shard readers, subscriptions, trimming and retention. Connector
+//! RPCs answer UNIMPLEMENTED.
+//!
+//! Storage: per shard, a segmented append-only log of CRC-checked batches
+//! (see `log.rs`); metadata in one atomically replaced JSON file.
+//!
+//! Use [`serve`] for a long-running server and [`start`] for in-process tests.
+#![warn(missing_docs)]
+
+mod errors;
+mod log;
+mod meta;
+mod service;
+mod subscription;
+mod validate;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hstream_io_runtime::stream::wire;
+use hstream_io_runtime::stream::wire::h_stream_api_server::HStreamApiServer;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// When appends reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FsyncPolicy {
+    /// `fdatasync` before acknowledging (group-committed). Safe default.
+    #[default]
+    Always,
+    /// Leave flushing to the OS: acknowledged appends can be lost on power failure
+    /// (not on a process crash).
+    Never,
+}
+
+/// Options for [`serve`] / [`start`].
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Where streams and metadata are stored (created if missing).
+    pub data_dir: PathBuf,
+    /// Address to listen on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// `HOST:PORT` returned by `DescribeCluster` and lookups; defaults to the
+    /// bound address (with `127.0.0.1` in place of an unspecified IP).
+    pub advertised_address: Option<String>,
+    /// Durability of appends.
+    pub fsync: FsyncPolicy,
+}
+
+impl ServeOptions {
+    /// Options for `data_dir`, listening on `127.0.0.1:6570`, fsync before ack.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 6570)),
+            advertised_address: None,
+            fsync: FsyncPolicy::Always,
+        }
+    }
+}
+
+/// Why the service could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The data directory could not be opened or recovered.
+    #[error("cannot open the stream data directory {path}: {source}")]
+    Storage {
+        /// The data directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The listen address could not be bound.
+    #[error(
+        "cannot listen on {addr}: {source}; pick another --listen address or stop the process using it"
+    )]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// An option is invalid.
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+    /// The gRPC server failed.
+    #[error("stream service transport failed: {0}")]
+    Transport(String),
+}
+
+/// Largest gRPC message accepted or sent.
+const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+/// How often retention (`backlogDuration`) is applied.
+const RETENTION_PERIOD: Duration = Duration::from_secs(10);
+
+fn parse_advertised(adv: &str) -> Result<(String, u32), ServeError> {
+    let bad = || {
+        ServeError::InvalidOption(format!(
+            "advertised address {adv:?} must be HOST:PORT, e.g. 10.0.0.5:6570"
+        ))
+    };
+    let (host, port) = adv.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || port == 0 {
+        return Err(bad());
+    }
+    Ok((host.to_string(), u32::from(port)))
+}
+
+/// Runs the service until `shutdown` completes.
+pub async fn serve(
+    opts: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (listener, addr) = bind(&opts).await?;
+    let svc = open_service(&opts, addr)?;
+    run(svc, listener, addr, shutdown).await
+}
+
+async fn bind(opts: &ServeOptions) -> Result<(tokio::net::TcpListener, SocketAddr), ServeError> {
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: opts.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: opts.listen,
+        source,
+    })?;
+    Ok((listener, addr))
+}
+
+fn open_service(opts: &ServeOptions, addr: SocketAddr) -> Result<service::Service, ServeError> {
+    let (host, port) = match &opts.advertised_address {
+        Some(a) => parse_advertised(a)?,
+        None => {
+            let ip = if addr.ip().is_unspecified() {
+                "127.0.0.1".to_string()
+            } else {
+                addr.ip().to_string()
+            };
+            (ip, u32::from(addr.port()))
+        }
+    };
+    let node = wire::ServerNode {
+        id: 1,
+        host,
+        port,
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
+    service::Service::open(&opts.data_dir, opts.fsync, node).map_err(|source| ServeError::Storage {
+        path: opts.data_dir.clone(),
+        source,
+    })
+}
+
+async fn run(
+    svc: service::Service,
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    tracing::info!(listen = %addr, "stream service started");
+    let retention = {
+        let svc = svc.clone();
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(RETENTION_PERIOD);
+            loop {
+                t.tick().await;
+                let s = svc.clone();
+                let _ = tokio::task::spawn_blocking(move || s.apply_retention()).await;
+            }
+        })
+    };
+    let server = HStreamApiServer::new(svc)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let result = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(server)
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            shutdown,
+        )
+        .await
+        .map_err(|e| ServeError::Transport(e.to_string()));
+    retention.abort();
+    tracing::info!(listen = %addr, "stream service stopped");
+    result
+}
+
+/// A service started with [`start`].
+#[derive(Debug)]
+pub struct RunningService {
+    /// The bound address.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), ServeError>>,
+}
+
+impl RunningService {
+    /// The service URL clients connect with (`hstream://127.0.0.1:PORT`).
+    pub fn url(&self) -> String {
+        format!("hstream://{}", self.addr)
+    }
+
+    /// Stops the service and waits until it has shut down.
+    pub async fn stop(mut self) -> Result<(), ServeError> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        (&mut self.task)
+            .await
+            .map_err(|e| ServeError::Transport(format!("service task failed: {e}")))?
+    }
+}
+
+impl Drop for RunningService {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Starts the service in the background (handy for tests): binds first, so
+/// the returned [`RunningService::addr`] is ready for clients.
+pub async fn start(opts: ServeOptions) -> Result<RunningService, ServeError> {
+    let (listener, addr) = bind(&opts).await?;
+    let svc = open_service(&opts, addr)?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(run(svc, listener, addr, async move {
+        let _ = rx.await;
+    }));
+    Ok(RunningService {
+        addr,
+        stop: Some(tx),
+        task,
+    })
+}

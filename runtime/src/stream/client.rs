@@ -587,10 +587,6 @@ impl Client {
 
     // ----- plumbing -----
 
-    pub(crate) fn options(&self) -> &ClientOptions {
-        &self.inner.opts
-    }
-
     pub(crate) fn api(&self, node: &str) -> Result<Api, StreamError> {
         let ch = {
             let mut chans = lock(&self.inner.channels);

@@ -54,6 +54,22 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Run the embedded HStream-compatible stream service.
+    Serve {
+        /// Where streams are stored (created if missing).
+        #[arg(long, default_value = "hstream-data")]
+        data_dir: PathBuf,
+        /// Address to listen on for gRPC (HStream API).
+        #[arg(long, default_value = "127.0.0.1:6570")]
+        listen: std::net::SocketAddr,
+        /// HOST:PORT that clients and tasks are told to use (DescribeCluster, lookups);
+        /// default: the listen address.
+        #[arg(long)]
+        advertised_address: Option<String>,
+        /// When appends reach the disk: `always` (fsync before acknowledging) or `never` (OS decides).
+        #[arg(long, value_enum, default_value_t = Fsync::Always)]
+        fsync: Fsync,
+    },
     /// `hstream-io <connector> <verb>`: a connector's verbs.
     #[command(external_subcommand)]
     Connector(Vec<String>),
@@ -100,6 +116,12 @@ enum Verb {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Fsync {
+    Always,
+    Never,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Kv {
     Channel,
     File,
@@ -112,9 +134,47 @@ fn main() -> ExitCode {
         Command::Connectors { output } => list_connectors(output),
         Command::Schemas { out, check } => generated::schemas(&out, check),
         Command::Docs { out, check } => generated::docs(&out, check),
+        Command::Serve { data_dir, listen, advertised_address, fsync } => serve(data_dir, listen, advertised_address, fsync),
         Command::Connector(args) => connector_verb(args),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn serve(data_dir: PathBuf, listen: std::net::SocketAddr, advertised_address: Option<String>, fsync: Fsync) -> i32 {
+    use hstream_io_stream_service::{FsyncPolicy, ServeOptions};
+    hstream_io_runtime::logging::init_stderr();
+    let options = ServeOptions {
+        data_dir,
+        listen,
+        advertised_address,
+        fsync: match fsync {
+            Fsync::Always => FsyncPolicy::Always,
+            Fsync::Never => FsyncPolicy::Never,
+        },
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    let result = runtime.block_on(hstream_io_stream_service::serve(options, async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("stopping the stream service");
+    }));
+    match result {
+        Ok(()) => 0,
+        Err(error) => {
+            tracing::error!(%error, "stream service failed");
+            1
+        }
+    }
 }
 
 fn list_connectors(output: Output) -> i32 {

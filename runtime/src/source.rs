@@ -216,11 +216,12 @@ pub async fn drive<C: Source>(config: C::Config, env: TaskEnv) -> Result<()> {
         failure.clone(),
         trigger.clone(),
     ));
+    let (stop_flusher, flusher_stopped) = tokio::sync::oneshot::channel::<()>();
     let flusher = tokio::spawn(flush_positions(
         kv.clone(),
         committed.clone(),
         metrics.clone(),
-        shutdown.clone(),
+        flusher_stopped,
     ));
     let ctx = SourceContext {
         inner: Arc::new(Inner {
@@ -240,7 +241,9 @@ pub async fn drive<C: Source>(config: C::Config, env: TaskEnv) -> Result<()> {
     let flush_result = ctx.close_producers().await;
     drop(ctx);
     let _ = finalizer.await;
-    flusher.abort();
+    // Let a store in progress finish rather than cancel it halfway.
+    let _ = stop_flusher.send(());
+    let _ = flusher.await;
     let store_result = store_position(kv.as_ref(), &committed, &metrics).await;
     if let Some(failure) = failure.lock().expect("lock poisoned").clone() {
         return Err(Error::new(ErrorKind::Stream, failure).with_hint(
@@ -288,13 +291,13 @@ async fn flush_positions(
     kv: Arc<dyn KvStore>,
     committed: Arc<Mutex<Committed>>,
     metrics: Arc<Metrics>,
-    shutdown: Shutdown,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let mut tick = tokio::time::interval(POSITION_FLUSH_INTERVAL);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = shutdown.wait() => return,
+            _ = &mut stop => return,
         }
         if let Err(error) = store_position(kv.as_ref(), &committed, &metrics).await {
             tracing::warn!(%error, "cannot store the source position; will retry");

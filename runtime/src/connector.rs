@@ -107,8 +107,9 @@ pub trait SinkWriter: Send + 'static {
     /// for where each shard resumes. Default: `None` (offsets live in the KV).
     fn stored_offsets(
         &mut self,
-    ) -> impl Future<Output = Result<Option<std::collections::BTreeMap<u64, crate::stream::RecordId>>>> + Send
-    {
+    ) -> impl Future<
+        Output = Result<Option<std::collections::BTreeMap<u64, crate::stream::RecordId>>>,
+    > + Send {
         async { Ok(None) }
     }
 }

@@ -31,6 +31,7 @@ pub mod error;
 pub mod kv;
 pub mod logging;
 pub mod report;
+pub mod retry;
 pub mod secret;
 pub mod shutdown;
 pub mod sink;

@@ -23,6 +23,7 @@ use tokio::task::JoinSet;
 
 use crate::connector::{SinkConnector, SinkWriter};
 use crate::error::{Error, ErrorKind, Result};
+use crate::retry::Backoff;
 use crate::shutdown::Shutdown;
 use crate::stream::{Client, Payload, ReaderOffset, Record, RecordId};
 use crate::task::TaskEnv;
@@ -271,7 +272,10 @@ pub async fn drive<C: SinkConnector>(config: C::Config, env: TaskEnv) -> Result<
     }
     let mut writer = C::open(&config).await?;
     if let Some(own) = writer.stored_offsets().await? {
-        tracing::info!(shards = own.len(), "resuming from the offsets the target stores");
+        tracing::info!(
+            shards = own.len(),
+            "resuming from the offsets the target stores"
+        );
         stored.extend(own);
     }
     tracing::info!(%stream, shards = shards.len(), "sink started");
@@ -423,7 +427,7 @@ async fn read_shard(mut r: ShardReading) -> Result<()> {
                     .with_source(e));
                 }
                 tracing::warn!(shard = r.shard_id, error = %e, "cannot open shard reader; retrying");
-                backoff(failures, &r.shutdown).await;
+                Backoff::default().wait(failures, &r.shutdown).await;
                 continue;
             }
         };
@@ -472,19 +476,11 @@ async fn read_shard(mut r: ShardReading) -> Result<()> {
                     }
                     tracing::warn!(shard = r.shard_id, error = %e, "shard read failed; reopening the reader");
                     let _ = reader.close().await;
-                    backoff(failures, &r.shutdown).await;
+                    Backoff::default().wait(failures, &r.shutdown).await;
                     break;
                 }
             }
         }
-    }
-}
-
-async fn backoff(attempt: u32, shutdown: &Shutdown) {
-    let delay = Duration::from_millis(500u64.saturating_mul(1 << attempt.min(6)).min(30_000));
-    tokio::select! {
-        _ = tokio::time::sleep(delay) => {}
-        _ = shutdown.wait() => {}
     }
 }
 
@@ -528,8 +524,7 @@ impl Policy {
                 Err(error) if self.may_retry(attempt, &error) && !shutdown.is_triggered() => {
                     attempt += 1;
                     tracing::warn!(%error, attempt, shard = batch.shard_id, "batch write failed; retrying");
-                    backoff(attempt, shutdown).await;
-                    if shutdown.is_triggered() {
+                    if !Backoff::default().wait(attempt, shutdown).await {
                         return Err(error);
                     }
                 }

@@ -187,9 +187,12 @@ async fn run(
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let result = tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        // Large windows: a 100 KB batch must not wait for WINDOW_UPDATE round trips.
+        .initial_stream_window_size(Some(8 * 1024 * 1024))
+        .initial_connection_window_size(Some(32 * 1024 * 1024))
         .add_service(server)
         .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
         )
         .await

@@ -425,7 +425,7 @@ impl Client {
                 shard_target(stream, shard_id)
             )));
         }
-        let batch = encode_batch(&records, compression)?;
+        let batch = encode_batch(records, compression)?;
         self.append_encoded(stream, shard_id, batch).await
     }
 
@@ -600,7 +600,10 @@ impl Client {
                     })?
                     .connect_timeout(self.inner.opts.connect_timeout)
                     .timeout(self.inner.opts.request_timeout)
-                    .tcp_nodelay(true);
+                    .tcp_nodelay(true)
+                    // Large windows: big batches must not wait for WINDOW_UPDATE round trips.
+                    .initial_stream_window_size(Some(8 * 1024 * 1024))
+                    .initial_connection_window_size(Some(32 * 1024 * 1024));
                 let c = ep.connect_lazy();
                 chans.insert(node.to_string(), c.clone());
                 c

@@ -69,23 +69,19 @@ fn value_to_json(v: prost_types::Value) -> serde_json::Value {
     }
 }
 
-fn to_wire_record(r: &Record) -> wire::HStreamRecord {
-    let (flag, payload) = match &r.payload {
+fn to_wire_record(r: Record) -> wire::HStreamRecord {
+    let (flag, payload) = match r.payload {
         Payload::Json(m) => (
             wire::h_stream_record_header::Flag::Json,
-            json_to_struct(m).encode_to_vec(),
+            json_to_struct(&m).encode_to_vec(),
         ),
-        Payload::Raw(b) => (wire::h_stream_record_header::Flag::Raw, b.clone()),
+        Payload::Raw(b) => (wire::h_stream_record_header::Flag::Raw, b),
     };
     wire::HStreamRecord {
         header: Some(wire::HStreamRecordHeader {
             flag: flag as i32,
-            attributes: r
-                .attributes
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            key: r.key.clone(),
+            attributes: r.attributes.into_iter().collect(),
+            key: r.key,
         }),
         payload,
     }
@@ -113,11 +109,12 @@ fn from_wire_record(r: wire::HStreamRecord, target: &str) -> Result<Record, Stre
 
 /// Encodes records as one `BatchedRecord` (payload compressed as a whole).
 pub(crate) fn encode_batch(
-    records: &[Record],
+    records: Vec<Record>,
     compression: Compression,
 ) -> Result<wire::BatchedRecord, StreamError> {
+    let count = records.len();
     let batch = wire::BatchHStreamRecords {
-        records: records.iter().map(to_wire_record).collect(),
+        records: records.into_iter().map(to_wire_record).collect(),
     };
     let raw = batch.encode_to_vec();
     let (ctype, payload) = match compression {
@@ -141,8 +138,8 @@ pub(crate) fn encode_batch(
     Ok(wire::BatchedRecord {
         compression_type: ctype as i32,
         publish_time: None,
-        batch_size: u32::try_from(records.len()).map_err(|_| {
-            StreamError::InvalidArgument(format!("batch of {} records is too large", records.len()))
+        batch_size: u32::try_from(count).map_err(|_| {
+            StreamError::InvalidArgument(format!("batch of {count} records is too large"))
         })?,
         payload,
     })
@@ -224,7 +221,7 @@ mod tests {
     #[test]
     fn roundtrip_all_compressions() {
         for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
-            let b = encode_batch(&sample(), c).unwrap();
+            let b = encode_batch(sample(), c).unwrap();
             assert_eq!(b.batch_size, 2);
             assert_eq!(decode_batch(&b, "t").unwrap(), sample(), "{c:?}");
         }
@@ -232,13 +229,13 @@ mod tests {
 
     #[test]
     fn corrupt_batches_are_errors_not_panics() {
-        let mut b = encode_batch(&sample(), Compression::Gzip).unwrap();
+        let mut b = encode_batch(sample(), Compression::Gzip).unwrap();
         b.payload.truncate(5);
         assert!(decode_batch(&b, "t").is_err());
-        let mut b = encode_batch(&sample(), Compression::Zstd).unwrap();
+        let mut b = encode_batch(sample(), Compression::Zstd).unwrap();
         b.payload[0] ^= 0xff;
         assert!(decode_batch(&b, "t").is_err());
-        let mut b = encode_batch(&sample(), Compression::None).unwrap();
+        let mut b = encode_batch(sample(), Compression::None).unwrap();
         b.batch_size = 3;
         assert!(decode_batch(&b, "t").is_err());
         b.compression_type = 9;

@@ -328,11 +328,10 @@ async fn flush(
     let acks = std::mem::take(&mut buf.acks);
     let permits = std::mem::take(&mut buf.permits);
     buf.bytes = 0;
-    let result = match encode_batch(&records, compression) {
+    let result = match encode_batch(records, compression) {
         Ok(batch) => client.append_encoded(stream, shard_id, batch).await,
         Err(e) => Err(e),
     };
-    drop(records);
     match result {
         Ok(ids) => {
             for (ack, id) in acks.into_iter().zip(ids) {

@@ -23,6 +23,7 @@
 //! ([`shutdown`]) — so a connector only reads or writes.
 #![warn(missing_docs)]
 
+pub mod change;
 pub mod channel;
 pub mod check;
 pub mod config;
@@ -30,6 +31,7 @@ pub mod connector;
 pub mod error;
 pub mod kv;
 pub mod logging;
+pub mod record;
 pub mod report;
 pub mod retry;
 pub mod secret;

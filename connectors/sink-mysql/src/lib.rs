@@ -1,0 +1,1 @@
+//! `sink-mysql` (being written).

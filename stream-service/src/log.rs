@@ -75,6 +75,7 @@ struct Writer {
 struct Shared {
     dir: PathBuf,
     fsync: FsyncPolicy,
+    segment_bytes: u64,
     state: Mutex<State>,
     writer: Mutex<Writer>,
     /// Next LSN to be written (readers wait on changes).
@@ -182,6 +183,11 @@ fn scan_segment(path: &Path, base: u64) -> io::Result<(Vec<IndexEntry>, u64)> {
 impl ShardLog {
     /// Opens (or creates) the log in `dir`, recovering its index.
     pub(crate) fn open(dir: &Path, fsync: FsyncPolicy) -> io::Result<Self> {
+        Self::open_with(dir, fsync, SEGMENT_BYTES)
+    }
+
+    /// [`ShardLog::open`] with an explicit segment size.
+    fn open_with(dir: &Path, fsync: FsyncPolicy, segment_bytes: u64) -> io::Result<Self> {
         fs::create_dir_all(dir).map_err(|e| ctx(e, "cannot create shard directory", dir))?;
         let trim_lsn = match fs::read_to_string(dir.join("trim")) {
             Ok(s) => s.trim().parse().unwrap_or(FIRST_LSN),
@@ -258,6 +264,7 @@ impl ShardLog {
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             fsync,
+            segment_bytes,
             state: Mutex::new(State {
                 index,
                 segments,
@@ -456,7 +463,7 @@ fn write_group(sh: &Shared, group: &[AppendReq]) -> io::Result<Vec<(u64, i64)>> 
         .iter()
         .map(|r| (HEADER_LEN + r.payload.len()) as u64)
         .sum();
-    if w.active_size > 0 && w.active_size + total > SEGMENT_BYTES {
+    if w.active_size > 0 && w.active_size + total > sh.segment_bytes {
         let base = w.next_lsn;
         let path = segment_path(&sh.dir, base);
         let f = Arc::new(
@@ -510,4 +517,118 @@ fn write_group(sh: &Shared, group: &[AppendReq]) -> io::Result<Vec<(u64, i64)>> 
     drop(w);
     sh.tail.send_replace(lsn);
     Ok(placed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segments(dir: &Path) -> usize {
+        fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "log")
+            })
+            .count()
+    }
+
+    #[tokio::test]
+    async fn recovers_and_continues_lsns() {
+        let d = tempfile::tempdir().unwrap();
+        let log = ShardLog::open(d.path(), FsyncPolicy::Always).unwrap();
+        let (a, _) = log.append(b"one".to_vec(), 1, 0).await.unwrap();
+        let (b, _) = log.append(b"two".to_vec(), 2, 1).await.unwrap();
+        assert_eq!(a, FIRST_LSN);
+        assert_eq!(b, a + 1);
+        drop(log);
+        let log = ShardLog::open(d.path(), FsyncPolicy::Always).unwrap();
+        let (got, next) = log.read(0, 10).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            (
+                got[1].payload.as_slice(),
+                got[1].batch_size,
+                got[1].compression
+            ),
+            (&b"two"[..], 2, 1)
+        );
+        assert_eq!(next, b + 1);
+        let (c, _) = log.append(b"three".to_vec(), 1, 0).await.unwrap();
+        assert_eq!(c, b + 1);
+        assert_eq!(log.tail(), Some((c, 1)));
+    }
+
+    #[tokio::test]
+    async fn torn_tail_is_truncated() {
+        let d = tempfile::tempdir().unwrap();
+        let log = ShardLog::open(d.path(), FsyncPolicy::Always).unwrap();
+        for i in 0..3u8 {
+            log.append(vec![i; 50], 1, 0).await.unwrap();
+        }
+        drop(log);
+        let seg = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "log"))
+            .unwrap();
+        let mut bytes = fs::read(&seg).unwrap();
+        let good = bytes.len();
+        bytes.extend_from_slice(&MAGIC.to_le_bytes());
+        bytes.extend_from_slice(&[7u8; 20]);
+        fs::write(&seg, &bytes).unwrap();
+        let log = ShardLog::open(d.path(), FsyncPolicy::Always).unwrap();
+        assert_eq!(fs::metadata(&seg).unwrap().len() as usize, good);
+        assert_eq!(log.read(0, 10).unwrap().0.len(), 3);
+        log.append(vec![9; 5], 1, 0).await.unwrap();
+        drop(log);
+        // a flipped payload byte fails the CRC: the entry and what follows are dropped
+        let mut bytes = fs::read(&seg).unwrap();
+        bytes[HEADER_LEN + 3] ^= 0xff;
+        fs::write(&seg, &bytes).unwrap();
+        let log = ShardLog::open(d.path(), FsyncPolicy::Always).unwrap();
+        assert!(log.read(0, 10).unwrap().0.is_empty());
+    }
+
+    #[tokio::test]
+    async fn segments_roll_and_trim_deletes_them() {
+        let d = tempfile::tempdir().unwrap();
+        let log = ShardLog::open_with(d.path(), FsyncPolicy::Never, 1000).unwrap();
+        let mut lsns = Vec::new();
+        for i in 0..10u8 {
+            lsns.push(log.append(vec![i; 300], 1, 0).await.unwrap().0);
+        }
+        assert!(segments(d.path()) >= 4, "segments rolled");
+        let before = segments(d.path());
+        assert_eq!(log.trim_before(lsns[7]).unwrap(), lsns[7]);
+        assert!(segments(d.path()) < before, "old segments deleted");
+        assert_eq!(log.first_lsn(), lsns[7]);
+        assert_eq!(log.read(0, 100).unwrap().0.len(), 3);
+        drop(log);
+        let log = ShardLog::open_with(d.path(), FsyncPolicy::Never, 1000).unwrap();
+        let (got, _) = log.read(0, 100).unwrap();
+        assert_eq!(
+            got.iter().map(|b| b.lsn).collect::<Vec<_>>(),
+            lsns[7..].to_vec()
+        );
+        assert_eq!(got[0].payload, vec![7u8; 300]);
+        assert_eq!(log.lsn_at_time(0), lsns[7]);
+        assert_eq!(log.lsn_at_time(i64::MAX), lsns[9] + 1);
+    }
+
+    #[tokio::test]
+    async fn trim_of_everything_keeps_lsns_increasing() {
+        let d = tempfile::tempdir().unwrap();
+        let log = ShardLog::open(d.path(), FsyncPolicy::Never).unwrap();
+        let (a, _) = log.append(vec![1], 1, 0).await.unwrap();
+        log.trim_before(a + 1).unwrap();
+        drop(log);
+        let log = ShardLog::open(d.path(), FsyncPolicy::Never).unwrap();
+        assert!(log.read(0, 10).unwrap().0.is_empty());
+        let (b, _) = log.append(vec![2], 1, 0).await.unwrap();
+        assert!(b > a);
+    }
 }

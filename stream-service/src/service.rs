@@ -62,10 +62,16 @@ pub(crate) fn received(shard_id: u64, b: StoredBatch) -> wire::ReceivedRecord {
 }
 
 struct ReaderState {
-    shard_id: u64,
     next_lsn: u64,
     timeout_ms: u32,
     log: Arc<ShardLog>,
+}
+
+/// A shard reader: its shard, and its position behind an async lock
+/// (one ReadShard at a time per reader).
+struct Reader {
+    shard_id: u64,
+    state: tokio::sync::Mutex<ReaderState>,
 }
 
 /// Shared server state.
@@ -77,7 +83,7 @@ pub(crate) struct Inner {
     meta: Mutex<Meta>,
     /// shard id → (stream, log)
     shards: RwLock<HashMap<u64, (String, Arc<ShardLog>)>>,
-    readers: Mutex<HashMap<String, Arc<tokio::sync::Mutex<ReaderState>>>>,
+    readers: Mutex<HashMap<String, Arc<Reader>>>,
     pub(crate) subs: Mutex<HashMap<String, Arc<SubState>>>,
 }
 
@@ -113,12 +119,14 @@ impl Service {
             if let Some((_, log)) = shards.get(&r.shard_id) {
                 readers.insert(
                     id.clone(),
-                    Arc::new(tokio::sync::Mutex::new(ReaderState {
+                    Arc::new(Reader {
                         shard_id: r.shard_id,
-                        next_lsn: r.start_lsn,
-                        timeout_ms: r.timeout_ms,
-                        log: Arc::clone(log),
-                    })),
+                        state: tokio::sync::Mutex::new(ReaderState {
+                            next_lsn: r.start_lsn,
+                            timeout_ms: r.timeout_ms,
+                            log: Arc::clone(log),
+                        }),
+                    }),
                 );
             }
         }
@@ -322,10 +330,7 @@ impl HStreamApi for Service {
                 map.remove(id);
             }
         }
-        lock(&self.inner.readers).retain(|_, r| {
-            r.try_lock()
-                .map_or(true, |r| !removed.contains(&r.shard_id))
-        });
+        lock(&self.inner.readers).retain(|_, r| !removed.contains(&r.shard_id));
         for id in removed {
             let d = shard_dir(&self.inner.dir, id);
             if let Err(e) = std::fs::remove_dir_all(&d) {
@@ -546,12 +551,14 @@ impl HStreamApi for Service {
             self.save(&meta)?;
             lock(&self.inner.readers).insert(
                 req.reader_id.clone(),
-                Arc::new(tokio::sync::Mutex::new(ReaderState {
+                Arc::new(Reader {
                     shard_id: req.shard_id,
-                    next_lsn: start,
-                    timeout_ms: req.timeout,
-                    log,
-                })),
+                    state: tokio::sync::Mutex::new(ReaderState {
+                        next_lsn: start,
+                        timeout_ms: req.timeout,
+                        log,
+                    }),
+                }),
             );
         }
         Ok(Response::new(wire::CreateShardReaderResponse {
@@ -586,7 +593,8 @@ impl HStreamApi for Service {
             .get(&req.reader_id)
             .cloned()
             .ok_or_else(|| errors::reader_not_found(&req.reader_id))?;
-        let mut r = st.lock().await;
+        let shard = st.shard_id;
+        let mut r = st.state.lock().await;
         let max = (req.max_records.max(1) as usize).min(MAX_READ_BATCHES);
         let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::from(r.timeout_ms));
         let mut tail = r.log.watch_tail();
@@ -601,7 +609,6 @@ impl HStreamApi for Service {
                 .map_err(|e| internal("cannot read the shard log", &e))?;
             if !batches.is_empty() {
                 r.next_lsn = next;
-                let shard = r.shard_id;
                 return Ok(Response::new(wire::ReadShardResponse {
                     received_records: batches.into_iter().map(|b| received(shard, b)).collect(),
                 }));

@@ -228,6 +228,44 @@ mod tests {
     }
 
     #[test]
+    fn wire_bytes_match_hstream_field_numbers() {
+        let id = wire::RecordId {
+            shard_id: 1,
+            batch_id: 2,
+            batch_index: 3,
+        };
+        assert_eq!(id.encode_to_vec(), vec![0x08, 1, 0x10, 2, 0x18, 3]);
+        let b = wire::BatchedRecord {
+            compression_type: wire::CompressionType::Zstd as i32,
+            publish_time: None,
+            batch_size: 1,
+            payload: vec![0xaa],
+        };
+        assert_eq!(b.encode_to_vec(), vec![0x08, 2, 0x18, 1, 0x22, 1, 0xaa]);
+        let req = wire::AppendRequest {
+            stream_name: "s".into(),
+            shard_id: 5,
+            records: None,
+        };
+        assert_eq!(req.encode_to_vec(), vec![0x0a, 1, b's', 0x10, 5]);
+        let h = wire::HStreamRecordHeader {
+            flag: wire::h_stream_record_header::Flag::Raw as i32,
+            attributes: Default::default(),
+            key: "k".into(),
+        };
+        assert_eq!(h.encode_to_vec(), vec![0x08, 1, 0x1a, 1, b'k']);
+        let off = wire::ShardOffset {
+            offset: Some(wire::shard_offset::Offset::TimestampOffset(
+                wire::TimestampOffset {
+                    timestamp_in_ms: 7,
+                    strict_accuracy: false,
+                },
+            )),
+        };
+        assert_eq!(off.encode_to_vec(), vec![0x1a, 2, 0x08, 7]);
+    }
+
+    #[test]
     fn corrupt_batches_are_errors_not_panics() {
         let mut b = encode_batch(sample(), Compression::Gzip).unwrap();
         b.payload.truncate(5);

@@ -221,9 +221,8 @@ impl Consumer {
 
     /// Sends pending acks and ends the fetch stream.
     pub async fn close(mut self) -> Result<(), StreamError> {
+        // Queued acks are still sent: the request stream drains the channel before it ends.
         let r = self.flush_acks();
-        // Give the transport a moment to send the acks before closing.
-        tokio::task::yield_now().await;
         drop(self.tx);
         r
     }

@@ -98,7 +98,7 @@ pub enum ServeError {
 
 /// Largest gRPC message accepted or sent.
 const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
-/// How often retention (`backlogDuration`) is applied.
+/// How often retention (`backlogDuration`) is applied and subscription positions are checkpointed.
 const RETENTION_PERIOD: Duration = Duration::from_secs(10);
 
 fn parse_advertised(adv: &str) -> Result<(String, u32), ServeError> {
@@ -177,12 +177,13 @@ async fn run(
             let mut t = tokio::time::interval(RETENTION_PERIOD);
             loop {
                 t.tick().await;
+                svc.checkpoint_subscriptions().await;
                 let s = svc.clone();
                 let _ = tokio::task::spawn_blocking(move || s.apply_retention()).await;
             }
         })
     };
-    let server = HStreamApiServer::new(svc)
+    let server = HStreamApiServer::new(svc.clone())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let result = tonic::transport::Server::builder()
@@ -198,6 +199,7 @@ async fn run(
         .await
         .map_err(|e| ServeError::Transport(e.to_string()));
     retention.abort();
+    svc.checkpoint_subscriptions().await;
     tracing::info!(listen = %addr, "stream service stopped");
     result
 }

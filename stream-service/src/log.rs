@@ -620,6 +620,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn retention_trims_by_time() {
+        let d = tempfile::tempdir().unwrap();
+        let log = ShardLog::open(d.path(), FsyncPolicy::Never).unwrap();
+        let (a, ts) = log.append(vec![1], 1, 0).await.unwrap();
+        log.append(vec![2], 1, 0).await.unwrap();
+        log.trim_older_than(ts).unwrap();
+        assert_eq!(log.first_lsn(), a, "nothing older than the first batch");
+        log.trim_older_than(ts + 60_000).unwrap();
+        assert!(
+            log.read(0, 10).unwrap().0.is_empty(),
+            "everything older than the cutoff is gone"
+        );
+        let (b, _) = log.append(vec![3], 1, 0).await.unwrap();
+        assert_eq!(log.read(0, 10).unwrap().0[0].lsn, b);
+    }
+
+    #[tokio::test]
     async fn trim_of_everything_keeps_lsns_increasing() {
         let d = tempfile::tempdir().unwrap();
         let log = ShardLog::open(d.path(), FsyncPolicy::Never).unwrap();

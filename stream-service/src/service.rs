@@ -199,6 +199,31 @@ impl Service {
         }
     }
 
+    /// Saves every subscription's acknowledged position into the metadata.
+    pub(crate) async fn checkpoint_subscriptions(&self) {
+        let subs: Vec<(String, Arc<SubState>)> = lock(&self.inner.subs)
+            .iter()
+            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .collect();
+        let mut points = Vec::new();
+        for (id, s) in subs {
+            points.push((id, s.checkpoint().await));
+        }
+        let mut meta = lock(&self.inner.meta);
+        let mut changed = false;
+        for (id, p) in points {
+            if let Some(m) = meta.subscriptions.get_mut(&id)
+                && m.start_lsns != p
+            {
+                m.start_lsns = p;
+                changed = true;
+            }
+        }
+        if changed && let Err(e) = self.save(&meta) {
+            tracing::warn!(error = %e.message(), "cannot checkpoint subscriptions");
+        }
+    }
+
     /// Applies every stream's retention (`backlogDuration`).
     pub(crate) fn apply_retention(&self) {
         let plan: Vec<(u32, Vec<u64>)> = lock(&self.inner.meta)

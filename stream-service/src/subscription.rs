@@ -2,8 +2,10 @@
 //! acknowledgements, and redelivery of batches not fully acknowledged
 //! within `ackTimeoutSeconds`.
 //!
-//! Cursors and unacknowledged batches live in memory: after a restart a
-//! subscription starts again from the offset it was created with.
+//! Cursors and unacknowledged batches live in memory; the acknowledged
+//! position per shard (the oldest batch not fully acknowledged) is
+//! checkpointed into the metadata periodically and at shutdown, so after a
+//! restart delivery resumes from the last checkpoint (at-least-once).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,6 +60,23 @@ impl SubState {
     /// Stops delivery to every consumer (subscription deleted).
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// Per shard, the LSN delivery must restart from so that nothing
+    /// unacknowledged is skipped.
+    pub(crate) async fn checkpoint(&self) -> BTreeMap<u64, u64> {
+        let p = self.progress.lock().await;
+        let mut out = self.meta.start_lsns.clone();
+        for (shard, cur) in &p.cursors {
+            out.insert(*shard, *cur);
+        }
+        for (shard, lsn) in p.unacked.keys() {
+            let e = out.entry(*shard).or_insert(*lsn);
+            if *lsn < *e {
+                *e = *lsn;
+            }
+        }
+        out
     }
 
     async fn ack(&self, ids: &[wire::RecordId]) {

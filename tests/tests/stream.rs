@@ -62,7 +62,10 @@ async fn read_all(
 async fn every_rpc_round_trips() {
     let dir = tempfile::tempdir().unwrap();
     let svc = service(dir.path()).await;
-    let c = Client::connect(&svc.url()).await.unwrap();
+    // the first seed is down: the client moves on to the next one
+    let c = Client::connect(&format!("hstream://127.0.0.1:1,{}", svc.addr))
+        .await
+        .unwrap();
 
     assert_eq!(c.echo("ping").await.unwrap(), "ping");
     let nodes = c.nodes().await.unwrap();
@@ -474,6 +477,8 @@ async fn subscriptions_deliver_and_redeliver() {
         .await
         .unwrap();
     let shard = c.list_shards("subs").await.unwrap()[0].shard_id;
+    let e = c.consumer("nope", "c").await.unwrap_err();
+    assert_eq!(e.hserver_code(), Some(300), "{e}");
     let ids = c
         .append("subs", shard, vec![raw(1), raw(2)], Compression::None)
         .await
@@ -520,5 +525,54 @@ async fn subscriptions_deliver_and_redeliver() {
             .hserver_code(),
         Some(300)
     );
+    svc.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn subscription_resumes_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = service(dir.path()).await;
+    let c = Client::connect(&svc.url()).await.unwrap();
+    c.create_stream("resume", StreamOptions::default())
+        .await
+        .unwrap();
+    let shard = c.list_shards("resume").await.unwrap()[0].shard_id;
+    let first = c
+        .append("resume", shard, vec![raw(1)], Compression::None)
+        .await
+        .unwrap();
+    let info = SubscriptionInfo {
+        id: "resume_sub".into(),
+        stream: "resume".into(),
+        ack_timeout_secs: 600,
+        max_unacked_records: 100,
+        offset: SubscriptionOffset::Earliest,
+    };
+    c.create_subscription(&info).await.unwrap();
+    let mut consumer = c.consumer("resume_sub", "c1").await.unwrap();
+    let got = consumer.next().await.unwrap().unwrap();
+    assert_eq!(got[0].record_id, first[0]);
+    consumer.ack(first.clone()).unwrap();
+    let second = c
+        .append("resume", shard, vec![raw(2)], Compression::None)
+        .await
+        .unwrap();
+    let got = consumer.next().await.unwrap().unwrap(); // also sends the pending ack
+    assert_eq!(got[0].record_id, second[0]);
+    consumer.close().await.unwrap();
+    // let the server process the ack stream before a graceful stop (not a timing assertion)
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    svc.stop().await.unwrap();
+
+    let svc = service(dir.path()).await;
+    let c = Client::connect(&svc.url()).await.unwrap();
+    let mut consumer = c.consumer("resume_sub", "c2").await.unwrap();
+    let got = consumer.next().await.unwrap().unwrap();
+    assert_eq!(
+        got.iter().map(|r| r.record_id).collect::<Vec<_>>(),
+        second,
+        "acknowledged batch not redelivered, unacknowledged one is"
+    );
+    consumer.close().await.unwrap();
     svc.stop().await.unwrap();
 }

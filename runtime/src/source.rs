@@ -9,6 +9,11 @@
 //! (every second while changed, and once more at shutdown). A failed append
 //! stops the task without committing anything after it: nothing acknowledged
 //! to the database is ever lost, at worst re-sent after a restart.
+//!
+//! A source that must acknowledge progress to its database (a replication
+//! slot's confirmed LSN, a consumer offset) reads the committed positions
+//! back through [`SourceContext::committed_positions`], so it never
+//! acknowledges anything HStream has not acknowledged first.
 
 use std::collections::HashMap;
 use std::future::IntoFuture;
@@ -16,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::connector::Source;
 use crate::error::{Error, ErrorKind, Result};
@@ -57,6 +62,7 @@ struct Inner {
     producer_options: ProducerOptions,
     pending: mpsc::Sender<PendingSend>,
     failure: Arc<Mutex<Option<String>>>,
+    committed_rx: watch::Receiver<Option<Value>>,
 }
 
 impl SourceContext {
@@ -79,6 +85,17 @@ impl SourceContext {
     /// The last committed position, from which the source resumes; `None` on the first run.
     pub fn start_position(&self) -> Option<&Value> {
         self.inner.start_position.as_ref()
+    }
+
+    /// The committed positions as they happen: the receiver holds the newest
+    /// position whose records, and everything sent before them, HStream has
+    /// acknowledged (starting with [`SourceContext::start_position`]). A
+    /// position committed here may not be stored in the KV yet; it is stored
+    /// within [`POSITION_FLUSH_INTERVAL`] and at shutdown, and a restart
+    /// before that resumes from an older position (records are re-sent, never
+    /// lost). Use it to acknowledge progress to the source database.
+    pub fn committed_positions(&self) -> watch::Receiver<Option<Value>> {
+        self.inner.committed_rx.clone()
     }
 
     /// The stream client, for anything beyond `send` (creating streams with options).
@@ -209,9 +226,11 @@ pub async fn drive<C: Source>(config: C::Config, env: TaskEnv) -> Result<()> {
     }));
     let failure = Arc::new(Mutex::new(None));
     let (tx, rx) = mpsc::channel(MAX_PENDING_SENDS);
+    let (committed_tx, committed_rx) = watch::channel(start_position.clone());
     let finalizer = tokio::spawn(finalize(
         rx,
         committed.clone(),
+        committed_tx,
         metrics.clone(),
         failure.clone(),
         trigger.clone(),
@@ -234,6 +253,7 @@ pub async fn drive<C: Source>(config: C::Config, env: TaskEnv) -> Result<()> {
             producer_options: ProducerOptions::default(),
             pending: tx,
             failure: failure.clone(),
+            committed_rx,
         }),
     };
     let run_result = C::run(config, ctx.clone()).await;
@@ -258,6 +278,7 @@ pub async fn drive<C: Source>(config: C::Config, env: TaskEnv) -> Result<()> {
 async fn finalize(
     mut rx: mpsc::Receiver<PendingSend>,
     committed: Arc<Mutex<Committed>>,
+    committed_tx: watch::Sender<Option<Value>>,
     metrics: Arc<Metrics>,
     failure: Arc<Mutex<Option<String>>>,
     trigger: crate::shutdown::ShutdownTrigger,
@@ -280,9 +301,12 @@ async fn finalize(
         }
         metrics.delivered(count, send.bytes);
         if let Some(position) = send.position {
-            let mut c = committed.lock().expect("lock poisoned");
-            c.position = Some(position);
-            c.dirty = true;
+            {
+                let mut c = committed.lock().expect("lock poisoned");
+                c.position = Some(position.clone());
+                c.dirty = true;
+            }
+            committed_tx.send_replace(Some(position));
         }
     }
 }
@@ -327,4 +351,47 @@ async fn store_position(
         c.dirty = false;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn committed_positions_follow_the_finalizer_in_order() {
+        let (tx, rx) = mpsc::channel(4);
+        let committed = Arc::new(Mutex::new(Committed::default()));
+        let (committed_tx, mut committed_rx) = watch::channel(None);
+        let failure = Arc::new(Mutex::new(None));
+        let (trigger, _shutdown) = crate::shutdown::channel();
+        let finalizer = tokio::spawn(finalize(
+            rx,
+            committed.clone(),
+            committed_tx,
+            Arc::new(Metrics::default()),
+            failure,
+            trigger,
+        ));
+        for (position, lsn) in [(None, 0), (Some(1), 1), (None, 1), (Some(2), 2)] {
+            tx.send(PendingSend {
+                handles: Vec::new(),
+                bytes: 0,
+                position: position.map(|p| serde_json::json!({ "lsn": p })),
+            })
+            .await
+            .unwrap();
+            if position.is_some() {
+                committed_rx.changed().await.unwrap();
+            }
+            let seen = committed_rx.borrow_and_update().clone();
+            let expected = (lsn > 0).then(|| serde_json::json!({ "lsn": lsn }));
+            assert_eq!(seen, expected);
+        }
+        drop(tx);
+        finalizer.await.unwrap();
+        assert_eq!(
+            committed.lock().unwrap().position,
+            Some(serde_json::json!({ "lsn": 2 }))
+        );
+    }
 }

@@ -28,6 +28,9 @@ pub(crate) const HEADER_LEN: usize = 36;
 const SEGMENT_BYTES: u64 = 128 * 1024 * 1024;
 /// First LSN of a shard (epoch 1, sequence 1, like LogDevice LSNs).
 pub(crate) const FIRST_LSN: u64 = (1 << 32) | 1;
+/// Payload bytes one read returns at most (unless a single batch is larger),
+/// so a `ReadShard` response stays far below the gRPC message limit.
+pub(crate) const MAX_READ_BYTES: usize = 32 * 1024 * 1024;
 /// Most appends written with one fsync.
 const MAX_GROUP: usize = 512;
 
@@ -304,21 +307,24 @@ impl ShardLog {
         rx.await.map_err(|_| closed())?
     }
 
-    /// Up to `max` batches with LSN ≥ `from`, and the LSN to continue from.
+    /// Up to `max` batches with LSN ≥ `from` (and about [`MAX_READ_BYTES`] of
+    /// payload, at least one batch), and the LSN to continue from.
     pub(crate) fn read(&self, from: u64, max: usize) -> io::Result<(Vec<StoredBatch>, u64)> {
         let picked: Vec<(IndexEntry, Arc<File>)> = {
             let st = lock(&self.shared.state);
             let start = st.index.partition_point(|e| e.lsn < from);
-            st.index
-                .iter()
-                .skip(start)
-                .take(max)
-                .filter_map(|e| {
-                    st.segments
-                        .get(&e.segment)
-                        .map(|s| (*e, Arc::clone(&s.file)))
-                })
-                .collect()
+            let mut bytes = 0usize;
+            let mut out = Vec::new();
+            for e in st.index.range(start..).take(max) {
+                if !out.is_empty() && bytes + e.len as usize > MAX_READ_BYTES {
+                    break;
+                }
+                if let Some(seg) = st.segments.get(&e.segment) {
+                    bytes += e.len as usize;
+                    out.push((*e, Arc::clone(&seg.file)));
+                }
+            }
+            out
         };
         let next = picked.last().map_or(from, |(e, _)| e.lsn + 1);
         let mut out = Vec::with_capacity(picked.len());

@@ -9,6 +9,7 @@ pub fn all() -> Vec<ConnectorInfo> {
         ConnectorInfo::source::<hstream_io_source_generator::GeneratorSource>(),
         ConnectorInfo::sink::<hstream_io_sink_blackhole::BlackholeSink>(),
         ConnectorInfo::sink::<hstream_io_sink_postgresql::PgSink>(),
+        ConnectorInfo::sink::<hstream_io_sink_mysql::MysqlSink>(),
     ]
 }
 

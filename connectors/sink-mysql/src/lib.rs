@@ -1,1 +1,64 @@
-//! `sink-mysql` (being written).
+//! `sink-mysql`: applies a stream's records to one MySQL or MariaDB table.
+//!
+//! Records are key/value (`{"key":{…},"value":{…}|null}`, what our CDC sources
+//! write) or plain rows, JSON or RAW JSON text ([`hstream_io_runtime::record`]).
+//! Each batch is reduced to one net change per key
+//! ([`hstream_io_runtime::change`]) and applied in one transaction: multi-row
+//! `DELETE … WHERE (k…) IN (…)`, then multi-row `INSERT … ON DUPLICATE KEY
+//! UPDATE` of the columns present. With `exactlyOnce` (default) the shard's
+//! position is stored in the same transaction and the sink resumes from it.
+
+mod catalog;
+mod check;
+mod config;
+mod convert;
+mod error;
+mod progress;
+mod sql;
+mod writer;
+
+use hstream_io_runtime::validate::ConfigIssue;
+use hstream_io_runtime::{CheckFailure, Connector, Kind, Result, SinkConnector, SinkOptions};
+
+pub use config::{MysqlSinkConfig, MysqlSinkTlsMode};
+pub use writer::MysqlSinkWriter;
+
+/// The connector's name.
+pub const NAME: &str = "sink-mysql";
+
+/// The connector.
+pub struct MysqlSink;
+
+impl Connector for MysqlSink {
+    type Config = MysqlSinkConfig;
+    const NAME: &'static str = NAME;
+    const KIND: Kind = Kind::Sink;
+    const TARGET: &'static str = "mysql";
+    const SUMMARY: &'static str = "Applies a stream's records (upserts and deletes) to a MySQL or MariaDB table, exactly once.";
+    const CHECKS: &'static [hstream_io_runtime::CheckSpec] = &check::CHECKS;
+    const NOTES: Option<&'static str> = Some(include_str!("../docs.md"));
+
+    fn validate(config: &Self::Config) -> Vec<ConfigIssue> {
+        config.validate()
+    }
+
+    async fn check(config: &Self::Config) -> Result<(), CheckFailure> {
+        check::check(config).await
+    }
+}
+
+impl SinkConnector for MysqlSink {
+    type Writer = MysqlSinkWriter;
+
+    fn stream(config: &Self::Config) -> &str {
+        &config.stream
+    }
+
+    fn options(config: &Self::Config) -> &SinkOptions {
+        &config.options
+    }
+
+    async fn open(config: &Self::Config) -> Result<MysqlSinkWriter> {
+        MysqlSinkWriter::open(config).await
+    }
+}

@@ -6,7 +6,7 @@
 use hstream_io_runtime::validate::ConfigIssue;
 use hstream_io_runtime::{Secret, SinkOptions};
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 const fn default_port() -> u16 {
     5432
@@ -25,7 +25,7 @@ fn default_progress_table() -> String {
 }
 
 /// How the connection to PostgreSQL is encrypted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum PgSinkTlsMode {
     /// Never use TLS.

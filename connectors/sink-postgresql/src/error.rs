@@ -40,6 +40,26 @@ pub(crate) fn kind_of(error: &sqlx::Error) -> ErrorKind {
     }
 }
 
+/// The database server's error message.
+#[derive(Debug)]
+struct ServerError(String);
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+fn server_words(db: &dyn sqlx::error::DatabaseError) -> String {
+    format!(
+        "{} (SQLSTATE {})",
+        db.message(),
+        db.code().unwrap_or_default()
+    )
+}
+
 /// Wraps a sqlx error with what was being done (`doing`: a lowercase fragment
 /// naming the table), classified, with a hint for the kinds users can fix.
 pub(crate) fn pg_error(doing: impl Into<String>, error: sqlx::Error) -> Error {
@@ -65,7 +85,13 @@ pub(crate) fn pg_error(doing: impl Into<String>, error: sqlx::Error) -> Error {
         ),
         _ => None,
     };
-    let e = Error::new(kind, doing).with_source(error);
+    let e = match error {
+        // The server's own words, once (sqlx's Display would repeat them).
+        sqlx::Error::Database(db) => {
+            Error::new(kind, doing).with_source(ServerError(server_words(db.as_ref())))
+        }
+        other => Error::new(kind, doing).with_source(other),
+    };
     match hint {
         Some(h) => e.with_hint(h),
         None => e,

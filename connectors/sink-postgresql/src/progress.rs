@@ -70,7 +70,7 @@ impl PgProgress {
             .map(|row| {
                 let shard: String = row.get(0);
                 let id: String = row.get(1);
-                self.parse(&shard, &id).map(|(s, r)| (s, r))
+                self.parse(&shard, &id)
             })
             .collect()
     }

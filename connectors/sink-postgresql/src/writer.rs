@@ -401,11 +401,11 @@ async fn copy_rows(
             cols.iter()
                 .map(|&i| row[i].as_ref().and_then(|cell| cell.as_deref())),
         );
-        if buffer.len() >= COPY_CHUNK {
-            if let Err(e) = copy.send(std::mem::take(&mut buffer)).await {
-                outcome = Err(e);
-                break;
-            }
+        if buffer.len() >= COPY_CHUNK
+            && let Err(e) = copy.send(std::mem::take(&mut buffer)).await
+        {
+            outcome = Err(e);
+            break;
         }
     }
     let result = match outcome {

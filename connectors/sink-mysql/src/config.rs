@@ -1,0 +1,193 @@
+//! Config of `sink-mysql`: the reference's parameters (stream, host, port,
+//! user, password, database, table), the shared sink options, and what a user
+//! moving data into MySQL or MariaDB expects (TLS, key columns, pool size,
+//! exactly-once).
+
+use hstream_io_runtime::validate::ConfigIssue;
+use hstream_io_runtime::{Secret, SinkOptions};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+const fn default_port() -> u16 {
+    3306
+}
+const fn default_pool_size() -> u32 {
+    2
+}
+const fn default_exactly_once() -> bool {
+    true
+}
+fn default_progress_table() -> String {
+    "hstream_io_progress".into()
+}
+
+/// How the connection to MySQL is encrypted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum MysqlSinkTlsMode {
+    /// Never use TLS.
+    Disable,
+    /// Use TLS when the server offers it, without verifying its certificate.
+    #[default]
+    Prefer,
+    /// Require TLS, without verifying the server's certificate.
+    Require,
+    /// Require TLS and verify the certificate chain (against `tlsCa` when set)
+    /// and that it names `host`.
+    VerifyFull,
+}
+
+/// Config of `sink-mysql`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MysqlSinkConfig {
+    /// Stream whose records are written to the table.
+    #[schemars(length(min = 1, max = 255), extend("examples" = ["stream01"]))]
+    pub stream: String,
+    /// MySQL or MariaDB host name or IP address.
+    #[schemars(length(min = 1), extend("examples" = ["127.0.0.1"]))]
+    pub host: String,
+    /// MySQL port.
+    #[serde(default = "default_port")]
+    #[schemars(range(min = 1))]
+    pub port: u16,
+    /// User the sink connects as; needs INSERT, UPDATE and DELETE on the table
+    /// (and CREATE on the database for the progress table when `exactlyOnce` is on).
+    #[schemars(length(min = 1))]
+    pub user: String,
+    /// Password of `user`.
+    pub password: Secret,
+    /// Database that holds the table.
+    #[schemars(length(min = 1))]
+    pub database: String,
+    /// Target table, exactly as named in the database.
+    #[schemars(length(min = 1), extend("examples" = ["t1"]))]
+    pub table: String,
+    /// Columns that identify a row, instead of the table's primary key. They
+    /// must be covered by a unique index. Unset: the primary key, else the
+    /// first unique index whose columns are all NOT NULL; a table with neither
+    /// is append-only (plain inserts, deletes are rejected).
+    #[serde(default)]
+    #[schemars(length(min = 1), extend("examples" = [["k1", "k2"]]))]
+    pub key_columns: Option<Vec<String>>,
+    /// TLS mode of the connection.
+    #[serde(default)]
+    pub tls_mode: MysqlSinkTlsMode,
+    /// CA certificate(s) (PEM text) trusted for `verify-full`; unset: the
+    /// built-in web PKI roots.
+    #[serde(default)]
+    #[schemars(extend("ui:type" = "file", "ui:options" = {"sensitive": true}))]
+    pub tls_ca: Option<String>,
+    /// Connections kept open to MySQL. Batches are written one at a time, so
+    /// more than one only saves reconnecting after a connection is lost.
+    #[serde(default = "default_pool_size")]
+    #[schemars(range(min = 1, max = 64))]
+    pub pool_size: u32,
+    /// Exactly-once delivery: the position of every shard is stored in
+    /// `progressTable` in the same transaction as the rows, and the sink
+    /// resumes from it, so no record is applied twice even into a table without
+    /// a key. Off: at-least-once (rows are upserted, so replays are harmless on
+    /// keyed tables).
+    #[serde(default = "default_exactly_once")]
+    pub exactly_once: bool,
+    /// Table (in `database`) that keeps the exactly-once positions; created if missing.
+    #[serde(default = "default_progress_table")]
+    #[schemars(length(min = 1, max = 64))]
+    pub progress_table: String,
+    #[serde(flatten)]
+    #[allow(missing_docs)]
+    pub options: SinkOptions,
+}
+
+impl MysqlSinkConfig {
+    /// Connection options (utf8mb4, session time zone UTC, statements not logged).
+    pub(crate) fn connect_options(&self) -> sqlx::mysql::MySqlConnectOptions {
+        use sqlx::ConnectOptions;
+        use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
+        let mut options = MySqlConnectOptions::new()
+            .host(&self.host)
+            .port(self.port)
+            .username(&self.user)
+            .password(self.password.expose())
+            .database(&self.database)
+            .charset("utf8mb4")
+            .timezone(Some("+00:00".to_string()))
+            .ssl_mode(match self.tls_mode {
+                MysqlSinkTlsMode::Disable => MySqlSslMode::Disabled,
+                MysqlSinkTlsMode::Prefer => MySqlSslMode::Preferred,
+                MysqlSinkTlsMode::Require => MySqlSslMode::Required,
+                MysqlSinkTlsMode::VerifyFull => MySqlSslMode::VerifyIdentity,
+            });
+        if let Some(ca) = &self.tls_ca {
+            options = options.ssl_ca_from_pem(ca.as_bytes().to_vec());
+        }
+        options.disable_statement_logging()
+    }
+
+    /// The (lazily connecting) pool of `poolSize` connections.
+    pub(crate) fn pool(&self) -> sqlx::MySqlPool {
+        sqlx::mysql::MySqlPoolOptions::new()
+            .max_connections(self.pool_size)
+            .acquire_timeout(std::time::Duration::from_secs(30))
+            .connect_lazy_with(self.connect_options())
+    }
+
+    /// Cross-field rules.
+    pub fn validate(&self) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        if let Some(columns) = &self.key_columns {
+            let mut seen = std::collections::HashSet::new();
+            for (i, c) in columns.iter().enumerate() {
+                if c.is_empty() {
+                    issues.push(ConfigIssue::new(
+                        format!("/keyColumns/{i}"),
+                        "must be a column name, not empty",
+                    ));
+                } else if !seen.insert(c) {
+                    issues.push(ConfigIssue::new(
+                        format!("/keyColumns/{i}"),
+                        format!("column `{c}` is listed twice"),
+                    ));
+                }
+            }
+        }
+        if self.tls_ca.is_some() && self.tls_mode != MysqlSinkTlsMode::VerifyFull {
+            issues.push(ConfigIssue::new(
+                "/tlsCa",
+                "is only used with tlsMode `verify-full`",
+            ));
+        }
+        issues
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: serde_json::Value) -> MysqlSinkConfig {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn reference_config_gets_defaults() {
+        let c = parse(
+            json!({"stream":"s","host":"h","user":"u","password":"p","database":"d","table":"t1"}),
+        );
+        assert_eq!(c.port, 3306);
+        assert!(c.exactly_once);
+        assert_eq!(c.progress_table, "hstream_io_progress");
+        assert!(c.validate().is_empty());
+    }
+
+    #[test]
+    fn rules_name_the_field() {
+        let c = parse(
+            json!({"stream":"s","host":"h","user":"u","password":"p","database":"d",
+            "table":"t","keyColumns":["a",""],"tlsCa":"x"}),
+        );
+        let pointers: Vec<_> = c.validate().into_iter().map(|i| i.pointer).collect();
+        assert_eq!(pointers, vec!["/keyColumns/1", "/tlsCa"]);
+    }
+}

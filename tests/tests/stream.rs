@@ -576,3 +576,48 @@ async fn subscription_resumes_after_restart() {
     consumer.close().await.unwrap();
     svc.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn producer_reports_failed_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = service(dir.path()).await;
+    let c = Client::connect(&svc.url()).await.unwrap();
+    c.create_stream("gone", StreamOptions::default())
+        .await
+        .unwrap();
+    let bad = ProducerOptions {
+        batch_records: 0,
+        batch_bytes: 0,
+        batch_age: Duration::ZERO,
+        ..ProducerOptions::default()
+    };
+    assert!(matches!(
+        c.producer("gone", bad).await.unwrap_err(),
+        StreamError::InvalidArgument(_)
+    ));
+    assert_eq!(
+        c.producer("missing", ProducerOptions::default())
+            .await
+            .unwrap_err()
+            .hserver_code(),
+        Some(200)
+    );
+    let p = c
+        .producer("gone", ProducerOptions::default())
+        .await
+        .unwrap();
+    let ok = p.append(raw(1)).await.unwrap();
+    p.flush().await.unwrap();
+    assert!(ok.await.is_ok());
+    c.delete_stream("gone", false, false).await.unwrap();
+    let h = p.append(raw(2)).await.unwrap();
+    let e = p.flush().await.unwrap_err();
+    assert_eq!(e.status(), Some(StatusCode::NotFound), "{e}");
+    let he = h.await.unwrap_err();
+    assert!(
+        he.to_string().contains("gone"),
+        "error names the stream: {he}"
+    );
+    p.close().await.unwrap();
+    svc.stop().await.unwrap();
+}

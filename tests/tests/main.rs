@@ -1,0 +1,4 @@
+//! The one integration test binary: a module per topic (links once; style §9).
+
+mod smoke;
+mod stream;

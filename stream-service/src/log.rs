@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::FsyncPolicy;
@@ -86,7 +87,7 @@ struct Shared {
 }
 
 struct AppendReq {
-    payload: Vec<u8>,
+    payload: Bytes,
     batch_size: u32,
     compression: i32,
     done: oneshot::Sender<io::Result<(u64, i64)>>,
@@ -291,7 +292,7 @@ impl ShardLog {
     /// Returns its LSN and timestamp.
     pub(crate) async fn append(
         &self,
-        payload: Vec<u8>,
+        payload: Bytes,
         batch_size: u32,
         compression: i32,
     ) -> io::Result<(u64, i64)> {
@@ -546,8 +547,14 @@ mod tests {
     async fn recovers_and_continues_lsns() {
         let d = tempfile::tempdir().unwrap();
         let log = ShardLog::open(d.path(), FsyncPolicy::Always).unwrap();
-        let (a, _) = log.append(b"one".to_vec(), 1, 0).await.unwrap();
-        let (b, _) = log.append(b"two".to_vec(), 2, 1).await.unwrap();
+        let (a, _) = log
+            .append(Bytes::from(b"one".to_vec()), 1, 0)
+            .await
+            .unwrap();
+        let (b, _) = log
+            .append(Bytes::from(b"two".to_vec()), 2, 1)
+            .await
+            .unwrap();
         assert_eq!(a, FIRST_LSN);
         assert_eq!(b, a + 1);
         drop(log);
@@ -563,7 +570,10 @@ mod tests {
             (&b"two"[..], 2, 1)
         );
         assert_eq!(next, b + 1);
-        let (c, _) = log.append(b"three".to_vec(), 1, 0).await.unwrap();
+        let (c, _) = log
+            .append(Bytes::from(b"three".to_vec()), 1, 0)
+            .await
+            .unwrap();
         assert_eq!(c, b + 1);
         assert_eq!(log.tail(), Some((c, 1)));
     }
@@ -573,7 +583,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let log = ShardLog::open(d.path(), FsyncPolicy::Always).unwrap();
         for i in 0..3u8 {
-            log.append(vec![i; 50], 1, 0).await.unwrap();
+            log.append(Bytes::from(vec![i; 50]), 1, 0).await.unwrap();
         }
         drop(log);
         let seg = fs::read_dir(d.path())
@@ -589,7 +599,7 @@ mod tests {
         let log = ShardLog::open(d.path(), FsyncPolicy::Always).unwrap();
         assert_eq!(fs::metadata(&seg).unwrap().len() as usize, good);
         assert_eq!(log.read(0, 10).unwrap().0.len(), 3);
-        log.append(vec![9; 5], 1, 0).await.unwrap();
+        log.append(Bytes::from(vec![9; 5]), 1, 0).await.unwrap();
         drop(log);
         // a flipped payload byte fails the CRC: the entry and what follows are dropped
         let mut bytes = fs::read(&seg).unwrap();
@@ -605,7 +615,7 @@ mod tests {
         let log = ShardLog::open_with(d.path(), FsyncPolicy::Never, 1000).unwrap();
         let mut lsns = Vec::new();
         for i in 0..10u8 {
-            lsns.push(log.append(vec![i; 300], 1, 0).await.unwrap().0);
+            lsns.push(log.append(Bytes::from(vec![i; 300]), 1, 0).await.unwrap().0);
         }
         assert!(segments(d.path()) >= 4, "segments rolled");
         let before = segments(d.path());
@@ -629,8 +639,8 @@ mod tests {
     async fn retention_trims_by_time() {
         let d = tempfile::tempdir().unwrap();
         let log = ShardLog::open(d.path(), FsyncPolicy::Never).unwrap();
-        let (a, ts) = log.append(vec![1], 1, 0).await.unwrap();
-        log.append(vec![2], 1, 0).await.unwrap();
+        let (a, ts) = log.append(Bytes::from(vec![1]), 1, 0).await.unwrap();
+        log.append(Bytes::from(vec![2]), 1, 0).await.unwrap();
         log.trim_older_than(ts).unwrap();
         assert_eq!(log.first_lsn(), a, "nothing older than the first batch");
         log.trim_older_than(ts + 60_000).unwrap();
@@ -638,7 +648,7 @@ mod tests {
             log.read(0, 10).unwrap().0.is_empty(),
             "everything older than the cutoff is gone"
         );
-        let (b, _) = log.append(vec![3], 1, 0).await.unwrap();
+        let (b, _) = log.append(Bytes::from(vec![3]), 1, 0).await.unwrap();
         assert_eq!(log.read(0, 10).unwrap().0[0].lsn, b);
     }
 
@@ -646,12 +656,12 @@ mod tests {
     async fn trim_of_everything_keeps_lsns_increasing() {
         let d = tempfile::tempdir().unwrap();
         let log = ShardLog::open(d.path(), FsyncPolicy::Never).unwrap();
-        let (a, _) = log.append(vec![1], 1, 0).await.unwrap();
+        let (a, _) = log.append(Bytes::from(vec![1]), 1, 0).await.unwrap();
         log.trim_before(a + 1).unwrap();
         drop(log);
         let log = ShardLog::open(d.path(), FsyncPolicy::Never).unwrap();
         assert!(log.read(0, 10).unwrap().0.is_empty());
-        let (b, _) = log.append(vec![2], 1, 0).await.unwrap();
+        let (b, _) = log.append(Bytes::from(vec![2]), 1, 0).await.unwrap();
         assert!(b > a);
     }
 }

@@ -56,7 +56,7 @@ pub(crate) fn received(shard_id: u64, b: StoredBatch) -> wire::ReceivedRecord {
             compression_type: b.compression,
             publish_time: Some(timestamp(b.timestamp_ms)),
             batch_size: b.batch_size,
-            payload: b.payload,
+            payload: b.payload.into(),
         }),
     }
 }

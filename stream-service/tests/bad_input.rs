@@ -36,7 +36,7 @@ async fn bad_requests_get_clear_statuses() {
         compression_type: ct,
         publish_time: None,
         batch_size: n,
-        payload,
+        payload: payload.into(),
     };
     for req in [
         append(None),

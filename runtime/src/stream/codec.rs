@@ -141,7 +141,7 @@ pub(crate) fn encode_batch(
         batch_size: u32::try_from(count).map_err(|_| {
             StreamError::InvalidArgument(format!("batch of {count} records is too large"))
         })?,
-        payload,
+        payload: payload.into(),
     })
 }
 
@@ -158,10 +158,10 @@ pub(crate) fn decode_batch(
     };
     let raw: std::borrow::Cow<'_, [u8]> = match wire::CompressionType::try_from(b.compression_type)
     {
-        Ok(wire::CompressionType::None) => std::borrow::Cow::Borrowed(&b.payload),
+        Ok(wire::CompressionType::None) => std::borrow::Cow::Borrowed(&b.payload[..]),
         Ok(wire::CompressionType::Gzip) => {
             let mut out = Vec::new();
-            flate2::read::GzDecoder::new(b.payload.as_slice())
+            flate2::read::GzDecoder::new(&b.payload[..])
                 .take(MAX_DECOMPRESSED_BATCH)
                 .read_to_end(&mut out)
                 .map_err(|e| derr("gzip batch", e.to_string()))?;
@@ -169,7 +169,7 @@ pub(crate) fn decode_batch(
         }
         Ok(wire::CompressionType::Zstd) => {
             let mut out = Vec::new();
-            zstd::stream::read::Decoder::new(b.payload.as_slice())
+            zstd::stream::read::Decoder::new(&b.payload[..])
                 .map_err(|e| derr("zstd batch", e.to_string()))?
                 .take(MAX_DECOMPRESSED_BATCH)
                 .read_to_end(&mut out)
@@ -239,7 +239,7 @@ mod tests {
             compression_type: wire::CompressionType::Zstd as i32,
             publish_time: None,
             batch_size: 1,
-            payload: vec![0xaa],
+            payload: vec![0xaa].into(),
         };
         assert_eq!(b.encode_to_vec(), vec![0x08, 2, 0x18, 1, 0x22, 1, 0xaa]);
         let req = wire::AppendRequest {
@@ -271,7 +271,9 @@ mod tests {
         b.payload.truncate(5);
         assert!(decode_batch(&b, "t").is_err());
         let mut b = encode_batch(sample(), Compression::Zstd).unwrap();
-        b.payload[0] ^= 0xff;
+        let mut p = b.payload.to_vec();
+        p[0] ^= 0xff;
+        b.payload = p.into();
         assert!(decode_batch(&b, "t").is_err());
         let mut b = encode_batch(sample(), Compression::None).unwrap();
         b.batch_size = 3;
@@ -282,7 +284,7 @@ mod tests {
             compression_type: 0,
             publish_time: None,
             batch_size: 1,
-            payload: vec![0xff, 0xff, 0xff],
+            payload: vec![0xff, 0xff, 0xff].into(),
         };
         assert!(decode_batch(&bad, "t").is_err());
     }

@@ -3,3 +3,4 @@
 //! The tests themselves are one binary, `tests/tests/main.rs`, with one module per topic.
 
 pub mod harness;
+pub mod hserver;

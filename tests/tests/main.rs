@@ -1,4 +1,5 @@
 //! The one integration test binary: a module per topic (links once; style §9).
 
+mod driver;
 mod smoke;
 mod stream;

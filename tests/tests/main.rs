@@ -3,3 +3,4 @@
 mod driver;
 mod smoke;
 mod stream;
+mod secrets;

@@ -1,0 +1,694 @@
+//! sink-postgresql against a private PostgreSQL (harness): the reference's
+//! full-sync scenarios through the real sink driver and an in-process stream
+//! service, the mixed batches that broke the reference, composite keys,
+//! partial rows, the type matrix, exactly-once restarts, and `check`.
+//!
+//! The pipeline helpers ([`pipeline`]) are shared with `sink_mysql`.
+
+use hstream_io_runtime::Connector;
+use hstream_io_runtime::stream::RecordId;
+use hstream_io_runtime::{Secret, SinkBatch, SinkConnector, SinkRecord, SinkWriter};
+use hstream_io_sink_postgresql::{PgSink, PgSinkConfig};
+use hstream_io_tests::harness::{self, PostgresDatabase};
+use serde_json::{Value, json};
+
+/// A stream service in-process and a sink driver run like `run` does (memory
+/// KV, no channel), for end-to-end tests of both SQL sinks.
+pub(crate) mod pipeline {
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use hstream_io_runtime::config::TaskFile;
+    use hstream_io_runtime::kv::{KvStore, MemoryKv};
+    use hstream_io_runtime::report::Metrics;
+    use hstream_io_runtime::shutdown::{self, ShutdownTrigger, StopReason};
+    use hstream_io_runtime::stream::{Client, Record, StreamOptions};
+    use hstream_io_runtime::task::TaskEnv;
+    use hstream_io_runtime::{Result, SinkConnector};
+    use hstream_io_stream_service::{RunningService, ServeOptions, start};
+    use serde_json::{Map, Value, json};
+
+    /// A running stream service with a client.
+    pub(crate) struct Streams {
+        _dir: tempfile::TempDir,
+        pub service: RunningService,
+        pub client: Client,
+    }
+
+    /// Starts a stream service in a temporary directory.
+    pub(crate) async fn streams() -> Streams {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = ServeOptions::new(dir.path());
+        options.listen = "127.0.0.1:0".parse().unwrap();
+        let service = start(options).await.expect("start stream service");
+        let client = Client::connect(&service.url()).await.unwrap();
+        Streams {
+            _dir: dir,
+            service,
+            client,
+        }
+    }
+
+    impl Streams {
+        /// Creates `stream` with `shards` shards.
+        pub(crate) async fn create(&self, stream: &str, shards: u32) {
+            self.client
+                .create_stream(
+                    stream,
+                    StreamOptions {
+                        shard_count: shards,
+                        ..StreamOptions::default()
+                    },
+                )
+                .await
+                .unwrap();
+        }
+
+        /// Appends `records` as one batch to the first shard of `stream`.
+        pub(crate) async fn append(&self, stream: &str, records: Vec<Record>) {
+            let shard = self.client.list_shards(stream).await.unwrap()[0].shard_id;
+            self.client
+                .append(stream, shard, records, Default::default())
+                .await
+                .unwrap();
+        }
+
+        /// Appends through a producer that routes by partition key.
+        pub(crate) async fn produce(&self, stream: &str, records: Vec<Record>) {
+            let producer = self
+                .client
+                .producer(stream, Default::default())
+                .await
+                .unwrap();
+            let mut handles = Vec::new();
+            for r in records {
+                handles.push(producer.append(r).await.unwrap());
+            }
+            producer.flush().await.unwrap();
+            for h in handles {
+                h.await.unwrap();
+            }
+        }
+    }
+
+    /// A JSON (HRecord) record from a JSON object.
+    pub(crate) fn json_record(key: &str, value: Value) -> Record {
+        let Value::Object(map) = value else {
+            panic!("not an object")
+        };
+        Record::json(key, map)
+    }
+
+    /// A RAW record holding JSON text.
+    pub(crate) fn raw_record(value: Value) -> Record {
+        Record::raw("", value.to_string().into_bytes())
+    }
+
+    /// A sink task running in this process.
+    pub(crate) struct RunningSink {
+        trigger: ShutdownTrigger,
+        task: tokio::task::JoinHandle<Result<()>>,
+        pub metrics: Arc<Metrics>,
+    }
+
+    /// Starts sink `C` with `config` (a connector config object) against
+    /// `service_url`, keeping its offsets in `kv`.
+    pub(crate) fn start_sink<C: SinkConnector>(
+        config: Value,
+        service_url: &str,
+        kv: Arc<MemoryKv>,
+    ) -> RunningSink {
+        let parsed: C::Config = serde_json::from_value(config.clone()).expect("valid config");
+        let (trigger, shutdown) = shutdown::channel();
+        let metrics = Arc::new(Metrics::default());
+        let env = TaskEnv {
+            file: TaskFile {
+                path: "config.json".into(),
+                service_url: Some(service_url.to_string()),
+                connector: config,
+                task_id: None,
+            },
+            shutdown,
+            trigger: trigger.clone(),
+            kv: kv as Arc<dyn KvStore>,
+            metrics: metrics.clone(),
+        };
+        let task = tokio::spawn(hstream_io_runtime::sink::drive::<C>(parsed, env));
+        RunningSink {
+            trigger,
+            task,
+            metrics,
+        }
+    }
+
+    impl RunningSink {
+        /// Stops it like `{"name":"stop"}` does and waits for a clean end.
+        pub(crate) async fn stop(self) {
+            self.trigger.trigger(StopReason::StopCommand);
+            tokio::time::timeout(Duration::from_secs(30), self.task)
+                .await
+                .expect("sink stops within 30 s")
+                .expect("sink task does not panic")
+                .expect("sink ends without error");
+        }
+
+        /// The offsets the next Report would carry: `{"shardId":…,"offset":…}`.
+        pub(crate) fn report_offsets(&self) -> Vec<Value> {
+            self.metrics.take_report()["offsets"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        }
+    }
+
+    /// Polls `probe` until it returns `Some`, for at most 60 s.
+    pub(crate) async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(v) = probe().await {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The reference's 10 records in one of its formats (`Utils.testSinkFullSync`):
+    /// row `i` is `{"k1":i,"v1":i*7,"v2":"v<i>"}`.
+    pub(crate) fn reference_records(format: &str, keyed: bool) -> Vec<Record> {
+        (0..10)
+            .map(|i| {
+                let row = json!({"k1": i, "v1": i * 7, "v2": format!("v{i}")});
+                let key = if keyed { i.to_string() } else { String::new() };
+                match format {
+                    "KEY_VALUE" => json_record(&key, json!({"key": {"k1": i}, "value": row})),
+                    "PLAIN" => json_record(&key, row),
+                    "RAW_JSON" => {
+                        let mut r = raw_record(row);
+                        r.key = key;
+                        r
+                    }
+                    "BSON" => json_record(
+                        &key,
+                        json!({"k1": {"$numberLong": i.to_string()},
+                               "v1": {"$numberLong": (i * 7).to_string()},
+                               "v2": format!("v{i}")}),
+                    ),
+                    other => panic!("unknown format {other}"),
+                }
+            })
+            .collect()
+    }
+
+    /// The rows the reference records must leave.
+    pub(crate) fn reference_rows() -> Vec<Value> {
+        (0..10)
+            .map(|i| json!({"k1": i, "v1": i * 7, "v2": format!("v{i}")}))
+            .collect()
+    }
+
+    /// Merges `extra` into a config object.
+    pub(crate) fn with(mut base: Value, extra: Value) -> Value {
+        if let (Value::Object(b), Value::Object(e)) = (&mut base, extra) {
+            let e: Map<String, Value> = e;
+            b.extend(e);
+        }
+        base
+    }
+}
+
+use pipeline::{eventually, reference_records, reference_rows, start_sink, streams, with};
+
+fn config(db: &PostgresDatabase, table: &str, extra: Value) -> Value {
+    with(
+        json!({"stream": "stream01", "host": db.host, "port": db.port, "user": db.user,
+               "password": db.password, "database": db.name, "table": table, "tlsMode": "disable"}),
+        extra,
+    )
+}
+
+fn typed(db: &PostgresDatabase, table: &str, extra: Value) -> PgSinkConfig {
+    serde_json::from_value(config(db, table, extra)).unwrap()
+}
+
+async fn exec(db: &PostgresDatabase, sql: &str) {
+    db.connect().await.batch_execute(sql).await.unwrap();
+}
+
+/// Rows of `select` as JSON objects (via `json_agg`).
+async fn rows(db: &PostgresDatabase, select: &str) -> Vec<Value> {
+    let c = db.connect().await;
+    let row = c
+        .query_one(
+            &format!("SELECT coalesce(json_agg(x), '[]')::text FROM ({select}) x"),
+            &[],
+        )
+        .await
+        .unwrap();
+    serde_json::from_str::<Vec<Value>>(&row.get::<_, String>(0)).unwrap()
+}
+
+fn batch(shard: u64, batch_id: u64, payloads: &[Value]) -> SinkBatch {
+    SinkBatch {
+        stream: "s".into(),
+        shard_id: shard,
+        records: payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| SinkRecord {
+                record_id: RecordId {
+                    shard_id: shard,
+                    batch_id,
+                    batch_index: i as u32,
+                },
+                key: String::new(),
+                payload: p.to_string().into_bytes(),
+                is_json: true,
+            })
+            .collect(),
+    }
+}
+
+const T1: &str = "CREATE TABLE t1 (k1 int primary key, v1 int, v2 varchar(255))";
+
+#[tokio::test]
+async fn pg_reference_formats_sync_exactly_ten_rows() {
+    let streams = streams().await;
+    for format in ["KEY_VALUE", "PLAIN", "RAW_JSON", "BSON"] {
+        let db = harness::postgres().await.create_database().await;
+        exec(&db, T1).await;
+        let stream = format!("s_{}", format.to_lowercase());
+        streams.create(&stream, 1).await;
+        streams
+            .append(&stream, reference_records(format, false))
+            .await;
+        let kv = Default::default();
+        let sink = start_sink::<PgSink>(
+            config(&db, "t1", json!({"stream": stream})),
+            &streams.service.url(),
+            kv,
+        );
+        let got = eventually(&format!("10 rows from {format}"), || async {
+            let r = rows(&db, "SELECT * FROM t1 ORDER BY k1").await;
+            (r.len() >= 10).then_some(r)
+        })
+        .await;
+        assert_eq!(got, reference_rows(), "{format}");
+        let offsets = eventually("offsets in the report", || async {
+            let o = sink.report_offsets();
+            (!o.is_empty()).then_some(o)
+        })
+        .await;
+        assert_eq!(offsets.len(), 1, "{format}: one shard, one offset");
+        assert!(offsets[0]["offset"].as_str().unwrap().ends_with("-9"));
+        sink.stop().await;
+        assert_eq!(
+            rows(&db, "SELECT * FROM t1 ORDER BY k1").await,
+            reference_rows()
+        );
+    }
+}
+
+#[tokio::test]
+async fn pg_three_shards_with_partition_keys() {
+    let streams = streams().await;
+    let db = harness::postgres().await.create_database().await;
+    exec(&db, T1).await;
+    streams.create("stream01", 3).await;
+    streams
+        .produce("stream01", reference_records("KEY_VALUE", true))
+        .await;
+    let sink = start_sink::<PgSink>(
+        config(&db, "t1", json!({})),
+        &streams.service.url(),
+        Default::default(),
+    );
+    let got = eventually("10 rows", || async {
+        let r = rows(&db, "SELECT * FROM t1 ORDER BY k1").await;
+        (r.len() >= 10).then_some(r)
+    })
+    .await;
+    assert_eq!(got, reference_rows());
+    let shards_written = rows(
+        &db,
+        "SELECT DISTINCT shard_id FROM hstream_io_progress WHERE stream = 'stream01'",
+    )
+    .await
+    .len();
+    let offsets = eventually("an offset per written shard", || async {
+        let o = sink.report_offsets();
+        (o.len() == shards_written).then_some(o)
+    })
+    .await;
+    assert!(shards_written > 1, "keys 0..9 spread over several shards");
+    assert!(offsets.iter().all(|o| o["offset"].is_string()));
+    sink.stop().await;
+}
+
+#[tokio::test]
+async fn pg_restart_resumes_from_the_progress_table_without_duplicates() {
+    let streams = streams().await;
+    let db = harness::postgres().await.create_database().await;
+    // No key: only exactly-once keeps replays from duplicating rows.
+    exec(&db, "CREATE TABLE log (n int, note text)").await;
+    streams.create("stream01", 1).await;
+    let part = |from: i64, to: i64| -> Vec<_> {
+        (from..to)
+            .map(|n| pipeline::json_record("", json!({"n": n, "note": format!("#{n}")})))
+            .collect()
+    };
+    streams.append("stream01", part(0, 50)).await;
+    streams.append("stream01", part(50, 100)).await;
+    let sink = start_sink::<PgSink>(
+        config(&db, "log", json!({})),
+        &streams.service.url(),
+        Default::default(),
+    );
+    eventually("100 rows", || async {
+        (rows(&db, "SELECT n FROM log").await.len() >= 100).then_some(())
+    })
+    .await;
+    sink.stop().await;
+    // A fresh KV (as if the task's KV was lost): the progress table decides.
+    streams.append("stream01", part(100, 120)).await;
+    let sink = start_sink::<PgSink>(
+        config(&db, "log", json!({})),
+        &streams.service.url(),
+        Default::default(),
+    );
+    eventually("120 rows", || async {
+        (rows(&db, "SELECT n FROM log").await.len() >= 120).then_some(())
+    })
+    .await;
+    sink.stop().await;
+    let got = rows(
+        &db,
+        "SELECT count(*) AS c, count(DISTINCT n) AS d, sum(n) AS s FROM log",
+    )
+    .await;
+    assert_eq!(got, vec![json!({"c": 120, "d": 120, "s": 7140})]);
+}
+
+#[tokio::test]
+async fn pg_mixed_batches_apply_in_stream_order() {
+    let db = harness::postgres().await.create_database().await;
+    exec(&db, T1).await;
+    let mut w = PgSink::open(&typed(&db, "t1", json!({}))).await.unwrap();
+    // [upsert…, delete]: the reference called upsert() with the delete record.
+    w.write(&batch(
+        1,
+        1,
+        &[
+            json!({"key":{"k1":1},"value":{"k1":1,"v1":10,"v2":"a"}}),
+            json!({"key":{"k1":2},"value":{"k1":2,"v1":20,"v2":"b"}}),
+            json!({"key":{"k1":3},"value":{"k1":3,"v1":30,"v2":"c"}}),
+            json!({"key":{"k1":2},"value":null}),
+        ],
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        rows(&db, "SELECT * FROM t1 ORDER BY k1").await,
+        vec![
+            json!({"k1":1,"v1":10,"v2":"a"}),
+            json!({"k1":3,"v1":30,"v2":"c"})
+        ]
+    );
+    // [delete, upsert] on one key (the reference deleted the upserted row),
+    // several partial changes to one key, explicit null, Struct doubles and
+    // extended JSON.
+    w.write(&batch(
+        1,
+        2,
+        &[
+            json!({"key":{"k1":1},"value":null}),
+            json!({"key":{"k1":1},"value":{"k1":1,"v2":"new"}}),
+            json!({"k1":3,"v1":31}),
+            json!({"k1":3,"v2":null}),
+            json!({"k1":4.0,"v1":{"$numberLong":"40"}}),
+            json!({"k1":5,"v1":50}),
+            json!({"key":{"k1":5},"value":null}),
+            json!({"k1":5,"v2":"back"}),
+        ],
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        rows(&db, "SELECT * FROM t1 ORDER BY k1").await,
+        vec![
+            json!({"k1":1,"v1":null,"v2":"new"}),
+            json!({"k1":3,"v1":31,"v2":null}),
+            json!({"k1":4,"v1":40,"v2":null}),
+            json!({"k1":5,"v1":null,"v2":"back"}),
+        ]
+    );
+    assert_eq!(
+        w.stored_offsets().await.unwrap().unwrap()[&1].to_string(),
+        "1-2-7"
+    );
+    // A batch replayed after a restart is not applied twice.
+    w.write(&batch(1, 2, &[json!({"k1":1,"v1":999})]))
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(&db, "SELECT v1 FROM t1 WHERE k1 = 1").await,
+        vec![json!({"v1": null})]
+    );
+    // A value that does not fit names the record, the column and the type.
+    let e = w
+        .write(&batch(
+            1,
+            3,
+            &[json!({"k1":6,"v1":1}), json!({"k1":7,"v1":"x"})],
+        ))
+        .await
+        .unwrap_err();
+    let text = e.to_string();
+    assert_eq!(e.kind(), hstream_io_runtime::ErrorKind::Conversion);
+    assert!(
+        text.contains("record 1-3-1") && text.contains("`v1` (integer)") && text.contains("\"x\""),
+        "{text}"
+    );
+    assert!(
+        rows(&db, "SELECT * FROM t1 WHERE k1 = 6").await.is_empty(),
+        "one transaction"
+    );
+}
+
+#[tokio::test]
+async fn pg_composite_keys_and_key_columns_override() {
+    let db = harness::postgres().await.create_database().await;
+    exec(
+        &db,
+        "CREATE TABLE \"Order Lines\" (id serial primary key, a int not null, \"B\" text not null, v int, UNIQUE (\"B\", a))",
+    )
+    .await;
+    let mut w = PgSink::open(&typed(
+        &db,
+        "public.Order Lines",
+        json!({"keyColumns":["a","B"]}),
+    ))
+    .await
+    .unwrap();
+    w.write(&batch(
+        1,
+        1,
+        &[
+            json!({"key":{"a":1,"B":"x"},"value":{"a":1,"B":"x","v":1}}),
+            json!({"key":{"a":1,"B":"y"},"value":{"a":1,"B":"y","v":2}}),
+            json!({"key":{"a":2,"B":"x"},"value":{"a":2,"B":"x","v":3}}),
+            json!({"key":{"a":1,"B":"x"},"value":null}),
+            json!({"key":{"a":1,"B":"y"},"value":{"v":20}}),
+        ],
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT a, \"B\", v FROM \"Order Lines\" ORDER BY a, \"B\""
+        )
+        .await,
+        vec![json!({"a":1,"B":"y","v":20}), json!({"a":2,"B":"x","v":3})]
+    );
+    // A delete that lacks a key column is refused, not applied to the wrong rows.
+    let e = w
+        .write(&batch(1, 2, &[json!({"key":{"a":1},"value":null})]))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("key column `B`"), "{e}");
+}
+
+#[tokio::test]
+async fn pg_type_matrix() {
+    let db = harness::postgres().await.create_database().await;
+    exec(
+        &db,
+        "CREATE TYPE mood AS ENUM ('ok','sad'); CREATE TABLE ty (id bigint primary key, b boolean, s smallint, \
+         n numeric(40,10), f double precision, d date, t time, ts timestamp, tz timestamptz, j jsonb, js json, \
+         by bytea, u uuid, m mood, arr int[], txt text)",
+    )
+    .await;
+    let mut w = PgSink::open(&typed(&db, "ty", json!({"exactlyOnce": false})))
+        .await
+        .unwrap();
+    w.write(&batch(
+        1,
+        1,
+        &[
+            json!({"id":"9223372036854775807","b":"t","s":-5,"n":"123456789012345678901234567890.0123456789",
+                   "f":1.5,"d":"2024-02-29","t":"12:34:56.789","ts":"2024-01-31T12:00:00+02:00",
+                   "tz":"2024-01-31T12:00:00Z","j":{"a":[1,2]},"js":"{\"x\": 1}","by":"AAH/",
+                   "u":"A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11","m":"sad","arr":[1,2,null],
+                   "txt":"tab\there\nline \\ back"}),
+            json!({"id":-1,"b":false,"s":{"$numberInt":"7"},"n":0.1,"f":"NaN","d":19753,"t":1_500_000,
+                   "ts":1_700_000_000_123i64,"tz":"2024-01-31 12:00:00-05:00","j":"[1]","js":null,"by":"",
+                   "u":null,"m":"ok","arr":[],"txt":3.0}),
+        ],
+    ))
+    .await
+    .unwrap();
+    let got = rows(
+        &db,
+        "SELECT id::text, b, s, n::text, f::text, d, t, ts, tz, j, js, encode(by,'hex') AS by, u, m, arr, txt \
+         FROM ty ORDER BY id",
+    )
+    .await;
+    assert_eq!(
+        got,
+        vec![
+            json!({"id":"-1","b":false,"s":7,"n":"0.1000000000","f":"NaN","d":"2024-01-31","t":"00:00:01.5",
+                   "ts":"2023-11-14T22:13:20.123","tz":"2024-01-31T17:00:00+00:00","j":[1],"js":null,"by":"",
+                   "u":null,"m":"ok","arr":[],"txt":"3"}),
+            json!({"id":"9223372036854775807","b":true,"s":-5,"n":"123456789012345678901234567890.0123456789",
+                   "f":"1.5","d":"2024-02-29","t":"12:34:56.789","ts":"2024-01-31T10:00:00",
+                   "tz":"2024-01-31T12:00:00+00:00","j":{"a":[1,2]},"js":{"x": 1},"by":"0001ff",
+                   "u":"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11","m":"sad","arr":[1,2,null],
+                   "txt":"tab\there\nline \\ back"}),
+        ]
+    );
+    // Values that do not fit, each named with record, column and expected type.
+    for (value, column, words) in [
+        (
+            json!({"id":1,"s":40000}),
+            "`s` (smallint)",
+            "-32768..=32767",
+        ),
+        (
+            json!({"id":1,"n":"1.2.3"}),
+            "`n` (numeric(40,10))",
+            "decimal",
+        ),
+        (json!({"id":1,"id2":1}), "`id2`", "no column"),
+        (
+            json!({"id":1,"d":"31/01/2024"}),
+            "`d` (date)",
+            "ISO-8601 date",
+        ),
+        (json!({"id":1,"by":"%%%"}), "`by` (bytea)", "base64"),
+        (json!({"id":1,"u":"nope"}), "`u` (uuid)", "UUID"),
+        (json!({"id":1e17}), "`id` (bigint)", "2^53"),
+    ] {
+        let e = w.write(&batch(1, 2, &[value])).await.unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("record 1-2-0") && text.contains(column) && text.contains(words),
+            "{text}"
+        );
+    }
+    // The server's own rejection (enum label) is traced back to its record.
+    let e = w
+        .write(&batch(
+            1,
+            3,
+            &[json!({"id":1}), json!({"id":2,"m":"happy"})],
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("record 1-3-1") && e.to_string().contains("`m`"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn pg_at_least_once_mode_has_no_progress_table_and_is_idempotent() {
+    let db = harness::postgres().await.create_database().await;
+    exec(&db, T1).await;
+    let mut w = PgSink::open(&typed(&db, "t1", json!({"exactlyOnce": false})))
+        .await
+        .unwrap();
+    let b = batch(1, 1, &[json!({"k1":1,"v1":1}), json!({"k1":2,"v1":2})]);
+    w.write(&b).await.unwrap();
+    w.write(&b).await.unwrap();
+    assert!(w.stored_offsets().await.unwrap().is_none());
+    assert_eq!(
+        rows(&db, "SELECT k1, v1 FROM t1 ORDER BY k1").await,
+        vec![json!({"k1":1,"v1":1}), json!({"k1":2,"v1":2})]
+    );
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT to_regclass('hstream_io_progress') IS NULL AS missing"
+        )
+        .await,
+        vec![json!({"missing": true})]
+    );
+}
+
+#[tokio::test]
+async fn pg_check_names_the_failing_check_and_the_fix() {
+    let db = harness::postgres().await.create_database().await;
+    let e = PgSink::check(&typed(&db, "missing", json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(e.spec.id, "table");
+    let role = format!(
+        "weak_{}",
+        db.name
+            .to_lowercase()
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+    );
+    exec(
+        &db,
+        &format!(
+            "CREATE TABLE nokey (a int); CREATE TABLE ok (a int primary key); \
+             CREATE ROLE {role} LOGIN PASSWORD 'weak-pw'; GRANT INSERT ON ok TO {role}; \
+             REVOKE CREATE ON SCHEMA public FROM PUBLIC"
+        ),
+    )
+    .await;
+    let e = PgSink::check(&typed(&db, "nokey", json!({"exactlyOnce": false})))
+        .await
+        .unwrap_err();
+    assert_eq!(e.spec.id, "keys");
+    PgSink::check(&typed(&db, "nokey", json!({})))
+        .await
+        .unwrap();
+    PgSink::check(&typed(&db, "ok", json!({}))).await.unwrap();
+    let mut weak = typed(&db, "ok", json!({}));
+    weak.user = role.clone();
+    weak.password = Secret::new("weak-pw");
+    let e = PgSink::check(&weak).await.unwrap_err();
+    assert_eq!(e.spec.id, "privileges");
+    let text = e.error.to_string();
+    assert!(
+        text.contains("UPDATE on `public.ok`")
+            && text.contains("DELETE on `public.ok`")
+            && text.contains("CREATE on schema `public`"),
+        "{text}"
+    );
+    // The harness trusts other roles on 127.0.0.1; its superuser needs its password.
+    let mut wrong = typed(&db, "ok", json!({}));
+    wrong.password = Secret::new("wrong-pw");
+    let e = PgSink::check(&wrong).await.unwrap_err();
+    assert_eq!(e.spec.id, "connect");
+    let text = e.error.to_string();
+    assert!(text.contains("password authentication failed"), "{text}");
+    assert!(!text.contains("wrong-pw"), "no secret in errors: {text}");
+}

@@ -1,6 +1,8 @@
 //! The one integration test binary: a module per topic (links once; style §9).
 
 mod driver;
+mod sink_mysql;
+mod sink_postgresql;
 mod smoke;
 mod stream;
 mod secrets;

@@ -1,1 +1,5 @@
-//! placeholder
+//! Benchmarks of hstream-io: the standard workload ([`workload`]) every benchmark uses, and the
+//! physical-limit loaders behind `hstream-io-bench load` ([`load`]). Figures: `docs/benchmarks.md`.
+
+pub mod load;
+pub mod workload;

@@ -5,4 +5,5 @@ mod sink_mysql;
 mod sink_postgresql;
 mod smoke;
 mod stream;
+mod workload;
 mod secrets;

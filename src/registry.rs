@@ -7,6 +7,7 @@ use hstream_io_runtime::ConnectorInfo;
 pub fn all() -> Vec<ConnectorInfo> {
     vec![
         ConnectorInfo::source::<hstream_io_source_generator::GeneratorSource>(),
+        ConnectorInfo::source::<hstream_io_source_mysql::MysqlSource>(),
         ConnectorInfo::sink::<hstream_io_sink_blackhole::BlackholeSink>(),
         ConnectorInfo::sink::<hstream_io_sink_postgresql::PgSink>(),
         ConnectorInfo::sink::<hstream_io_sink_mysql::MysqlSink>(),

@@ -1,0 +1,603 @@
+//! Binlog streaming: registers as a replica, decodes row events of the
+//! captured tables and sends one batch per transaction with the position after
+//! its commit.
+//!
+//! - MariaDB: `@mariadb_slave_capability=4`, so GTID (162), GTID_LIST (163)
+//!   and BINLOG_CHECKPOINT (161) arrive as themselves and are decoded in
+//!   [`crate::events`]. Resume uses the stored GTID state through
+//!   `@slave_connect_state` (COM_BINLOG_DUMP with an empty file name); without
+//!   a GTID it uses file/position. COM_BINLOG_DUMP_GTID (MySQL's) is never
+//!   sent: MariaDB rejects it.
+//! - MySQL: file/position.
+//! - A transaction's records are sent when its XID (or `COMMIT` query)
+//!   arrives, with the position after it. A large transaction is sent in
+//!   slices of [`FLUSH_RECORDS`], each with the position "transaction start +
+//!   rows done", so memory stays bounded and a restart skips exactly what was
+//!   sent.
+//! - Decoding runs in its own task: a panic inside the binlog parser (it
+//!   trusts length fields of a truncated packet) becomes an error naming the
+//!   position, never a crashed process.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use hstream_io_runtime::{Error, ErrorKind, Result, SourceContext};
+use mysql_async::binlog::EventType;
+use mysql_async::binlog::events::{Event, EventData, RowsEventData};
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStreamRequest, Value};
+use mysql_common::binlog::value::BinlogValue;
+
+use crate::config::MysqlSourceConfig;
+use crate::error::{ER_MASTER_FATAL_ERROR_READING_BINLOG, classify, connect, server_code};
+use crate::events::{
+    self, ANNOTATE_ROWS, BINLOG_CHECKPOINT, COMPRESSED_EVENTS, GtidState, MARIADB_GTID,
+    MARIADB_GTID_LIST, Position, START_ENCRYPTION,
+};
+use crate::output::{FLUSH_RECORDS, Output};
+use crate::snapshot::conversion;
+use crate::types::{Origin, TableSchema, load_schema};
+
+/// Shortest interval between two position-only commits (transactions that
+/// touched no captured table, DDL, heartbeats).
+const IDLE_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How streaming ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// The shutdown fired; everything sent is consistent with the last position.
+    Shutdown,
+    /// The server ended the stream (non-blocking dump) or closed the connection.
+    ServerClosed,
+    /// The server refused the start position before sending any event (purged
+    /// binlog, unknown GTID): the caller may copy the tables again.
+    Refused(Error),
+}
+
+/// Streams from `start` until the shutdown. Runs in its own task so a parser
+/// panic becomes an error.
+///
+/// `resume` holds the start position and is kept at the last position handed
+/// to the runtime, so a reconnect continues exactly there.
+pub async fn stream(
+    config: MysqlSourceConfig,
+    ctx: SourceContext,
+    output: Output,
+    resume: Arc<Mutex<Position>>,
+) -> Result<Ended> {
+    let start = resume
+        .lock()
+        .map_err(|_| Error::internal("resume position lock poisoned"))?
+        .clone();
+    let shown = start.to_string();
+    let task = tokio::spawn(async move {
+        let mut s = Streamer::new(config, ctx, output, start, resume);
+        s.run().await
+    });
+    match task.await {
+        Ok(result) => result,
+        Err(join) if join.is_panic() => Err(Error::new(
+            ErrorKind::Internal,
+            format!(
+                "the binlog reader failed on a truncated or corrupt event after position {shown}"
+            ),
+        )
+        .with_hint("Check the server's binlog (mysqlbinlog) around that position; restarting the task retries from the last committed position.")),
+        Err(join) => Err(Error::internal(format!("the binlog reader task ended: {join}"))),
+    }
+}
+
+struct Streamer {
+    config: MysqlSourceConfig,
+    ctx: SourceContext,
+    out: Output,
+    /// Connection for reading table definitions.
+    meta: Option<mysql_async::Conn>,
+    /// Captured tables' definitions, by index in `out.tables()`; `None` = reload.
+    schemas: Vec<Option<Arc<TableSchema>>>,
+    /// table_id → index of a captured table (None: not captured).
+    table_ids: HashMap<u64, Option<usize>>,
+    mariadb: bool,
+    server_crc32: bool,
+    /// Current binlog file.
+    file: String,
+    /// End of the last event read (a transaction boundary between transactions).
+    pos: u64,
+    /// GTID state after the last committed transaction.
+    gtid: GtidState,
+    pending_gtid: Option<events::Gtid>,
+    /// Start of the transaction being read, if inside one.
+    txn_start: Option<u64>,
+    /// Row changes of captured tables read in this transaction.
+    txn_rows: u64,
+    /// Inside a multi-statement transaction (BEGIN … COMMIT/XID), where a
+    /// QUERY event (SAVEPOINT, …) does not end it.
+    txn_explicit: bool,
+    /// Row changes to skip in the first transaction (resume inside it).
+    skip: u64,
+    /// Position sent last (what a reconnect resumes from).
+    last_sent: Position,
+    /// Shared copy of `last_sent` for the caller.
+    resume: Arc<Mutex<Position>>,
+    /// True once an event arrived on this connection.
+    received: bool,
+    last_commit: Instant,
+}
+
+impl Streamer {
+    fn new(
+        config: MysqlSourceConfig,
+        ctx: SourceContext,
+        out: Output,
+        start: Position,
+        resume: Arc<Mutex<Position>>,
+    ) -> Self {
+        let gtid = GtidState::parse(&start.gtid).unwrap_or_default();
+        let n = out.tables().len();
+        Self {
+            config,
+            ctx,
+            out,
+            meta: None,
+            schemas: vec![None; n],
+            table_ids: HashMap::new(),
+            mariadb: false,
+            server_crc32: false,
+            file: start.file.clone(),
+            pos: start.pos,
+            gtid,
+            pending_gtid: None,
+            txn_start: None,
+            txn_rows: 0,
+            txn_explicit: false,
+            skip: start.skip,
+            last_sent: start,
+            resume,
+            received: false,
+            last_commit: Instant::now(),
+        }
+    }
+
+    fn position(&self) -> Position {
+        Position {
+            file: self.file.clone(),
+            pos: self.pos,
+            gtid: self.gtid.to_string(),
+            skip: 0,
+        }
+    }
+
+    async fn run(&mut self) -> Result<Ended> {
+        let mut conn = connect(&self.config).await?;
+        self.mariadb = crate::snapshot::is_mariadb(&mut conn).await?;
+        let checksum: Option<String> = conn
+            .query_first("SELECT @@global.binlog_checksum")
+            .await
+            .map_err(|e| classify(e, "cannot read binlog_checksum"))?;
+        self.server_crc32 = checksum.is_some_and(|c| c.eq_ignore_ascii_case("CRC32"));
+        let mut setup = vec!["SET @mariadb_slave_capability = 4".to_string()];
+        if self.config.heartbeat_interval_seconds > 0 {
+            setup.push(format!(
+                "SET @master_heartbeat_period = {}",
+                u64::from(self.config.heartbeat_interval_seconds) * 1_000_000_000
+            ));
+        }
+        let use_gtid = self.mariadb
+            && !GtidState::parse(&self.last_sent.gtid)
+                .unwrap_or_default()
+                .is_empty();
+        if use_gtid {
+            // Validated by GtidState::parse: digits, dashes and commas only.
+            setup.push(format!(
+                "SET @slave_connect_state = '{}'",
+                GtidState::parse(&self.last_sent.gtid).unwrap_or_default()
+            ));
+            setup.push("SET @slave_gtid_strict_mode = 0".into());
+            setup.push("SET @slave_gtid_ignore_duplicates = 0".into());
+        }
+        for sql in &setup {
+            conn.query_drop(sql)
+                .await
+                .map_err(|e| classify(e, "cannot prepare the replication session"))?;
+        }
+        let server_id = self.config.effective_server_id(self.ctx.task_id());
+        let file = self.last_sent.file.clone().into_bytes();
+        let request = if use_gtid {
+            BinlogStreamRequest::new(server_id).with_pos(4)
+        } else {
+            BinlogStreamRequest::new(server_id)
+                .with_filename(&file)
+                .with_pos(self.last_sent.pos)
+        };
+        let start = self.last_sent.clone();
+        tracing::info!(position = %start, server_id, gtid_mode = use_gtid, "binlog streaming started");
+        let mut binlog = match conn.get_binlog_stream(request).await {
+            Ok(b) => b,
+            Err(e) if server_code(&e) == Some(ER_MASTER_FATAL_ERROR_READING_BINLOG) => {
+                return Ok(Ended::Refused(self.read_error(e, &start)));
+            }
+            Err(e) => return Err(self.read_error(e, &start)),
+        };
+        let shutdown = self.ctx.shutdown().clone();
+        loop {
+            let next = tokio::select! {
+                next = binlog.next() => next,
+                _ = shutdown.wait() => {
+                    self.out.discard();
+                    self.flush_idle(true).await?;
+                    let _ = binlog.close().await;
+                    return Ok(Ended::Shutdown);
+                }
+            };
+            let event = match next {
+                None => return Ok(Ended::ServerClosed),
+                Some(Err(e)) => {
+                    let refused = server_code(&e) == Some(ER_MASTER_FATAL_ERROR_READING_BINLOG);
+                    let error = self.read_error(e, &start);
+                    return if refused && !self.received {
+                        Ok(Ended::Refused(error))
+                    } else {
+                        Err(error)
+                    };
+                }
+                Some(Ok(event)) => event,
+            };
+            self.received = true;
+            self.handle(&event, &binlog).await?;
+        }
+    }
+
+    fn read_error(&self, e: mysql_async::Error, start: &Position) -> Error {
+        if server_code(&e) == Some(ER_MASTER_FATAL_ERROR_READING_BINLOG) {
+            return classify(
+                e,
+                format!("cannot read the binlog from position {start}: the server refused it"),
+            );
+        }
+        classify(
+            e,
+            format!("binlog stream failed after {}:{}", self.file, self.pos),
+        )
+    }
+
+    async fn handle(&mut self, event: &Event, binlog: &mysql_async::BinlogStream) -> Result<()> {
+        let header = event.header();
+        let raw = header.event_type_raw();
+        let log_pos = u64::from(header.log_pos());
+        let corrupt = |e: std::io::Error| {
+            Error::new(
+                ErrorKind::Internal,
+                format!(
+                    "corrupt binlog event (type {raw}) ending at {}:{log_pos}",
+                    self.file
+                ),
+            )
+            .with_source(e)
+        };
+        match raw {
+            MARIADB_GTID => {
+                let g = events::decode_gtid(event.data()).map_err(|e| self.decode_error(e))?;
+                self.begin(log_pos.saturating_sub(u64::from(header.event_size())));
+                // MariaDB writes no BEGIN after a GTID: the GTID opens the transaction.
+                self.txn_explicit = !g.standalone();
+                self.pending_gtid = Some(g.gtid(header.server_id()));
+            }
+            MARIADB_GTID_LIST => {
+                let list =
+                    events::decode_gtid_list(event.data()).map_err(|e| self.decode_error(e))?;
+                if self.txn_start.is_none() {
+                    for g in list {
+                        self.gtid.apply(g);
+                    }
+                }
+            }
+            BINLOG_CHECKPOINT => {
+                events::decode_checkpoint(event.data()).map_err(|e| self.decode_error(e))?;
+            }
+            ANNOTATE_ROWS | START_ENCRYPTION => {}
+            r if COMPRESSED_EVENTS.contains(&r) => {
+                return Err(Error::new(
+                    ErrorKind::Setup,
+                    format!("compressed binlog event (type {r}) at {}:{log_pos}", self.file),
+                )
+                .with_hint("Set log_bin_compress=OFF on the server: compressed binlog events are not decoded."));
+            }
+            _ => {
+                let Some(data) = event.read_data().map_err(corrupt)? else {
+                    return Ok(());
+                };
+                self.handle_data(event, data, binlog).await?;
+            }
+        }
+        // Positions only move forward within a file; ROTATE sets its own, and
+        // the format description re-sent at connect time carries an older one.
+        if log_pos > self.pos
+            && raw != EventType::ROTATE_EVENT as u8
+            && raw != EventType::FORMAT_DESCRIPTION_EVENT as u8
+            && self.txn_start.is_none()
+        {
+            self.pos = log_pos;
+        }
+        if self.txn_start.is_none() {
+            self.flush_idle(false).await?;
+        }
+        Ok(())
+    }
+
+    fn set_sent(&mut self, position: Position) {
+        if let Ok(mut shared) = self.resume.lock() {
+            *shared = position.clone();
+        }
+        self.last_sent = position;
+        self.last_commit = Instant::now();
+    }
+
+    fn decode_error(&self, e: events::DecodeError) -> Error {
+        Error::new(
+            ErrorKind::Internal,
+            format!(
+                "cannot decode a binlog event after {}:{}",
+                self.file, self.pos
+            ),
+        )
+        .with_source(e)
+    }
+
+    fn begin(&mut self, start: u64) {
+        self.txn_start = Some(start);
+        self.txn_rows = 0;
+        self.txn_explicit = false;
+    }
+
+    async fn handle_data(
+        &mut self,
+        event: &Event,
+        data: EventData<'_>,
+        binlog: &mysql_async::BinlogStream,
+    ) -> Result<()> {
+        let header = event.header();
+        let log_pos = u64::from(header.log_pos());
+        match data {
+            EventData::RotateEvent(r) => {
+                let with_checksum = event
+                    .fde()
+                    .footer()
+                    .get_checksum_alg()
+                    .ok()
+                    .flatten()
+                    .is_some_and(|a| {
+                        a == mysql_common::binlog::consts::BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32
+                    });
+                self.file = events::rotate_file_name(
+                    r.name_raw(),
+                    header.log_pos(),
+                    with_checksum,
+                    self.server_crc32,
+                )
+                .map_err(|e| self.decode_error(e))?;
+                self.pos = r.position();
+            }
+            EventData::GtidEvent(_) | EventData::AnonymousGtidEvent(_) => {
+                // MySQL: the transaction starts here.
+                self.begin(log_pos.saturating_sub(u64::from(header.event_size())));
+            }
+            EventData::QueryEvent(q) => {
+                let query = q.query();
+                let trimmed = query.trim();
+                if trimmed.eq_ignore_ascii_case("BEGIN") {
+                    if self.txn_start.is_none() {
+                        self.begin(log_pos.saturating_sub(u64::from(header.event_size())));
+                    }
+                    self.txn_explicit = true;
+                } else if trimmed.eq_ignore_ascii_case("COMMIT")
+                    || trimmed.eq_ignore_ascii_case("ROLLBACK")
+                {
+                    self.commit(log_pos).await?;
+                } else if !(self.txn_start.is_some() && self.txn_explicit) {
+                    // DDL or another standalone statement: its own transaction.
+                    // Table definitions may have changed: read them again on next use.
+                    self.schemas.iter_mut().for_each(|s| *s = None);
+                    self.commit(log_pos).await?;
+                }
+                // Else a statement inside a transaction (SAVEPOINT, …): not a boundary.
+            }
+            EventData::XidEvent(_) => self.commit(log_pos).await?,
+            EventData::TableMapEvent(tme) => {
+                let index = self.out.index_of(&tme.database_name(), &tme.table_name());
+                if let Some(i) = index {
+                    let schema = self.schema(i).await?;
+                    if tme.columns_count() as usize != schema.columns.len() {
+                        return Err(Error::new(
+                            ErrorKind::Setup,
+                            format!(
+                                "table `{}` has {} columns in the binlog at {}:{log_pos} but {} now; \
+                                 its definition changed (DDL) after that event",
+                                schema.table,
+                                tme.columns_count(),
+                                self.file,
+                                schema.columns.len()
+                            ),
+                        )
+                        .with_hint("Re-snapshot the table (delete the task's position and use snapshotMode `initial`), or resume from after the DDL."));
+                    }
+                }
+                self.table_ids.insert(tme.table_id(), index);
+            }
+            EventData::RowsEvent(rows) => self.rows(&rows, binlog).await?,
+            EventData::HeartbeatEvent => {}
+            EventData::FormatDescriptionEvent(_) => {}
+            EventData::TransactionPayloadEvent(_) => {
+                // The payload's events follow, decompressed by the stream reader.
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn schema(&mut self, index: usize) -> Result<Arc<TableSchema>> {
+        if let Some(s) = &self.schemas[index] {
+            return Ok(s.clone());
+        }
+        if self.meta.is_none() {
+            self.meta = Some(connect(&self.config).await?);
+        }
+        let table = self.out.tables()[index].clone();
+        let conn = self
+            .meta
+            .as_mut()
+            .ok_or_else(|| Error::internal("metadata connection missing"))?;
+        let schema = Arc::new(load_schema(conn, &table).await?);
+        self.schemas[index] = Some(schema.clone());
+        Ok(schema)
+    }
+
+    async fn rows(
+        &mut self,
+        rows: &RowsEventData<'_>,
+        binlog: &mysql_async::BinlogStream,
+    ) -> Result<()> {
+        let Some(Some(index)) = self.table_ids.get(&rows.table_id()).copied() else {
+            return Ok(());
+        };
+        let Some(tme) = binlog.get_tme(rows.table_id()) else {
+            return Err(Error::internal(format!(
+                "rows event for table id {} without its TABLE_MAP at {}:{}",
+                rows.table_id(),
+                self.file,
+                self.pos
+            )));
+        };
+        let schema = self.schema(index).await?;
+        let table = schema.table.to_string();
+        let zero = self.config.zero_date;
+        let (is_insert, is_delete) = match rows {
+            RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => (true, false),
+            RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => {
+                (false, true)
+            }
+            RowsEventData::PartialUpdateRowsEvent(_) => {
+                return Err(Error::new(
+                    ErrorKind::Setup,
+                    format!(
+                        "partial JSON update of `{table}` at {}:{}",
+                        self.file, self.pos
+                    ),
+                )
+                .with_hint("Set binlog_row_value_options='' so updates carry full JSON values."));
+            }
+            _ => (false, false),
+        };
+        for item in rows.rows(tme) {
+            let (before, after) = item.map_err(|e| {
+                Error::new(
+                    ErrorKind::Internal,
+                    format!(
+                        "cannot decode a row of `{table}` after {}:{}",
+                        self.file, self.pos
+                    ),
+                )
+                .with_source(e)
+            })?;
+            self.txn_rows += 1;
+            if self.skip > 0 {
+                self.skip -= 1;
+                continue;
+            }
+            let convert = |row: mysql_common::binlog::row::BinlogRow| {
+                let values = binlog_values(row, &table)?;
+                schema
+                    .row_to_json(values, Origin::Binlog, zero)
+                    .map_err(|e| conversion(&table, e))
+            };
+            if is_delete {
+                let Some(before) = before else { continue };
+                let (_, key) = convert(before)?;
+                self.out.push(index, key, None);
+            } else {
+                let Some(after) = after else { continue };
+                let (value, key) = convert(after)?;
+                if !is_insert && let Some(before) = before {
+                    let (_, old_key) = convert(before)?;
+                    if old_key != key {
+                        // The primary key changed: the old key is deleted.
+                        self.out.push(index, old_key, None);
+                    }
+                }
+                self.out.push(index, key, Some(value));
+            }
+            if self.out.buffered() >= FLUSH_RECORDS {
+                let position = self.txn_start.map(|start| Position {
+                    file: self.file.clone(),
+                    pos: start,
+                    gtid: self.gtid.to_string(),
+                    skip: self.txn_rows,
+                });
+                self.out.flush(&self.ctx, position.as_ref()).await?;
+                if let Some(p) = position {
+                    self.set_sent(p);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self, log_pos: u64) -> Result<()> {
+        if let Some(g) = self.pending_gtid.take() {
+            self.gtid.apply(g);
+        }
+        if log_pos > 0 {
+            self.pos = log_pos;
+        }
+        self.txn_start = None;
+        self.txn_rows = 0;
+        self.txn_explicit = false;
+        self.skip = 0;
+        if self.out.buffered() > 0 {
+            let position = self.position();
+            self.out.flush(&self.ctx, Some(&position)).await?;
+            self.set_sent(position);
+        }
+        Ok(())
+    }
+
+    /// Commits the position alone (no records: transactions on other
+    /// tables, DDL, rotations) at most once per [`IDLE_COMMIT_INTERVAL`], or
+    /// now when `force`; only between transactions.
+    async fn flush_idle(&mut self, force: bool) -> Result<()> {
+        if self.txn_start.is_some() || self.skip > 0 || self.file.is_empty() {
+            return Ok(());
+        }
+        if !force && self.last_commit.elapsed() < IDLE_COMMIT_INTERVAL {
+            return Ok(());
+        }
+        let position = self.position();
+        if position == self.last_sent {
+            return Ok(());
+        }
+        self.out.flush(&self.ctx, Some(&position)).await?;
+        self.set_sent(position);
+        Ok(())
+    }
+}
+
+/// The values of a binlog row image, in column order (`None` = not in the image).
+fn binlog_values(
+    mut row: mysql_common::binlog::row::BinlogRow,
+    table: &str,
+) -> Result<Vec<Option<Value>>> {
+    (0..row.len())
+        .map(|i| match row.take(i) {
+            None => Ok(None),
+            Some(BinlogValue::Value(v)) => Ok(Some(v)),
+            Some(other) => Value::try_from(other).map(Some).map_err(|e| {
+                Error::new(
+                    ErrorKind::Conversion,
+                    format!("cannot convert column {i} of `{table}` from the binlog"),
+                )
+                .with_source(e)
+            }),
+        })
+        .collect()
+}

@@ -1,0 +1,911 @@
+//! Column types read from `information_schema`, and the one conversion of a
+//! MySQL value into JSON used by both the snapshot and the binlog, so the same
+//! row gives the same record either way.
+//!
+//! | MySQL | JSON |
+//! | --- | --- |
+//! | TINYINT … BIGINT (signed or UNSIGNED) | integer (exact in `raw`; a double in `json`) |
+//! | DECIMAL / NUMERIC | string, exact, with the column's scale (`"12.3400"`) |
+//! | FLOAT / DOUBLE | number (FLOAT as its shortest decimal form) |
+//! | DATE | `"2024-02-29"` |
+//! | DATETIME(n) | `"2024-02-29T12:34:56.789"` (n fraction digits, no zone) |
+//! | TIMESTAMP(n) | `"2024-02-29T12:34:56.789Z"` (UTC) |
+//! | TIME(n) | `"-838:59:59.000000"` |
+//! | YEAR | integer |
+//! | CHAR / VARCHAR / TEXT (any charset) | string (UTF-8) |
+//! | ENUM / SET | string (`"a,c"` for a SET) |
+//! | JSON | string (the JSON text; MariaDB stores JSON as LONGTEXT) |
+//! | BINARY / VARBINARY / BLOB / GEOMETRY | base64 string |
+//! | BIT(1) | boolean |
+//! | BIT(n > 1) | integer |
+//! | zero date or datetime | `null`, or the zero text (`zeroDate`) |
+
+use base64::Engine;
+use mysql_async::Value;
+use serde_json::{Map, Number, Value as Json};
+
+use crate::config::{TableRef, ZeroDate};
+
+/// Where a value comes from: the two differ for ENUM / SET / TIMESTAMP / YEAR
+/// and text charsets, and nowhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A snapshot row (binary protocol, UTF-8 connection, UTC session).
+    Snapshot,
+    /// A binlog row image.
+    Binlog,
+}
+
+/// How a column's values are converted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColKind {
+    /// Integers; `bytes` is the storage width (1, 2, 3, 4, 8).
+    Int {
+        /// UNSIGNED.
+        unsigned: bool,
+        /// Storage width in bytes.
+        bytes: u8,
+    },
+    /// DECIMAL / NUMERIC.
+    Decimal,
+    /// FLOAT.
+    Float,
+    /// DOUBLE.
+    Double,
+    /// DATE.
+    Date,
+    /// DATETIME(fsp).
+    DateTime(u8),
+    /// TIMESTAMP(fsp).
+    Timestamp(u8),
+    /// TIME(fsp).
+    Time(u8),
+    /// YEAR.
+    Year,
+    /// Character data in a charset.
+    Text(Charset),
+    /// Binary strings; BINARY(n) is padded to `pad_to` bytes.
+    Binary {
+        /// Fixed length of BINARY(n).
+        pad_to: Option<usize>,
+    },
+    /// ENUM with its values.
+    Enum(Vec<String>),
+    /// SET with its values.
+    Set(Vec<String>),
+    /// BIT(bits).
+    Bit(u32),
+    /// MySQL's JSON type.
+    Json,
+}
+
+/// Character sets the binlog path decodes itself (the snapshot gets UTF-8 from the server).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Charset {
+    /// utf8mb3 / utf8mb4 / utf8.
+    Utf8,
+    /// latin1 (MySQL's latin1 is Windows-1252).
+    Latin1,
+    /// ascii.
+    Ascii,
+    /// Any other; decoded only when the bytes are valid UTF-8.
+    Other(String),
+}
+
+impl Charset {
+    fn from_name(name: &str) -> Self {
+        match name {
+            "utf8" | "utf8mb3" | "utf8mb4" => Self::Utf8,
+            "latin1" => Self::Latin1,
+            "ascii" => Self::Ascii,
+            other => Self::Other(other.to_string()),
+        }
+    }
+}
+
+/// One column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    /// Name.
+    pub name: String,
+    /// Conversion.
+    pub kind: ColKind,
+}
+
+/// A captured table: its columns in ordinal order and its primary key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableSchema {
+    /// Which table.
+    pub table: TableRef,
+    /// Columns in ordinal order (the binlog's column order).
+    pub columns: Vec<Column>,
+    /// Indexes into `columns` of the primary key, in key order.
+    pub key: Vec<usize>,
+}
+
+/// One row of `information_schema.COLUMNS`, as read by [`column_from_info`].
+#[derive(Debug, Clone, Default)]
+pub struct ColumnInfo {
+    /// COLUMN_NAME.
+    pub name: String,
+    /// DATA_TYPE, e.g. `int`.
+    pub data_type: String,
+    /// COLUMN_TYPE, e.g. `int(10) unsigned`, `enum('a','b')`.
+    pub column_type: String,
+    /// CHARACTER_SET_NAME.
+    pub charset: Option<String>,
+    /// CHARACTER_OCTET_LENGTH.
+    pub octet_length: Option<u64>,
+    /// NUMERIC_PRECISION (BIT width).
+    pub numeric_precision: Option<u64>,
+    /// DATETIME_PRECISION.
+    pub datetime_precision: Option<u64>,
+}
+
+/// The conversion of one column.
+pub fn column_from_info(info: &ColumnInfo) -> Column {
+    let dt = info.data_type.to_ascii_lowercase();
+    let ct = info.column_type.to_ascii_lowercase();
+    let unsigned = ct.contains("unsigned");
+    let fsp = info.datetime_precision.unwrap_or(0).min(6) as u8;
+    let kind = match dt.as_str() {
+        "tinyint" => ColKind::Int { unsigned, bytes: 1 },
+        "smallint" => ColKind::Int { unsigned, bytes: 2 },
+        "mediumint" => ColKind::Int { unsigned, bytes: 3 },
+        "int" | "integer" => ColKind::Int { unsigned, bytes: 4 },
+        "bigint" => ColKind::Int { unsigned, bytes: 8 },
+        "decimal" | "numeric" => ColKind::Decimal,
+        "float" => ColKind::Float,
+        "double" | "real" => ColKind::Double,
+        "date" => ColKind::Date,
+        "datetime" => ColKind::DateTime(fsp),
+        "timestamp" => ColKind::Timestamp(fsp),
+        "time" => ColKind::Time(fsp),
+        "year" => ColKind::Year,
+        "enum" => ColKind::Enum(parse_list(&info.column_type)),
+        "set" => ColKind::Set(parse_list(&info.column_type)),
+        "bit" => ColKind::Bit(info.numeric_precision.unwrap_or(1) as u32),
+        "json" => ColKind::Json,
+        "binary" => ColKind::Binary {
+            pad_to: info.octet_length.map(|n| n as usize),
+        },
+        "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" => {
+            match info.charset.as_deref() {
+                None | Some("binary") => ColKind::Binary { pad_to: None },
+                Some(cs) => ColKind::Text(Charset::from_name(cs)),
+            }
+        }
+        // varbinary, blobs, geometry and anything unknown: bytes.
+        _ => ColKind::Binary { pad_to: None },
+    };
+    Column {
+        name: info.name.clone(),
+        kind,
+    }
+}
+
+/// The quoted values of `enum('a','b''c')` / `set(…)`.
+pub fn parse_list(column_type: &str) -> Vec<String> {
+    let Some(start) = column_type.find('(') else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut chars = column_type[start + 1..].chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\'' {
+            continue;
+        }
+        let mut s = String::new();
+        loop {
+            match chars.next() {
+                None => return out,
+                Some('\'') if chars.peek() == Some(&'\'') => {
+                    chars.next();
+                    s.push('\'');
+                }
+                Some('\'') => break,
+                Some('\\') => {
+                    if let Some(n) = chars.next() {
+                        s.push(n);
+                    }
+                }
+                Some(ch) => s.push(ch),
+            }
+        }
+        out.push(s);
+    }
+    out
+}
+
+/// Why a value could not be converted (names the column, never the value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConvError {
+    /// Column name.
+    pub column: String,
+    /// What was wrong.
+    pub reason: String,
+}
+
+impl std::fmt::Display for ConvError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "column `{}`: {}", self.column, self.reason)
+    }
+}
+
+impl std::error::Error for ConvError {}
+
+/// Converts one value of `column`.
+pub fn to_json(
+    column: &Column,
+    value: Value,
+    origin: Origin,
+    zero: ZeroDate,
+) -> Result<Json, ConvError> {
+    let err = |reason: String| ConvError {
+        column: column.name.clone(),
+        reason,
+    };
+    let unexpected = |v: &Value| err(format!("unexpected {} value", variant(v)));
+    if value == Value::NULL {
+        return Ok(Json::Null);
+    }
+    Ok(match (&column.kind, value) {
+        (ColKind::Int { unsigned, bytes }, v) => {
+            let n = match v {
+                Value::Int(i) if *unsigned => Number::from(mask(i as u64, *bytes)),
+                Value::Int(i) => Number::from(i),
+                Value::UInt(u) if *unsigned => Number::from(u),
+                Value::UInt(u) => Number::from(sign_extend(u, *bytes)),
+                Value::Bytes(b) => {
+                    parse_int_text(&b).ok_or_else(|| err("not an integer".into()))?
+                }
+                other => return Err(unexpected(&other)),
+            };
+            Json::Number(n)
+        }
+        (ColKind::Decimal, Value::Bytes(b)) => Json::String(utf8(b).map_err(err)?),
+        (ColKind::Float, v) => {
+            let f = match v {
+                Value::Float(f) => f,
+                Value::Double(d) => d as f32,
+                Value::Bytes(b) => utf8(b)
+                    .map_err(err)?
+                    .parse::<f32>()
+                    .map_err(|_| err("not a number".into()))?,
+                other => return Err(unexpected(&other)),
+            };
+            // The shortest text that reads back as this f32, as a double.
+            let d: f64 = f.to_string().parse().unwrap_or(f64::from(f));
+            Number::from_f64(d).map_or(Json::Null, Json::Number)
+        }
+        (ColKind::Double, v) => {
+            let d = match v {
+                Value::Double(d) => d,
+                Value::Float(f) => f64::from(f),
+                Value::Bytes(b) => utf8(b)
+                    .map_err(err)?
+                    .parse::<f64>()
+                    .map_err(|_| err("not a number".into()))?,
+                other => return Err(unexpected(&other)),
+            };
+            Number::from_f64(d).map_or(Json::Null, Json::Number)
+        }
+        (ColKind::Date, Value::Date(y, m, d, ..)) => {
+            if y == 0 && m == 0 && d == 0 {
+                zero_value(zero, "0000-00-00")
+            } else {
+                Json::String(format!("{y:04}-{m:02}-{d:02}"))
+            }
+        }
+        (ColKind::DateTime(fsp), Value::Date(y, mo, d, h, mi, s, us)) => {
+            if y == 0 && mo == 0 && d == 0 && h == 0 && mi == 0 && s == 0 && us == 0 {
+                zero_value(zero, &format!("0000-00-00T00:00:00{}", frac(0, *fsp)))
+            } else {
+                Json::String(format!(
+                    "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{}",
+                    frac(us, *fsp)
+                ))
+            }
+        }
+        (ColKind::Timestamp(fsp), v) => {
+            let zero_text = || format!("0000-00-00T00:00:00{}Z", frac(0, *fsp));
+            match v {
+                // Snapshot: the session time zone is UTC.
+                Value::Date(0, 0, 0, 0, 0, 0, 0) => zero_value(zero, &zero_text()),
+                Value::Date(y, mo, d, h, mi, s, us) => Json::String(format!(
+                    "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{}Z",
+                    frac(us, *fsp)
+                )),
+                // Binlog: epoch seconds, as an integer or "secs[.micros]".
+                Value::Int(secs) => epoch_to_json(secs, 0, *fsp, zero, &zero_text()),
+                Value::UInt(secs) => epoch_to_json(secs as i64, 0, *fsp, zero, &zero_text()),
+                Value::Bytes(b) => {
+                    let text = utf8(b).map_err(err)?;
+                    let (secs, us) =
+                        parse_epoch(&text).ok_or_else(|| err("not an epoch timestamp".into()))?;
+                    epoch_to_json(secs, us, *fsp, zero, &zero_text())
+                }
+                other => return Err(unexpected(&other)),
+            }
+        }
+        (ColKind::Time(fsp), Value::Time(neg, days, h, m, s, us)) => {
+            let hours = u64::from(days) * 24 + u64::from(h);
+            let sign = if neg { "-" } else { "" };
+            Json::String(format!("{sign}{hours:02}:{m:02}:{s:02}{}", frac(us, *fsp)))
+        }
+        (ColKind::Year, v) => {
+            let y: i64 = match v {
+                Value::Int(i) => i,
+                Value::UInt(u) => u as i64,
+                Value::Bytes(b) => utf8(b)
+                    .map_err(err)?
+                    .parse()
+                    .map_err(|_| err("not a year".into()))?,
+                other => return Err(unexpected(&other)),
+            };
+            // The binlog encodes YEAR 0000 as 0 + 1900; 1900 itself is out of YEAR's range.
+            let y = if origin == Origin::Binlog && y == 1900 {
+                0
+            } else {
+                y
+            };
+            Json::Number(y.into())
+        }
+        (ColKind::Text(charset), Value::Bytes(b)) => {
+            let s = match origin {
+                Origin::Snapshot => utf8(b).map_err(err)?,
+                Origin::Binlog => decode_charset(charset, b).map_err(err)?,
+            };
+            Json::String(s)
+        }
+        (ColKind::Binary { pad_to }, Value::Bytes(mut b)) => {
+            if let Some(n) = pad_to
+                && b.len() < *n
+            {
+                b.resize(*n, 0);
+            }
+            Json::String(base64::engine::general_purpose::STANDARD.encode(b))
+        }
+        (ColKind::Enum(values), v) => match (origin, v) {
+            (Origin::Snapshot, Value::Bytes(b)) => Json::String(utf8(b).map_err(err)?),
+            (_, Value::Int(i)) => Json::String(enum_value(values, i as u64).map_err(err)?),
+            (_, Value::UInt(i)) => Json::String(enum_value(values, i).map_err(err)?),
+            (_, other) => return Err(unexpected(&other)),
+        },
+        (ColKind::Set(values), v) => match (origin, v) {
+            (Origin::Snapshot, Value::Bytes(b)) => Json::String(utf8(b).map_err(err)?),
+            (Origin::Binlog, Value::Bytes(b)) => {
+                let mut bits = 0u64;
+                for (i, byte) in b.iter().take(8).enumerate() {
+                    bits |= u64::from(*byte) << (8 * i);
+                }
+                Json::String(set_value(values, bits))
+            }
+            (_, Value::Int(i)) => Json::String(set_value(values, i as u64)),
+            (_, Value::UInt(i)) => Json::String(set_value(values, i)),
+            (_, other) => return Err(unexpected(&other)),
+        },
+        (ColKind::Bit(bits), v) => {
+            let n = match v {
+                Value::Bytes(b) => {
+                    if b.len() > 8 {
+                        return Err(err("BIT value longer than 64 bits".into()));
+                    }
+                    b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x))
+                }
+                Value::Int(i) => i as u64,
+                Value::UInt(u) => u,
+                other => return Err(unexpected(&other)),
+            };
+            if *bits == 1 {
+                Json::Bool(n != 0)
+            } else {
+                Json::Number(n.into())
+            }
+        }
+        (ColKind::Json, Value::Bytes(b)) => {
+            // Re-serialised compactly, so server text and binlog JSONB agree.
+            let text = utf8(b).map_err(err)?;
+            match serde_json::from_str::<Json>(&text) {
+                Ok(v) => Json::String(v.to_string()),
+                Err(_) => Json::String(text),
+            }
+        }
+        (_, other) => return Err(unexpected(&other)),
+    })
+}
+
+fn variant(v: &Value) -> &'static str {
+    match v {
+        Value::NULL => "NULL",
+        Value::Bytes(_) => "bytes",
+        Value::Int(_) => "signed integer",
+        Value::UInt(_) => "unsigned integer",
+        Value::Float(_) => "float",
+        Value::Double(_) => "double",
+        Value::Date(..) => "date",
+        Value::Time(..) => "time",
+    }
+}
+
+fn mask(v: u64, bytes: u8) -> u64 {
+    if bytes >= 8 {
+        v
+    } else {
+        v & ((1u64 << (8 * u32::from(bytes))) - 1)
+    }
+}
+
+fn sign_extend(v: u64, bytes: u8) -> i64 {
+    if bytes >= 8 {
+        return v as i64;
+    }
+    let shift = 64 - 8 * u32::from(bytes);
+    ((v << shift) as i64) >> shift
+}
+
+fn parse_int_text(b: &[u8]) -> Option<Number> {
+    let s = std::str::from_utf8(b).ok()?;
+    s.parse::<i64>()
+        .map(Number::from)
+        .ok()
+        .or_else(|| s.parse::<u64>().ok().map(Number::from))
+}
+
+fn utf8(b: Vec<u8>) -> Result<String, String> {
+    String::from_utf8(b)
+        .map_err(|e| format!("invalid UTF-8 at byte {}", e.utf8_error().valid_up_to()))
+}
+
+fn frac(us: u32, fsp: u8) -> String {
+    if fsp == 0 {
+        return String::new();
+    }
+    let digits = format!("{us:06}");
+    format!(".{}", &digits[..usize::from(fsp.min(6))])
+}
+
+fn zero_value(zero: ZeroDate, text: &str) -> Json {
+    match zero {
+        ZeroDate::Null => Json::Null,
+        ZeroDate::String => Json::String(text.to_string()),
+    }
+}
+
+fn parse_epoch(text: &str) -> Option<(i64, u32)> {
+    let (secs, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let secs = secs.parse().ok()?;
+    if fraction.is_empty() {
+        return Some((secs, 0));
+    }
+    if fraction.len() > 6 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let us: u32 = format!("{fraction:0<6}").parse().ok()?;
+    Some((secs, us))
+}
+
+fn epoch_to_json(secs: i64, us: u32, fsp: u8, zero: ZeroDate, zero_text: &str) -> Json {
+    if secs == 0 && us == 0 {
+        return zero_value(zero, zero_text);
+    }
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    Json::String(format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        frac(us, fsp)
+    ))
+}
+
+/// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn enum_value(values: &[String], index: u64) -> Result<String, String> {
+    if index == 0 {
+        return Ok(String::new()); // MySQL's "invalid value" entry
+    }
+    values.get(index as usize - 1).cloned().ok_or_else(|| {
+        format!(
+            "ENUM index {index} beyond the {} declared values; the table may have changed",
+            values.len()
+        )
+    })
+}
+
+fn set_value(values: &[String], bits: u64) -> String {
+    values
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i < 64 && bits & (1u64 << i) != 0)
+        .map(|(_, v)| v.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Windows-1252 code points for bytes 0x80..=0x9F (MySQL's latin1).
+const CP1252_HIGH: [char; 32] = [
+    '\u{20AC}', '\u{81}', '\u{201A}', '\u{0192}', '\u{201E}', '\u{2026}', '\u{2020}', '\u{2021}',
+    '\u{02C6}', '\u{2030}', '\u{0160}', '\u{2039}', '\u{0152}', '\u{8D}', '\u{017D}', '\u{8F}',
+    '\u{90}', '\u{2018}', '\u{2019}', '\u{201C}', '\u{201D}', '\u{2022}', '\u{2013}', '\u{2014}',
+    '\u{02DC}', '\u{2122}', '\u{0161}', '\u{203A}', '\u{0153}', '\u{9D}', '\u{017E}', '\u{0178}',
+];
+
+fn decode_charset(charset: &Charset, b: Vec<u8>) -> Result<String, String> {
+    match charset {
+        Charset::Utf8 | Charset::Ascii => utf8(b),
+        Charset::Latin1 => Ok(b
+            .iter()
+            .map(|&x| match x {
+                0x80..=0x9F => CP1252_HIGH[usize::from(x - 0x80)],
+                _ => char::from(x),
+            })
+            .collect()),
+        Charset::Other(name) => utf8(b).map_err(|_| {
+            format!(
+                "charset `{name}` is not decoded by the binlog reader; convert the column to utf8mb4 \
+                 (ALTER TABLE … CONVERT TO CHARACTER SET utf8mb4)"
+            )
+        }),
+    }
+}
+
+impl TableSchema {
+    /// The row as a JSON object (column name → value), and its primary key object.
+    pub fn row_to_json(
+        &self,
+        values: Vec<Option<Value>>,
+        origin: Origin,
+        zero: ZeroDate,
+    ) -> Result<(Map<String, Json>, Map<String, Json>), ConvError> {
+        if values.len() != self.columns.len() {
+            return Err(ConvError {
+                column: String::new(),
+                reason: format!(
+                    "row has {} columns but `{}` has {}; the table changed (DDL) since it was read",
+                    values.len(),
+                    self.table,
+                    self.columns.len()
+                ),
+            });
+        }
+        let mut row = Map::with_capacity(values.len());
+        for (column, value) in self.columns.iter().zip(values) {
+            let json = match value {
+                // Not in the row image: with binlog_row_image=FULL this does not happen.
+                None => Json::Null,
+                Some(v) => to_json(column, v, origin, zero)?,
+            };
+            row.insert(column.name.clone(), json);
+        }
+        let key = self.key_of(&row);
+        Ok((row, key))
+    }
+
+    /// The primary-key object of a converted row.
+    pub fn key_of(&self, row: &Map<String, Json>) -> Map<String, Json> {
+        self.key
+            .iter()
+            .map(|&i| {
+                let name = &self.columns[i].name;
+                (name.clone(), row.get(name).cloned().unwrap_or(Json::Null))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(kind: ColKind) -> Column {
+        Column {
+            name: "c".into(),
+            kind,
+        }
+    }
+
+    fn both(kind: ColKind, snap: Value, bin: Value) -> Json {
+        let c = col(kind);
+        let a = to_json(&c, snap, Origin::Snapshot, ZeroDate::Null).unwrap();
+        let b = to_json(&c, bin, Origin::Binlog, ZeroDate::Null).unwrap();
+        assert_eq!(a, b, "snapshot and binlog disagree");
+        a
+    }
+
+    #[test]
+    fn integers_signed_and_unsigned() {
+        let k = ColKind::Int {
+            unsigned: true,
+            bytes: 2,
+        };
+        assert_eq!(both(k, Value::UInt(65000), Value::Int(-536)), 65000);
+        let k = ColKind::Int {
+            unsigned: true,
+            bytes: 8,
+        };
+        let big = Json::Number(Number::from(u64::MAX));
+        assert_eq!(both(k, Value::UInt(u64::MAX), Value::Int(-1)), big);
+        let k = ColKind::Int {
+            unsigned: false,
+            bytes: 1,
+        };
+        assert_eq!(both(k, Value::Int(-5), Value::Int(-5)), -5);
+    }
+
+    #[test]
+    fn temporal_values() {
+        assert_eq!(
+            both(
+                ColKind::Timestamp(6),
+                Value::Date(2024, 1, 1, 0, 0, 1, 123456),
+                Value::Bytes(b"1704067201.123456".to_vec())
+            ),
+            "2024-01-01T00:00:01.123456Z"
+        );
+        assert_eq!(
+            both(
+                ColKind::Timestamp(0),
+                Value::Date(2024, 1, 1, 0, 0, 1, 0),
+                Value::Bytes(b"1704067201".to_vec())
+            ),
+            "2024-01-01T00:00:01Z"
+        );
+        assert_eq!(
+            both(
+                ColKind::DateTime(3),
+                Value::Date(2024, 2, 29, 12, 34, 56, 789000),
+                Value::Date(2024, 2, 29, 12, 34, 56, 789000)
+            ),
+            "2024-02-29T12:34:56.789"
+        );
+        assert_eq!(
+            both(
+                ColKind::Time(0),
+                Value::Time(true, 1, 2, 0, 1, 0),
+                Value::Time(true, 1, 2, 0, 1, 0)
+            ),
+            "-26:00:01"
+        );
+        assert_eq!(
+            both(
+                ColKind::Date,
+                Value::Date(0, 0, 0, 0, 0, 0, 0),
+                Value::Date(0, 0, 0, 0, 0, 0, 0)
+            ),
+            Json::Null
+        );
+        let c = col(ColKind::DateTime(0));
+        assert_eq!(
+            to_json(
+                &c,
+                Value::Date(0, 0, 0, 0, 0, 0, 0),
+                Origin::Binlog,
+                ZeroDate::String
+            )
+            .unwrap(),
+            "0000-00-00T00:00:00"
+        );
+        assert_eq!(
+            both(ColKind::Year, Value::Int(0), Value::Bytes(b"1900".to_vec())),
+            0
+        );
+        assert_eq!(
+            both(
+                ColKind::Year,
+                Value::Int(2024),
+                Value::Bytes(b"2024".to_vec())
+            ),
+            2024
+        );
+    }
+
+    #[test]
+    fn enum_set_bit_binary_text() {
+        let values = vec!["a".to_string(), "b".into(), "c".into()];
+        assert_eq!(
+            both(
+                ColKind::Enum(values.clone()),
+                Value::Bytes(b"b".to_vec()),
+                Value::Int(2)
+            ),
+            "b"
+        );
+        assert_eq!(
+            both(
+                ColKind::Set(values),
+                Value::Bytes(b"a,c".to_vec()),
+                Value::Bytes(vec![5])
+            ),
+            "a,c"
+        );
+        assert_eq!(
+            both(
+                ColKind::Bit(10),
+                Value::Bytes(vec![2, 1]),
+                Value::Bytes(vec![2, 1])
+            ),
+            513
+        );
+        assert_eq!(
+            both(
+                ColKind::Bit(1),
+                Value::Bytes(vec![1]),
+                Value::Bytes(vec![1])
+            ),
+            true
+        );
+        assert_eq!(
+            both(
+                ColKind::Binary { pad_to: Some(4) },
+                Value::Bytes(vec![1, 2, 0, 0]),
+                Value::Bytes(vec![1, 2])
+            ),
+            "AQIAAA=="
+        );
+        assert_eq!(
+            both(
+                ColKind::Text(Charset::Latin1),
+                Value::Bytes("h\u{e9}llo \u{20ac}".as_bytes().to_vec()),
+                Value::Bytes(vec![b'h', 0xE9, b'l', b'l', b'o', b' ', 0x80])
+            ),
+            "h\u{e9}llo \u{20ac}"
+        );
+        assert_eq!(
+            both(ColKind::Float, Value::Float(1.1), Value::Float(1.1)),
+            Json::Number(Number::from_f64(1.1).unwrap())
+        );
+        assert_eq!(
+            both(
+                ColKind::Json,
+                Value::Bytes(br#"{"a": [1, 2]}"#.to_vec()),
+                Value::Bytes(br#"{"a":[1,2]}"#.to_vec())
+            ),
+            r#"{"a":[1,2]}"#
+        );
+    }
+
+    #[test]
+    fn bad_values_are_errors_naming_the_column() {
+        let c = col(ColKind::Enum(vec!["a".into()]));
+        let e = to_json(&c, Value::Int(7), Origin::Binlog, ZeroDate::Null).unwrap_err();
+        assert_eq!(e.column, "c");
+        assert!(e.reason.contains("index 7"), "{e}");
+        let c = col(ColKind::Text(Charset::Other("gbk".into())));
+        let e = to_json(&c, Value::Bytes(vec![0xff]), Origin::Binlog, ZeroDate::Null).unwrap_err();
+        assert!(e.reason.contains("utf8mb4"), "{e}");
+    }
+
+    #[test]
+    fn parses_enum_lists_and_columns() {
+        assert_eq!(
+            parse_list("enum('a','b''c','d,e')"),
+            vec!["a", "b'c", "d,e"]
+        );
+        let c = column_from_info(&ColumnInfo {
+            name: "x".into(),
+            data_type: "smallint".into(),
+            column_type: "smallint(5) unsigned".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            c.kind,
+            ColKind::Int {
+                unsigned: true,
+                bytes: 2
+            }
+        );
+        let c = column_from_info(&ColumnInfo {
+            name: "b".into(),
+            data_type: "varchar".into(),
+            column_type: "varbinary(3)".into(),
+            charset: None,
+            ..Default::default()
+        });
+        assert_eq!(c.kind, ColKind::Binary { pad_to: None });
+    }
+}
+
+/// Reads the columns and primary key of `table` from `information_schema`.
+///
+/// Fails (kind `Setup`) when the table does not exist or has no primary key.
+pub async fn load_schema(
+    conn: &mut mysql_async::Conn,
+    table: &TableRef,
+) -> Result<TableSchema, hstream_io_runtime::Error> {
+    use hstream_io_runtime::{Error, ErrorKind};
+    use mysql_async::prelude::Queryable;
+
+    type Row = (
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<u64>,
+        Option<u64>,
+        Option<u64>,
+    );
+    let rows: Vec<Row> = conn
+        .exec(
+            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME, \
+             CHARACTER_OCTET_LENGTH, NUMERIC_PRECISION, DATETIME_PRECISION \
+             FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
+             ORDER BY ORDINAL_POSITION",
+            (&table.database, &table.name),
+        )
+        .await
+        .map_err(|e| crate::error::classify(e, format!("cannot read the columns of `{table}`")))?;
+    if rows.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Setup,
+            format!("table `{table}` does not exist or the user cannot see it"),
+        )
+        .with_hint(
+            "Check `database` and `table`/`tables`, and GRANT SELECT on the table to the connector's user.",
+        ));
+    }
+    let columns: Vec<Column> = rows
+        .into_iter()
+        .map(
+            |(name, data_type, column_type, charset, octet, prec, dt_prec)| {
+                column_from_info(&ColumnInfo {
+                    name,
+                    data_type,
+                    column_type,
+                    charset,
+                    octet_length: octet,
+                    numeric_precision: prec,
+                    datetime_precision: dt_prec,
+                })
+            },
+        )
+        .collect();
+    let key_names: Vec<String> = conn
+        .exec(
+            "SELECT COLUMN_NAME FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' \
+             ORDER BY SEQ_IN_INDEX",
+            (&table.database, &table.name),
+        )
+        .await
+        .map_err(|e| {
+            crate::error::classify(e, format!("cannot read the primary key of `{table}`"))
+        })?;
+    if key_names.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Setup,
+            format!("table `{table}` has no primary key"),
+        )
+        .with_hint(
+            "Add a primary key (ALTER TABLE … ADD PRIMARY KEY (…)): records are keyed by it, \
+             and updates and deletes cannot be captured without one.",
+        ));
+    }
+    let key = key_names
+        .iter()
+        .map(|k| {
+            columns.iter().position(|c| &c.name == k).ok_or_else(|| {
+                Error::internal(format!(
+                    "primary key column `{k}` of `{table}` is not among its columns"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(TableSchema {
+        table: table.clone(),
+        columns,
+        key,
+    })
+}

@@ -8,6 +8,7 @@ pub fn all() -> Vec<ConnectorInfo> {
     vec![
         ConnectorInfo::source::<hstream_io_source_generator::GeneratorSource>(),
         ConnectorInfo::source::<hstream_io_source_mysql::MysqlSource>(),
+        ConnectorInfo::source::<hstream_io_source_postgresql::PgSource>(),
         ConnectorInfo::sink::<hstream_io_sink_blackhole::BlackholeSink>(),
         ConnectorInfo::sink::<hstream_io_sink_postgresql::PgSink>(),
         ConnectorInfo::sink::<hstream_io_sink_mysql::MysqlSink>(),

@@ -1,0 +1,573 @@
+//! The task's life: one slot per task, created once (exporting the snapshot
+//! the initial load reads) and reused on every restart; pgoutput decoded into
+//! records; the confirmed flush LSN taken only from committed positions.
+//!
+//! Position (the runtime's `source_position` KV key): `{"lsn":"0/16B3748"}`,
+//! the end LSN of the last transaction whose records HStream acknowledged (or
+//! the slot's consistent point right after the snapshot, or the WAL end of a
+//! keepalive while nothing was in flight). No position means the initial
+//! snapshot has not completed. `initial_only` stores `{"snapshot":"done"}`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use hstream_io_runtime::stream::Record;
+use hstream_io_runtime::{Error, ErrorKind, Result, SourceContext};
+use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig};
+use serde_json::{Value, json};
+use tokio_postgres::Client;
+
+use crate::catalog::{self, TableInfo};
+use crate::config::{PgSourceConfig, SlotOnDelete, SnapshotMode, TableName, quote_ident};
+use crate::error;
+use crate::pgoutput::{self, Message};
+use crate::record::Target;
+use crate::snapshot;
+use crate::types::{SESSION_OPTIONS, TypeCache};
+
+/// Records buffered in a transaction before they are sent without a position.
+const MAX_BUFFERED_RECORDS: usize = 1000;
+
+/// The position after `lsn`.
+fn position(lsn: Lsn) -> Value {
+    json!({ "lsn": lsn.to_pg_string() })
+}
+
+/// The LSN of a stored position.
+fn position_lsn(position: Option<&Value>) -> Option<Lsn> {
+    position?
+        .get("lsn")?
+        .as_str()
+        .and_then(|s| Lsn::parse(s).ok())
+}
+
+/// What to do with the slot at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// Stream from the stored position on the existing slot.
+    Resume(Lsn),
+    /// Stream on an existing slot that has no stored position (`never`).
+    Reuse,
+    /// Create the slot; read the snapshot it exports first when `true`.
+    Create { snapshot: bool },
+}
+
+/// Decides the plan; `drop_first` when an unusable slot must be dropped.
+fn plan(
+    mode: SnapshotMode,
+    stored: Option<Lsn>,
+    slot: Option<&catalog::SlotState>,
+    problem: Option<String>,
+    slot_name: &str,
+) -> Result<(Plan, bool)> {
+    let wants_snapshot = !matches!(mode, SnapshotMode::Never);
+    match (stored, slot, problem) {
+        (Some(lsn), Some(_), None) => Ok((Plan::Resume(lsn), false)),
+        (Some(_), existing, problem) => {
+            let cause = problem.unwrap_or_else(|| {
+                format!("replication slot `{slot_name}` does not exist (dropped by hand, or lost in a failover)")
+            });
+            if mode == SnapshotMode::WhenNeeded {
+                tracing::warn!(
+                    slot = slot_name,
+                    cause,
+                    "re-reading every table (snapshotMode when_needed)"
+                );
+                Ok((Plan::Create { snapshot: true }, existing.is_some()))
+            } else {
+                Err(Error::new(
+                    ErrorKind::Setup,
+                    format!("{cause}; changes since the last committed position cannot be read"),
+                )
+                .with_hint(format!(
+                    "Set snapshotMode to when_needed to re-read the tables and continue (rows are sent again), or drop the slot (`SELECT pg_drop_replication_slot('{slot_name}');`) and restart. To avoid it, raise max_slot_wal_keep_size."
+                )))
+            }
+        }
+        (None, Some(_), None) if !wants_snapshot => Ok((Plan::Reuse, false)),
+        // An unfinished snapshot (or an unusable slot): the exported snapshot
+        // died with its session, so start over with a fresh slot. Nothing was
+        // confirmed on the old slot past its creation, so nothing is lost.
+        (None, Some(_), _) => Ok((
+            Plan::Create {
+                snapshot: wants_snapshot,
+            },
+            true,
+        )),
+        (None, None, _) => Ok((
+            Plan::Create {
+                snapshot: wants_snapshot,
+            },
+            false,
+        )),
+    }
+}
+
+/// Runs the source until shutdown (or the end of an `initial_only` snapshot).
+pub async fn run(config: PgSourceConfig, ctx: SourceContext) -> Result<()> {
+    let sql = catalog::connect(&config).await?;
+    let types = catalog::load_types(&sql).await?;
+    let names = config.table_names();
+    let mut infos = Vec::with_capacity(names.len());
+    for name in &names {
+        let info = catalog::describe_table(&sql, name).await?;
+        if info.primary_key.is_empty() {
+            return Err(catalog::no_primary_key(name));
+        }
+        infos.push(info);
+    }
+    let targets: Vec<Target> = infos
+        .iter()
+        .map(|info| target_of(&config, info, &info.columns, &[], &types))
+        .collect();
+    let batch_rows = config.snapshot_batch_rows as usize;
+
+    if config.snapshot_mode == SnapshotMode::InitialOnly {
+        if ctx
+            .start_position()
+            .and_then(|p| p.get("snapshot"))
+            .is_some()
+        {
+            tracing::info!("snapshot already done (snapshotMode initial_only)");
+            return Ok(());
+        }
+        let outcome = snapshot::read(&sql, None, &targets, batch_rows, &ctx).await?;
+        if !outcome.interrupted {
+            ctx.send(
+                &targets[0].stream,
+                Vec::new(),
+                Some(json!({"snapshot": "done"})),
+            )
+            .await?;
+            tracing::info!(
+                rows = outcome.rows,
+                "snapshot done (snapshotMode initial_only)"
+            );
+        }
+        return Ok(());
+    }
+
+    let slot = config.slot(ctx.task_id());
+    let publication = config.publication_name(&slot);
+    catalog::ensure_publication(&sql, &publication, &names, config.create_publication).await?;
+    let state = catalog::slot_state(&sql, &slot).await?;
+    if let Some(pid) = state.as_ref().and_then(|s| s.active_pid) {
+        return Err(Error::new(
+            ErrorKind::Setup,
+            format!("replication slot `{slot}` is in use by server process {pid}"),
+        )
+        .with_hint("Another task (or an earlier run of this one that is still stopping) holds the slot; stop it, or set a different slotName."));
+    }
+    let problem = state
+        .as_ref()
+        .and_then(|s| s.problem(&slot, &config.database));
+    let stored = position_lsn(ctx.start_position());
+    if let (Some(lsn), Some(s)) = (stored, state.as_ref()) {
+        tracing::info!(slot, position = %lsn, confirmed_flush_lsn = ?s.confirmed_flush_lsn, "resuming on the existing slot");
+    }
+    let (plan, drop_first) = plan(config.snapshot_mode, stored, state.as_ref(), problem, &slot)?;
+    if drop_first {
+        tracing::info!(slot, "dropping the unusable or half-initialised slot");
+        catalog::drop_slot(&sql, &slot).await?;
+    }
+
+    let start = match plan {
+        Plan::Resume(lsn) => lsn,
+        _ => Lsn(0),
+    };
+    let repl_config = ReplicationConfig::new(
+        config.host.clone(),
+        config.user.clone(),
+        config.password.expose().to_string(),
+        config.database.clone(),
+        slot.clone(),
+        publication.clone(),
+    )
+    .with_port(config.port)
+    .with_tls(TlsConfig::disabled())
+    .with_options(SESSION_OPTIONS)
+    .with_start_lsn(start)
+    .with_ack_lsn(start)
+    .with_status_interval(Duration::from_secs(config.status_interval_seconds.into()))
+    .with_application_name("hstream-io source-postgresql");
+    let mut repl = ReplicationClient::connect_gated(repl_config)
+        .await
+        .map_err(|e| error::replication("cannot open the replication session", e))?;
+
+    if let Plan::Create {
+        snapshot: with_snapshot,
+    } = plan
+    {
+        let mode = if with_snapshot {
+            "EXPORT_SNAPSHOT"
+        } else {
+            "NOEXPORT_SNAPSHOT"
+        };
+        let rows = repl
+            .simple_query(&format!(
+                "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput {mode}",
+                quote_ident(&slot)
+            ))
+            .await
+            .map_err(|e| {
+                error::replication(format!("cannot create replication slot `{slot}`"), e)
+                    .with_hint("The user needs the REPLICATION attribute (`ALTER ROLE <user> WITH REPLICATION;`), and max_replication_slots must have room.")
+            })?;
+        let cell = |i: usize| {
+            rows.first()
+                .and_then(|r| r.get(i))
+                .and_then(|c| c.as_ref())
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+        };
+        let consistent = cell(1).and_then(|s| Lsn::parse(&s).ok()).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Protocol,
+                "CREATE_REPLICATION_SLOT answered no consistent point",
+            )
+        })?;
+        tracing::info!(slot, consistent_point = %consistent, "created replication slot");
+        if with_snapshot {
+            let name = cell(2).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Protocol,
+                    "CREATE_REPLICATION_SLOT exported no snapshot",
+                )
+            })?;
+            let outcome = snapshot::read(&sql, Some(&name), &targets, batch_rows, &ctx).await?;
+            if outcome.interrupted {
+                tracing::info!(
+                    rows = outcome.rows,
+                    "snapshot interrupted by the shutdown; it restarts on the next run"
+                );
+                let _ = repl.shutdown().await;
+                return Ok(());
+            }
+            tracing::info!(rows = outcome.rows, "snapshot done; streaming changes");
+        }
+        ctx.send(&targets[0].stream, Vec::new(), Some(position(consistent)))
+            .await?;
+    }
+
+    repl.start()
+        .await
+        .map_err(|e| error::replication("cannot start replication", e))?;
+    repl.wait_started()
+        .await
+        .map_err(|e| error::replication(format!("cannot start replication on slot `{slot}`"), e))?;
+    tracing::info!(slot, publication, start = %start, "streaming changes");
+
+    let mut stream = ChangeStream {
+        config: &config,
+        sql: &sql,
+        types,
+        infos: infos.iter().map(|i| (i.name.clone(), i)).collect(),
+        relations: HashMap::new(),
+        ctx: &ctx,
+        buffered: Vec::new(),
+        in_transaction: false,
+        last_position: start,
+        default_stream: targets[0].stream.clone(),
+    };
+    let result = stream.run(&mut repl).await;
+    let _ = repl.shutdown().await;
+    result?;
+    if config.slot_on_delete == SlotOnDelete::Drop && !ctx.shutdown().is_triggered() {
+        catalog::drop_slot(&sql, &slot).await?;
+    }
+    Ok(())
+}
+
+fn target_of(
+    config: &PgSourceConfig,
+    info: &TableInfo,
+    columns: &[(String, u32)],
+    fallback_key: &[bool],
+    types: &TypeCache,
+) -> Target {
+    Target::new(
+        info.name.clone(),
+        config.stream_for(&info.name),
+        columns,
+        &info.primary_key,
+        fallback_key,
+        types,
+        config.shared_stream(),
+        config.format,
+    )
+}
+
+struct ChangeStream<'a> {
+    config: &'a PgSourceConfig,
+    sql: &'a Client,
+    types: TypeCache,
+    infos: HashMap<TableName, &'a TableInfo>,
+    /// Relation OID → target, from Relation messages (`None`: not captured).
+    relations: HashMap<u32, Option<Target>>,
+    ctx: &'a SourceContext,
+    buffered: Vec<(String, Record)>,
+    in_transaction: bool,
+    /// The newest position handed to `send`.
+    last_position: Lsn,
+    default_stream: String,
+}
+
+impl ChangeStream<'_> {
+    async fn run(&mut self, repl: &mut ReplicationClient) -> Result<()> {
+        let mut committed = self.ctx.committed_positions();
+        let shutdown = self.ctx.shutdown().clone();
+        let mut committed_closed = false;
+        enum Next {
+            Stop,
+            Committed,
+            Event(pgwire_replication::Result<Option<ReplicationEvent>>),
+        }
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = shutdown.wait() => Next::Stop,
+                changed = committed.changed(), if !committed_closed => {
+                    committed_closed = changed.is_err();
+                    Next::Committed
+                }
+                event = repl.recv() => Next::Event(event),
+            };
+            match next {
+                Next::Stop => return Ok(()),
+                Next::Committed => {
+                    if let Some(lsn) = position_lsn(committed.borrow_and_update().as_ref()) {
+                        // Only what HStream acknowledged is confirmed to PostgreSQL.
+                        repl.update_applied_lsn(lsn);
+                    }
+                }
+                Next::Event(event) => {
+                    let event = event
+                        .map_err(|e| error::replication("the replication stream failed", e))?;
+                    let Some(event) = event else {
+                        return Err(Error::new(
+                            ErrorKind::Connection,
+                            "the replication stream ended",
+                        ));
+                    };
+                    self.handle(event).await?;
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, event: ReplicationEvent) -> Result<()> {
+        match event {
+            ReplicationEvent::Begin { .. } => self.in_transaction = true,
+            ReplicationEvent::Commit { end_lsn, .. } => {
+                self.in_transaction = false;
+                self.flush(Some(end_lsn)).await?;
+            }
+            ReplicationEvent::KeepAlive { wal_end, .. } => {
+                // Nothing in flight: let the slot advance past WAL that holds
+                // nothing for us (idle or filtered databases), in order
+                // behind everything sent before.
+                if !self.in_transaction && self.buffered.is_empty() && wal_end > self.last_position
+                {
+                    self.flush(Some(wal_end)).await?;
+                }
+            }
+            ReplicationEvent::XLogData { data, .. } => {
+                let message = pgoutput::decode(&data).map_err(|e| {
+                    Error::new(ErrorKind::Protocol, "cannot decode a pgoutput message")
+                        .with_source(e)
+                })?;
+                self.apply(message).await?;
+                if self.buffered.len() >= MAX_BUFFERED_RECORDS {
+                    self.flush(None).await?;
+                }
+            }
+            ReplicationEvent::Message { .. } => {}
+            ReplicationEvent::StoppedAt { .. } => {}
+        }
+        Ok(())
+    }
+
+    async fn apply(&mut self, message: Message) -> Result<()> {
+        match message {
+            Message::Relation(rel) => {
+                let name = TableName {
+                    schema: rel.namespace.clone(),
+                    name: rel.name.clone(),
+                };
+                let target = match self.infos.get(&name) {
+                    Some(info) => {
+                        if rel.columns.iter().any(|c| !self.types.contains(c.type_oid)) {
+                            // A type created after start (e.g. a new enum).
+                            self.types = catalog::load_types(self.sql).await?;
+                        }
+                        let columns: Vec<(String, u32)> = rel
+                            .columns
+                            .iter()
+                            .map(|c| (c.name.clone(), c.type_oid))
+                            .collect();
+                        let flags: Vec<bool> = rel.columns.iter().map(|c| c.key).collect();
+                        if columns != info.columns {
+                            tracing::info!(table = %name, "table columns changed");
+                        }
+                        Some(target_of(self.config, info, &columns, &flags, &self.types))
+                    }
+                    None => None,
+                };
+                self.relations.insert(rel.oid, target);
+            }
+            Message::Insert { relation, new } => {
+                if let Some(t) = self.target(relation)? {
+                    let record = t.record(t.key(&new, None), Some(t.value(&new)));
+                    self.buffered.push((t.stream.clone(), record));
+                }
+            }
+            Message::Update { relation, old, new } => {
+                if let Some(t) = self.target(relation)? {
+                    let key = t.key(&new, old.as_deref());
+                    let mut records = Vec::with_capacity(2);
+                    if let Some(old) = &old {
+                        let old_key = t.key(old, None);
+                        if old_key != key {
+                            // The key changed: the old row is gone.
+                            records.push(t.record(old_key, None));
+                        }
+                    }
+                    records.push(t.record(key, Some(t.value(&new))));
+                    let stream = t.stream.clone();
+                    self.buffered
+                        .extend(records.into_iter().map(|r| (stream.clone(), r)));
+                }
+            }
+            Message::Delete { relation, old } => {
+                if let Some(t) = self.target(relation)? {
+                    let record = t.record(t.key(&old, None), None);
+                    self.buffered.push((t.stream.clone(), record));
+                }
+            }
+            Message::Truncate { relations } => {
+                for oid in relations {
+                    if let Some(Some(t)) = self.relations.get(&oid) {
+                        tracing::warn!(table = %t.table, "TRUNCATE is not captured (no record shape expresses it); sinks keep their rows");
+                    }
+                }
+            }
+            Message::Begin { .. }
+            | Message::Commit { .. }
+            | Message::Origin { .. }
+            | Message::Type { .. }
+            | Message::Other(_) => {}
+        }
+        Ok(())
+    }
+
+    fn target(&self, relation: u32) -> Result<Option<&Target>> {
+        match self.relations.get(&relation) {
+            Some(target) => Ok(target.as_ref()),
+            None => Err(Error::new(
+                ErrorKind::Protocol,
+                format!("a change of relation {relation} arrived before its Relation message"),
+            )),
+        }
+    }
+
+    /// Sends the buffered records, grouped by stream in order; the last send
+    /// carries `lsn` as the position (an empty send when nothing is buffered).
+    async fn flush(&mut self, lsn: Option<Lsn>) -> Result<()> {
+        let buffered = std::mem::take(&mut self.buffered);
+        let mut groups: Vec<(String, Vec<Record>)> = Vec::new();
+        for (stream, record) in buffered {
+            match groups.last_mut() {
+                Some((s, records)) if *s == stream => records.push(record),
+                _ => groups.push((stream, vec![record])),
+            }
+        }
+        if groups.is_empty() {
+            if let Some(lsn) = lsn {
+                groups.push((self.default_stream.clone(), Vec::new()));
+                self.last_position = self.last_position.max(lsn);
+            } else {
+                return Ok(());
+            }
+        }
+        let last = groups.len() - 1;
+        for (i, (stream, records)) in groups.into_iter().enumerate() {
+            let pos = if i == last { lsn.map(position) } else { None };
+            self.ctx.send(&stream, records, pos).await?;
+        }
+        if let Some(lsn) = lsn {
+            self.last_position = self.last_position.max(lsn);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn healthy() -> catalog::SlotState {
+        catalog::SlotState {
+            database: Some("db".into()),
+            plugin: Some("pgoutput".into()),
+            wal_status: Some("reserved".into()),
+            active_pid: None,
+            confirmed_flush_lsn: None,
+        }
+    }
+
+    #[test]
+    fn positions_round_trip() {
+        let p = position(Lsn(0x1_0000_00ff));
+        assert_eq!(p, json!({"lsn": "1/FF"}));
+        assert_eq!(position_lsn(Some(&p)), Some(Lsn(0x1_0000_00ff)));
+        assert_eq!(position_lsn(Some(&json!({"snapshot": "done"}))), None);
+    }
+
+    #[test]
+    fn the_slot_is_reused_and_never_silently_replaced() {
+        let s = healthy();
+        let lsn = Some(Lsn(42));
+        assert_eq!(
+            plan(SnapshotMode::Initial, lsn, Some(&s), None, "x").unwrap(),
+            (Plan::Resume(Lsn(42)), false)
+        );
+        // Lost slot with a stored position: a clear error naming cause and fix…
+        let err = plan(
+            SnapshotMode::Initial,
+            lsn,
+            Some(&s),
+            Some("wal_status = lost".into()),
+            "x",
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Setup);
+        assert!(err.message().contains("wal_status = lost"));
+        assert!(err.hint().unwrap().contains("when_needed"));
+        let err = plan(SnapshotMode::Never, lsn, None, None, "x").unwrap_err();
+        assert!(err.message().contains("does not exist"));
+        // …unless when_needed asks for a new snapshot.
+        assert_eq!(
+            plan(
+                SnapshotMode::WhenNeeded,
+                lsn,
+                Some(&s),
+                Some("lost".into()),
+                "x"
+            )
+            .unwrap(),
+            (Plan::Create { snapshot: true }, true)
+        );
+        // First run, or a snapshot that never completed.
+        assert_eq!(
+            plan(SnapshotMode::Initial, None, None, None, "x").unwrap(),
+            (Plan::Create { snapshot: true }, false)
+        );
+        assert_eq!(
+            plan(SnapshotMode::Initial, None, Some(&s), None, "x").unwrap(),
+            (Plan::Create { snapshot: true }, true)
+        );
+        assert_eq!(
+            plan(SnapshotMode::Never, None, Some(&s), None, "x").unwrap(),
+            (Plan::Reuse, false)
+        );
+    }
+}

@@ -4,6 +4,7 @@ mod driver;
 mod sink_mysql;
 mod sink_postgresql;
 mod smoke;
+mod source_postgresql;
 mod stream;
 mod workload;
 mod secrets;

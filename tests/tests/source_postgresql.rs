@@ -1,0 +1,444 @@
+//! source-postgresql against the harness's private PostgreSQL (wal_level =
+//! logical) and an in-process stream service, through the real source driver
+//! (`source::drive`) with a KV that survives restarts: snapshot then streamed
+//! changes, restart on the same slot without gap or duplicate, the type
+//! matrix (snapshot and stream equal), a slot dropped behind our back, and
+//! `check` failures.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hstream_io_runtime::Connector;
+use hstream_io_runtime::config::TaskFile;
+use hstream_io_runtime::kv::{KvStore, MemoryKv};
+use hstream_io_runtime::report::Metrics;
+use hstream_io_runtime::shutdown::{self, ShutdownTrigger, StopReason};
+use hstream_io_runtime::task::TaskEnv;
+use hstream_io_source_postgresql::PgSource;
+use hstream_io_tests::harness::{self, PostgresDatabase};
+use serde_json::{Value, json};
+
+use hstream_io_runtime::stream::{Client, Payload, ReaderOffset};
+use hstream_io_stream_service::{RunningService, ServeOptions};
+
+/// A stream service in this process, with a client.
+struct Streams {
+    _dir: tempfile::TempDir,
+    service: RunningService,
+    client: Client,
+}
+
+async fn streams() -> Streams {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = ServeOptions::new(dir.path());
+    options.listen = "127.0.0.1:0".parse().unwrap();
+    let service = hstream_io_stream_service::start(options)
+        .await
+        .expect("start stream service");
+    let client = Client::connect(&service.url()).await.unwrap();
+    Streams {
+        _dir: dir,
+        service,
+        client,
+    }
+}
+
+/// Every record of `stream` (one shard), payloads as JSON.
+async fn read_stream(client: &Client, stream: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for shard in client.list_shards(stream).await.unwrap() {
+        let mut reader = client
+            .shard_reader_with_timeout(
+                stream,
+                shard.shard_id,
+                ReaderOffset::Earliest,
+                Duration::from_millis(200),
+            )
+            .await
+            .unwrap();
+        loop {
+            let got = reader.read(100).await.unwrap();
+            if got.is_empty() {
+                break;
+            }
+            for r in got {
+                out.push(match r.record.payload {
+                    Payload::Raw(bytes) => serde_json::from_slice(&bytes).unwrap(),
+                    Payload::Json(map) => Value::Object(map),
+                });
+            }
+        }
+        reader.close().await.unwrap();
+    }
+    out
+}
+
+/// A source task running in this process.
+struct Task {
+    trigger: ShutdownTrigger,
+    handle: tokio::task::JoinHandle<hstream_io_runtime::Result<()>>,
+}
+
+impl Task {
+    fn start(url: &str, task_id: &str, connector: Value, kv: Arc<MemoryKv>) -> Self {
+        let text = json!({"hstream": {"serviceUrl": url}, "connector": connector, "task": task_id})
+            .to_string();
+        let file = TaskFile::parse(Path::new("config.json"), &text).unwrap();
+        let config = hstream_io_runtime::task::validate_config::<PgSource>(&file.connector)
+            .unwrap_or_else(|issues| panic!("invalid config: {issues:?}"));
+        let (trigger, shutdown) = shutdown::channel();
+        let env = TaskEnv {
+            file,
+            shutdown,
+            trigger: trigger.clone(),
+            kv: kv as Arc<dyn KvStore>,
+            metrics: Arc::new(Metrics::default()),
+        };
+        let handle = tokio::spawn(hstream_io_runtime::source::drive::<PgSource>(config, env));
+        Self { trigger, handle }
+    }
+
+    async fn stop(self) -> hstream_io_runtime::Result<()> {
+        self.trigger.trigger(StopReason::StopCommand);
+        self.handle.await.unwrap()
+    }
+}
+
+fn connector(db: &PostgresDatabase, stream: &str, extra: Value) -> Value {
+    let mut c = json!({
+        "stream": stream, "host": db.host, "port": db.port, "user": db.user,
+        "password": db.password, "database": db.name, "table": "t1",
+        "statusIntervalSeconds": 1,
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    c
+}
+
+/// Reads `stream` until it holds at least `n` records (or 60 s pass).
+async fn wait_records(
+    client: &hstream_io_runtime::stream::Client,
+    stream: &str,
+    n: usize,
+) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let exists = client.list_streams().await.unwrap().iter().any(|s| s == stream);
+        let got = if exists {
+            read_stream(client, stream).await
+        } else {
+            Vec::new()
+        };
+        if got.len() >= n || Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn slots_named(pg: &tokio_postgres::Client, slot: &str) -> i64 {
+    pg.query_one(
+        "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1",
+        &[&slot],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+async fn drop_slot(pg: &tokio_postgres::Client, slot: &str) {
+    // The walsender of a stopped task may take a moment to release the slot.
+    for _ in 0..50 {
+        let r = pg
+            .execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await;
+        if r.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn unique_task(db: &PostgresDatabase) -> String {
+    format!("task-{}", db.name)
+}
+
+fn slot_of(task: &str) -> String {
+    let mut s = String::from("hstream_io_");
+    for c in task.chars() {
+        let c = c.to_ascii_lowercase();
+        s.push(if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '_' });
+    }
+    s.truncate(63);
+    s
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshot_then_changes_and_restart_resumes_on_the_same_slot() {
+    let db = harness::postgres().await.create_database().await;
+    let pg = db.connect().await;
+    pg.batch_execute(
+        "CREATE TABLE t1 (id int PRIMARY KEY, name text, n numeric);
+         INSERT INTO t1 VALUES (1, 'a', 1.50), (2, 'b', NULL);",
+    )
+    .await
+    .unwrap();
+    let s = streams().await;
+    let url = s.service.url();
+    let task_id = unique_task(&db);
+    let slot = slot_of(&task_id);
+    let kv = Arc::new(MemoryKv::default());
+    let task = Task::start(&url, &task_id, connector(&db, "pg1", json!({})), kv.clone());
+
+    let got = wait_records(&s.client, "pg1", 2).await;
+    assert_eq!(
+        got,
+        vec![
+            json!({"key":{"id":1},"value":{"id":1,"name":"a","n":"1.50"}}),
+            json!({"key":{"id":2},"value":{"id":2,"name":"b","n":null}}),
+        ],
+        "the snapshot reads every existing row once"
+    );
+    pg.batch_execute(
+        "INSERT INTO t1 VALUES (3, 'c', -0.0001);
+         UPDATE t1 SET name = 'a2' WHERE id = 1;
+         DELETE FROM t1 WHERE id = 2;
+         UPDATE t1 SET id = 30 WHERE id = 3;",
+    )
+    .await
+    .unwrap();
+    let got = wait_records(&s.client, "pg1", 7).await;
+    assert_eq!(
+        got[2..],
+        [
+            json!({"key":{"id":3},"value":{"id":3,"name":"c","n":"-0.0001"}}),
+            json!({"key":{"id":1},"value":{"id":1,"name":"a2","n":"1.50"}}),
+            json!({"key":{"id":2},"value":null}),
+            json!({"key":{"id":3},"value":null}),
+            json!({"key":{"id":30},"value":{"id":30,"name":"c","n":"-0.0001"}}),
+        ],
+        "streamed changes follow the snapshot, in order, nothing twice"
+    );
+    task.stop().await.unwrap();
+    let stored: Value =
+        serde_json::from_str(&kv.get("source_position").await.unwrap().unwrap()).unwrap();
+    assert!(stored["lsn"].is_string(), "position stored: {stored}");
+    assert_eq!(slots_named(&pg, &slot).await, 1);
+
+    // Changes made while the task is stopped arrive once after the restart.
+    pg.batch_execute("INSERT INTO t1 VALUES (4, 'd', 4); DELETE FROM t1 WHERE id = 1;")
+        .await
+        .unwrap();
+    let task = Task::start(&url, &task_id, connector(&db, "pg1", json!({})), kv.clone());
+    let got = wait_records(&s.client, "pg1", 9).await;
+    pg.batch_execute("INSERT INTO t1 VALUES (5, 'e', 5);").await.unwrap();
+    let got_after = wait_records(&s.client, "pg1", got.len() + 1).await;
+    task.stop().await.unwrap();
+    assert_eq!(
+        got_after[7..],
+        [
+            json!({"key":{"id":4},"value":{"id":4,"name":"d","n":"4"}}),
+            json!({"key":{"id":1},"value":null}),
+            json!({"key":{"id":5},"value":{"id":5,"name":"e","n":"5"}}),
+        ],
+        "no gap and no duplicate across the restart"
+    );
+    let slots: i64 = pg
+        .query_one(
+            "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(slots, 1, "one slot for the task, reused by the restart");
+    assert_eq!(slots_named(&pg, &slot).await, 1);
+    let confirmed: Option<String> = pg
+        .query_one(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(confirmed.is_some());
+    drop_slot(&pg, &slot).await;
+    drop(pg);
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn type_matrix_is_identical_in_snapshot_and_stream() {
+    let db = harness::postgres().await.create_database().await;
+    let pg = db.connect().await;
+    pg.batch_execute(
+        "CREATE TYPE mood AS ENUM ('sad', 'happy');
+         CREATE TABLE t1 (
+           id int PRIMARY KEY, b bool, i8 int8, f8 float8, fnan float8, num numeric(20,6),
+           js jsonb, by bytea, u uuid, d date, ts timestamp, tz timestamptz, iv interval,
+           arr int[], tarr text[], m mood, big text);
+         ALTER TABLE t1 ALTER COLUMN big SET STORAGE EXTERNAL;
+         SET TimeZone = 'Asia/Kolkata';
+         INSERT INTO t1 VALUES (1, true, 9007199254740993, 1.25, 'NaN', 12345678901234.000001,
+           '{\"a\": [1, 2]}', '\\xdeadbeef', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '2024-02-29',
+           '2024-01-31 12:00:00.5', '2024-01-31 17:30:00+05:30', '1 day 2 hours',
+           '{{1,2},{3,NULL}}', '{\"x y\",\"q\\\"z\"}', 'happy', repeat('x', 100000));",
+    )
+    .await
+    .unwrap();
+    let s = streams().await;
+    let url = s.service.url();
+    let task_id = unique_task(&db);
+    let kv = Arc::new(MemoryKv::default());
+    let task = Task::start(
+        &url,
+        &task_id,
+        connector(&db, "types", json!({"format": "raw"})),
+        kv,
+    );
+    let got = wait_records(&s.client, "types", 1).await;
+    assert_eq!(got.len(), 1);
+    // The same values again, through the replication stream.
+    pg.batch_execute(
+        "SET TimeZone = 'America/New_York';
+         INSERT INTO t1 SELECT 2, b, i8, f8, fnan, num, js, by, u, d, ts, tz, iv, arr, tarr, m, big FROM t1 WHERE id = 1;
+         UPDATE t1 SET b = false WHERE id = 2;",
+    )
+    .await
+    .unwrap();
+    let got = wait_records(&s.client, "types", 3).await;
+    task.stop().await.unwrap();
+    let snap = &got[0]["value"];
+    let streamed = &got[1]["value"];
+    let big = "x".repeat(100000);
+    assert_eq!(snap["b"], json!(true));
+    assert_eq!(snap["i8"], json!(9007199254740993i64), "int8 exact in raw format");
+    assert_eq!(snap["f8"], json!(1.25));
+    assert_eq!(snap["fnan"], json!("NaN"));
+    assert_eq!(snap["num"], json!("12345678901234.000001"));
+    assert_eq!(snap["js"], json!({"a": [1, 2]}));
+    assert_eq!(snap["by"], json!("3q2+7w=="));
+    assert_eq!(snap["u"], json!("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"));
+    assert_eq!(snap["d"], json!("2024-02-29"));
+    assert_eq!(snap["ts"], json!("2024-01-31T12:00:00.5"));
+    assert_eq!(snap["tz"], json!("2024-01-31T12:00:00Z"), "timestamptz in UTC");
+    assert_eq!(snap["iv"], json!("P1DT2H"));
+    assert_eq!(snap["arr"], json!([[1, 2], [3, null]]));
+    assert_eq!(snap["tarr"], json!(["x y", "q\"z"]));
+    assert_eq!(snap["m"], json!("happy"));
+    assert_eq!(snap["big"], json!(big));
+    let mut expected = snap.clone();
+    expected["id"] = json!(2);
+    assert_eq!(streamed, &expected, "snapshot and stream map every type alike");
+    // The update left the TOASTed column untouched: it is absent, never null.
+    let update = got[2]["value"].as_object().unwrap();
+    assert_eq!(update["b"], json!(false));
+    assert!(!update.contains_key("big"), "unchanged TOAST value must be omitted");
+    drop_slot(&pg, &slot_of(&task_id)).await;
+    drop(pg);
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slot_dropped_behind_our_back_is_a_clear_error() {
+    let db = harness::postgres().await.create_database().await;
+    let pg = db.connect().await;
+    pg.batch_execute("CREATE TABLE t1 (id int PRIMARY KEY); INSERT INTO t1 VALUES (1);")
+        .await
+        .unwrap();
+    let s = streams().await;
+    let url = s.service.url();
+    let task_id = unique_task(&db);
+    let slot = slot_of(&task_id);
+    let kv = Arc::new(MemoryKv::default());
+    let task = Task::start(&url, &task_id, connector(&db, "lost", json!({})), kv.clone());
+    wait_records(&s.client, "lost", 1).await;
+    // Wait until the position after the snapshot is stored.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while kv.get("source_position").await.unwrap().is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    task.stop().await.unwrap();
+    drop_slot(&pg, &slot).await;
+    assert_eq!(slots_named(&pg, &slot).await, 0);
+
+    let task = Task::start(&url, &task_id, connector(&db, "lost", json!({})), kv.clone());
+    let error = task.handle.await.unwrap().unwrap_err();
+    assert_eq!(error.kind(), hstream_io_runtime::ErrorKind::Setup);
+    assert!(error.message().contains("does not exist"), "{error}");
+    assert!(error.hint().unwrap().contains("when_needed"), "{error}");
+    assert_eq!(slots_named(&pg, &slot).await, 0, "no new slot silently created");
+
+    // when_needed re-reads the table on a new slot instead.
+    let task = Task::start(
+        &url,
+        &task_id,
+        connector(&db, "lost", json!({"snapshotMode": "when_needed"})),
+        kv.clone(),
+    );
+    let got = wait_records(&s.client, "lost", 2).await;
+    task.stop().await.unwrap();
+    assert_eq!(got[1], json!({"key":{"id":1},"value":{"id":1}}));
+    assert_eq!(slots_named(&pg, &slot).await, 1);
+    drop_slot(&pg, &slot).await;
+    drop(pg);
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_names_what_is_missing() {
+    let db = harness::postgres().await.create_database().await;
+    let pg = db.connect().await;
+    let role = format!("norepl_{}", db.name.to_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "_"));
+    pg.batch_execute(&format!(
+        "CREATE TABLE t1 (id int PRIMARY KEY); CREATE TABLE nokey (a int);
+         DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN PASSWORD 'pw';
+         GRANT SELECT ON t1 TO {role};"
+    ))
+    .await
+    .unwrap();
+    let config = |extra: Value| {
+        hstream_io_runtime::task::validate_config::<PgSource>(&connector(&db, "c", extra)).unwrap()
+    };
+    PgSource::check(&config(json!({}))).await.expect("a ready setup passes");
+
+    let failure = PgSource::check(&config(json!({"table": "nokey"})))
+        .await
+        .unwrap_err();
+    assert_eq!(failure.spec.id, "tables");
+    assert!(failure.error.message().contains("no primary key"), "{}", failure.error);
+
+    let failure = PgSource::check(&config(json!({"table": "missing"})))
+        .await
+        .unwrap_err();
+    assert_eq!(failure.spec.id, "tables");
+    assert!(failure.error.message().contains("does not exist"));
+
+    let failure = PgSource::check(&config(json!({"user": role, "password": "pw"})))
+        .await
+        .unwrap_err();
+    assert_eq!(failure.spec.id, "replication_privilege");
+
+    let failure = PgSource::check(&config(json!({"password": "wrong"})))
+        .await
+        .unwrap_err();
+    assert_eq!(failure.spec.id, "connect");
+    assert!(!failure.error.to_string().contains("wrong"), "no secret in errors");
+
+    let failure = PgSource::check(&config(json!({"createPublication": false})))
+        .await
+        .unwrap_err();
+    assert_eq!(failure.spec.id, "publication");
+    let result = hstream_io_runtime::CheckResult::failed(&failure);
+    assert!(result.message.unwrap().contains("CREATE PUBLICATION"));
+    pg.batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role};"))
+        .await
+        .unwrap();
+    drop(pg);
+    db.drop_database().await;
+}

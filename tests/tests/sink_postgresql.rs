@@ -92,6 +92,37 @@ pub(crate) mod pipeline {
         }
     }
 
+    /// Every record of the first shard of `stream`, as JSON text.
+    pub(crate) async fn read_stream(client: &Client, stream: &str) -> Vec<Value> {
+        let shard = client.list_shards(stream).await.unwrap()[0].shard_id;
+        let mut reader = client
+            .shard_reader_with_timeout(
+                stream,
+                shard,
+                hstream_io_runtime::stream::ReaderOffset::Earliest,
+                Duration::from_millis(200),
+            )
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        loop {
+            let got = reader.read(100).await.unwrap();
+            if got.is_empty() {
+                break;
+            }
+            for r in got {
+                match r.record.payload {
+                    hstream_io_runtime::stream::Payload::Raw(bytes) => {
+                        out.push(serde_json::from_slice(&bytes).unwrap())
+                    }
+                    hstream_io_runtime::stream::Payload::Json(map) => out.push(Value::Object(map)),
+                }
+            }
+        }
+        reader.close().await.unwrap();
+        out
+    }
+
     /// A JSON (HRecord) record from a JSON object.
     pub(crate) fn json_record(key: &str, value: Value) -> Record {
         let Value::Object(map) = value else {
@@ -151,6 +182,15 @@ pub(crate) mod pipeline {
                 .expect("sink stops within 30 s")
                 .expect("sink task does not panic")
                 .expect("sink ends without error");
+        }
+
+        /// Waits for the task to fail on its own (a batch it may not skip).
+        pub(crate) async fn failure(self) -> hstream_io_runtime::Error {
+            tokio::time::timeout(Duration::from_secs(60), self.task)
+                .await
+                .expect("sink fails within 60 s")
+                .expect("sink task does not panic")
+                .expect_err("the sink fails")
         }
 
         /// The offsets the next Report would carry: `{"shardId":…,"offset":…}`.
@@ -691,4 +731,107 @@ async fn pg_check_names_the_failing_check_and_the_fix() {
     let text = e.error.to_string();
     assert!(text.contains("password authentication failed"), "{text}");
     assert!(!text.contains("wrong-pw"), "no secret in errors: {text}");
+}
+
+/// Three appends (one read batch each): good rows 0..3, a poison record, good
+/// rows 3..5, a second poison, good row 5.
+async fn poisoned_stream(streams: &pipeline::Streams, stream: &str) {
+    streams.create(stream, 1).await;
+    let good = |from: i64, to: i64| -> Vec<_> {
+        (from..to)
+            .map(|i| pipeline::json_record("", json!({"k1": i, "v1": i, "v2": "ok"})))
+            .collect()
+    };
+    let poison = |i: i64| vec![pipeline::raw_record(json!({"k1": i, "v1": "not a number"}))];
+    streams.append(stream, good(0, 3)).await;
+    streams.append(stream, poison(100)).await;
+    streams.append(stream, good(3, 5)).await;
+    streams.append(stream, poison(101)).await;
+    streams.append(stream, good(5, 6)).await;
+}
+
+#[tokio::test]
+async fn pg_poison_records_follow_each_skip_strategy() {
+    let streams = streams().await;
+    // SkipAll: both poison batches are skipped and recorded to the error stream.
+    let db = harness::postgres().await.create_database().await;
+    exec(&db, T1).await;
+    poisoned_stream(&streams, "skip_all").await;
+    let sink = start_sink::<PgSink>(
+        config(
+            &db,
+            "t1",
+            json!({"stream": "skip_all", "task.error.skipStrategy": "SkipAll", "task.error.stream": "errors"}),
+        ),
+        &streams.service.url(),
+        Default::default(),
+    );
+    eventually("6 good rows", || async {
+        (rows(&db, "SELECT k1 FROM t1").await.len() >= 6).then_some(())
+    })
+    .await;
+    let errors = eventually("2 error records", || async {
+        let e = pipeline::read_stream(&streams.client, "errors").await;
+        (e.len() >= 2).then_some(e)
+    })
+    .await;
+    sink.stop().await;
+    assert_eq!(
+        rows(&db, "SELECT k1 FROM t1 ORDER BY k1").await,
+        (0..6).map(|i| json!({"k1": i})).collect::<Vec<_>>()
+    );
+    assert_eq!(errors.len(), 2);
+    for e in &errors {
+        assert_eq!(e["type"], json!("InvalidBatchSinkRecord"));
+        assert_eq!(e["count"], json!(1));
+        assert_eq!(e["beginRecordId"], e["tailRecordId"]);
+        let reason = e["reason"].as_str().unwrap();
+        assert!(
+            reason.contains(e["beginRecordId"].as_str().unwrap())
+                && reason.contains("`v1` (integer)"),
+            "{reason}"
+        );
+    }
+
+    // NeverSkip (default): the task fails at the first poison; nothing after it is applied.
+    let db = harness::postgres().await.create_database().await;
+    exec(&db, T1).await;
+    poisoned_stream(&streams, "never").await;
+    let sink = start_sink::<PgSink>(
+        config(&db, "t1", json!({"stream": "never"})),
+        &streams.service.url(),
+        Default::default(),
+    );
+    let error = sink.failure().await;
+    assert_eq!(error.kind(), hstream_io_runtime::ErrorKind::Conversion);
+    assert_eq!(
+        rows(&db, "SELECT k1 FROM t1 ORDER BY k1").await,
+        (0..3).map(|i| json!({"k1": i})).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        rows(&db, "SELECT record_id FROM hstream_io_progress")
+            .await
+            .len(),
+        1,
+        "the position stops before the poison"
+    );
+
+    // SkipSome with skipCount 1: the first poison is skipped, the second fails the task.
+    let db = harness::postgres().await.create_database().await;
+    exec(&db, T1).await;
+    poisoned_stream(&streams, "some").await;
+    let sink = start_sink::<PgSink>(
+        config(
+            &db,
+            "t1",
+            json!({"stream": "some", "task.error.skipStrategy": "SkipSome", "task.error.skipCount": 1}),
+        ),
+        &streams.service.url(),
+        Default::default(),
+    );
+    sink.failure().await;
+    assert_eq!(
+        rows(&db, "SELECT k1 FROM t1 ORDER BY k1").await,
+        (0..5).map(|i| json!({"k1": i})).collect::<Vec<_>>()
+    );
 }

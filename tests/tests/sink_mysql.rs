@@ -538,3 +538,53 @@ async fn mysql_at_least_once_mode_has_no_progress_table_and_is_idempotent() {
         0
     );
 }
+
+#[tokio::test]
+async fn mysql_lost_connections_are_retried_without_loss_or_duplicates() {
+    let streams = streams().await;
+    let db = harness::mariadb().await.create_database().await;
+    exec(&db, "CREATE TABLE log (n int, note text)").await;
+    streams.create("stream01", 1).await;
+    let sink = start_sink::<MysqlSink>(
+        config(&db, "log", json!({"task.error.maxRetries": -2})),
+        &streams.service.url(),
+        Default::default(),
+    );
+    let mut admin = db.connect().await;
+    for part in 0..20i64 {
+        let records = (part * 50..part * 50 + 50)
+            .map(|n| pipeline::json_record("", json!({"n": n, "note": format!("#{n}")})))
+            .collect();
+        streams.append("stream01", records).await;
+        if part == 0 {
+            // Connection losses while opening are the launcher's to retry; start first.
+            eventually("the first rows", || async {
+                (count(&db, "SELECT COUNT(*) FROM log").await >= 50).then_some(())
+            })
+            .await;
+        }
+        // Cut the sink's connections while it is writing.
+        let ids: Vec<u64> = admin
+            .exec(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()",
+                (db.name.clone(),),
+            )
+            .await
+            .unwrap();
+        for id in ids {
+            let _ = admin.query_drop(format!("KILL CONNECTION {id}")).await;
+        }
+    }
+    admin.disconnect().await.unwrap();
+    eventually("1000 rows", || async {
+        (count(&db, "SELECT COUNT(*) FROM log").await >= 1000).then_some(())
+    })
+    .await;
+    sink.stop().await;
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM log").await, 1000);
+    assert_eq!(count(&db, "SELECT COUNT(DISTINCT n) FROM log").await, 1000);
+    assert_eq!(
+        count(&db, "SELECT CAST(SUM(n) AS SIGNED) FROM log").await,
+        499500
+    );
+}

@@ -835,3 +835,53 @@ async fn pg_poison_records_follow_each_skip_strategy() {
         (0..5).map(|i| json!({"k1": i})).collect::<Vec<_>>()
     );
 }
+
+#[tokio::test]
+async fn pg_lost_connections_are_retried_without_loss_or_duplicates() {
+    let streams = streams().await;
+    let db = harness::postgres().await.create_database().await;
+    // No key: a batch applied twice would show as duplicate rows.
+    exec(&db, "CREATE TABLE log (n int, note text)").await;
+    streams.create("stream01", 1).await;
+    let sink = start_sink::<PgSink>(
+        config(&db, "log", json!({"task.error.maxRetries": -2})),
+        &streams.service.url(),
+        Default::default(),
+    );
+    let admin = db.connect().await;
+    for part in 0..20i64 {
+        let records = (part * 50..part * 50 + 50)
+            .map(|n| pipeline::json_record("", json!({"n": n, "note": format!("#{n}")})))
+            .collect();
+        streams.append("stream01", records).await;
+        if part == 0 {
+            // Connection losses while opening are the launcher's to retry; start first.
+            eventually("the first rows", || async {
+                (rows(&db, "SELECT n FROM log").await.len() >= 50).then_some(())
+            })
+            .await;
+        }
+        // Cut the sink's connections while it is writing.
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE application_name = 'hstream-io sink-postgresql' AND datname = current_database()",
+                &[],
+            )
+            .await
+            .unwrap();
+    }
+    eventually("1000 rows", || async {
+        (rows(&db, "SELECT n FROM log").await.len() >= 1000).then_some(())
+    })
+    .await;
+    sink.stop().await;
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT count(*) AS c, count(DISTINCT n) AS d, sum(n) AS s FROM log"
+        )
+        .await,
+        vec![json!({"c": 1000, "d": 1000, "s": 499500})]
+    );
+}

@@ -588,3 +588,46 @@ async fn mysql_lost_connections_are_retried_without_loss_or_duplicates() {
         499500
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_kill_9_during_a_keyless_100k_load_applies_every_record_once() {
+    let streams = streams().await;
+    let db = harness::mariadb().await.create_database().await;
+    exec(&db, "CREATE TABLE bulk (n bigint, payload text)").await;
+    let sink_config = config(
+        &db,
+        "bulk",
+        json!({"stream": "bulk", "buffer.batch.maxBytesSize": 100000, "buffer.batch.maxAge": 50}),
+    );
+    pipeline::kill_9_load(
+        &streams,
+        "bulk",
+        100_000,
+        5,
+        "sink-mysql",
+        sink_config,
+        || async { count(&db, "SELECT COUNT(*) FROM bulk").await },
+    )
+    .await;
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM bulk").await, 100_000);
+    assert_eq!(
+        count(&db, "SELECT COUNT(DISTINCT n) FROM bulk").await,
+        100_000
+    );
+    assert_eq!(
+        count(&db, "SELECT CAST(SUM(n) AS SIGNED) FROM bulk").await,
+        4_999_950_000
+    );
+    assert_eq!(
+        count(&db, "SELECT CAST(SUM(LENGTH(payload)) AS SIGNED) FROM bulk").await,
+        588_890
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM bulk WHERE payload <> CONCAT('p', n)"
+        )
+        .await,
+        0
+    );
+}

@@ -252,6 +252,75 @@ pub(crate) mod pipeline {
             .collect()
     }
 
+    /// Loads `total` records `{"n": i, "payload": "p<i>"}` (1000 per append)
+    /// into a 1-shard `stream`, then runs `connector` as a child process the
+    /// way HServer does, SIGKILLs it `kills` times at random points while it
+    /// writes (restarting it with the KV HServer would hold), and lets a last
+    /// run finish. `applied` counts the rows in the target table.
+    pub(crate) async fn kill_9_load<F, Fut>(
+        streams: &Streams,
+        stream: &str,
+        total: i64,
+        kills: usize,
+        connector: &str,
+        config: Value,
+        mut applied: F,
+    ) where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = i64>,
+    {
+        use hstream_io_tests::hserver::TaskProcess;
+        streams.create(stream, 1).await;
+        for part in 0..total / 1000 {
+            let records = (part * 1000..part * 1000 + 1000)
+                .map(|n| json_record("", json!({"n": n, "payload": format!("p{n}")})))
+                .collect();
+            streams.append(stream, records).await;
+        }
+        let task_config = json!({"hstream": {"serviceUrl": streams.service.url()}, "connector": config, "task": "kill-9"});
+        let dir = tempfile::tempdir().unwrap();
+        let mut kv = std::collections::HashMap::new();
+        let deadline = Instant::now() + Duration::from_secs(600);
+        for round in 0..=kills {
+            let before = applied().await;
+            let mut task = TaskProcess::start(
+                &dir.path().join(format!("run{round}")),
+                connector,
+                &task_config,
+                kv.clone(),
+                &[],
+            );
+            if round < kills {
+                // Let it make progress, then kill it at a random point.
+                loop {
+                    let now = applied().await;
+                    assert!(Instant::now() < deadline, "no progress after kill {round}");
+                    if now > before {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % 400)).await;
+                task.signal(9);
+            } else {
+                loop {
+                    if applied().await >= total {
+                        break;
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "the last run did not finish the load"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                task.send_stop();
+            }
+            let status = tokio::task::block_in_place(|| task.wait_exit(Duration::from_secs(30)));
+            assert!(status.is_some(), "run {round} exits");
+            kv = task.kv();
+        }
+    }
+
     /// Merges `extra` into a config object.
     pub(crate) fn with(mut base: Value, extra: Value) -> Value {
         if let (Value::Object(b), Value::Object(e)) = (&mut base, extra) {
@@ -883,5 +952,43 @@ async fn pg_lost_connections_are_retried_without_loss_or_duplicates() {
         )
         .await,
         vec![json!({"c": 1000, "d": 1000, "s": 499500})]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_kill_9_during_a_keyless_100k_load_applies_every_record_once() {
+    let streams = streams().await;
+    let db = harness::postgres().await.create_database().await;
+    exec(&db, "CREATE TABLE bulk (n bigint, payload text)").await;
+    let sink_config = config(
+        &db,
+        "bulk",
+        json!({"stream": "bulk", "buffer.batch.maxBytesSize": 100000, "buffer.batch.maxAge": 50}),
+    );
+    pipeline::kill_9_load(
+        &streams,
+        "bulk",
+        100_000,
+        5,
+        "sink-postgresql",
+        sink_config,
+        || async {
+            rows(&db, "SELECT count(*) AS c FROM bulk").await[0]["c"]
+                .as_i64()
+                .unwrap()
+        },
+    )
+    .await;
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT count(*) AS c, count(DISTINCT n) AS d, sum(n)::text AS s, \
+             sum(length(payload)) AS l, min(n) AS lo, max(n) AS hi, \
+             bool_and(payload = 'p' || n) AS intact FROM bulk"
+        )
+        .await,
+        vec![
+            json!({"c": 100000, "d": 100000, "s": "4999950000", "l": 588890, "lo": 0, "hi": 99999, "intact": true})
+        ]
     );
 }

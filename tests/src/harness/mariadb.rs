@@ -10,8 +10,8 @@ use mysql_async::{Conn, Opts, OptsBuilder};
 use tokio::sync::OnceCell;
 
 use super::{
-    PASSWORD, USER, blocking, database_name, find_binary, free_port, is_root, lock_exclusive,
-    log_file, log_tail, read_state, run, run_logged, wait_ready, write_state,
+    PASSWORD, USER, blocking, database_name, find_binary, free_port, is_root, log_file, log_tail,
+    read_state, run, run_logged, wait_ready, write_state,
 };
 
 const INSTALL: &str = "apt-get install -y mariadb-server";
@@ -44,8 +44,7 @@ pub async fn mariadb() -> &'static MariaDb {
     SERVER
         .get_or_init(|| async {
             let dir = blocking(|| run().dir.clone()).await;
-            let lock = dir.join("run.lock");
-            let _guard = blocking(move || lock_exclusive(&lock))
+            let _guard = blocking(|| run().lock_for_start())
                 .await
                 .unwrap_or_else(|e| panic!("MariaDB: {e}"));
             let sdir = dir.join("mariadb");

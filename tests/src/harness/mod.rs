@@ -112,6 +112,8 @@ pub fn own_servers() {
 /// The run directory this process shares with the other processes of its test run.
 pub(crate) struct Run {
     pub(crate) dir: PathBuf,
+    owner: u32,
+    owner_start: u64,
     /// Shared flock held for the life of the process (the reference count).
     _users: File,
 }
@@ -152,7 +154,27 @@ fn open_run() -> Result<Run, String> {
     if !watchdog_alive(&dir) {
         start_watchdog(&dir, owner, start)?;
     }
-    Ok(Run { dir, _users: users })
+    Ok(Run {
+        dir,
+        owner,
+        owner_start: start,
+        _users: users,
+    })
+}
+
+impl Run {
+    /// Take `run.lock` to start a server; refuse once the run's owner is gone (its watchdog is
+    /// stopping everything, so a server started now would have nobody to stop it).
+    pub(crate) fn lock_for_start(&self) -> Result<File, String> {
+        let guard = lock_exclusive(&self.dir.join("run.lock"))?;
+        if start_time(self.owner) != Some(self.owner_start) {
+            return Err(format!(
+                "the test run's owner (pid {}) has exited; not starting servers",
+                self.owner
+            ));
+        }
+        Ok(guard)
+    }
 }
 
 /// Exclusive `run.lock`: held while a server is being started.
@@ -251,6 +273,9 @@ while :; do
   sleep 0.25
   if ! owner_alive; then
     log "owner $owner is gone"
+    # Let a start in progress finish writing its pid file, so it is stopped too.
+    exec 9>>"$dir/run.lock"
+    flock -w 120 9
     stop_all
     rm -rf "$dir"
     exit 0

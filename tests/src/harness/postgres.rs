@@ -9,8 +9,8 @@ use tokio::sync::OnceCell;
 use tokio_postgres::{Client, Config, NoTls};
 
 use super::{
-    PASSWORD, USER, blocking, database_name, find_binary, free_port, is_root, lock_exclusive,
-    log_file, log_tail, read_state, run, run_logged, wait_ready, write_state,
+    PASSWORD, USER, blocking, database_name, find_binary, free_port, is_root, log_file, log_tail,
+    read_state, run, run_logged, wait_ready, write_state,
 };
 
 const INSTALL: &str = "apt-get install -y postgresql";
@@ -42,8 +42,7 @@ pub async fn postgres() -> &'static Postgres {
     SERVER
         .get_or_init(|| async {
             let dir = blocking(|| run().dir.clone()).await;
-            let lock = dir.join("run.lock");
-            let _guard = blocking(move || lock_exclusive(&lock))
+            let _guard = blocking(|| run().lock_for_start())
                 .await
                 .unwrap_or_else(|e| panic!("PostgreSQL: {e}"));
             let sdir = dir.join("postgres");

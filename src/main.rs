@@ -4,7 +4,9 @@
 //!   HServer runs in a connector image;
 //! - `hstream-io connectors`: what this binary ships;
 //! - `hstream-io schemas` / `hstream-io docs`: generated specs and Markdown docs;
-//! - `hstream-io serve`: the embedded HStream-compatible stream service.
+//! - `hstream-io serve`: the embedded HStream-compatible stream service plus the
+//!   IO worker (connector tasks and HStreamDB's connector RPCs, same endpoint);
+//! - `hstream-io sql "<statement>"` / `hstream-io connector …`: clients of it.
 
 mod generated;
 mod registry;
@@ -54,7 +56,8 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
-    /// Run the embedded HStream-compatible stream service.
+    /// Run the embedded HStream-compatible stream service and the IO worker
+    /// (connector tasks; HStreamDB's connector RPCs on the same endpoint).
     Serve {
         /// Where streams are stored (created if missing).
         #[arg(long, default_value = "hstream-data")]
@@ -69,10 +72,106 @@ enum Command {
         /// When appends reach the disk: `always` (fsync before acknowledging) or `never` (OS decides).
         #[arg(long, value_enum, default_value_t = Fsync::Always)]
         fsync: Fsync,
+        #[command(flatten)]
+        worker: WorkerArgs,
+    },
+    /// Run one SQL statement (HStreamDB's connector and stream statements)
+    /// against a running `hstream-io serve`.
+    Sql {
+        /// The statement, e.g. `SHOW CONNECTORS;`.
+        statement: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Manage connectors of a running `hstream-io serve` (for scripts).
+    #[command(name = "connector")]
+    ConnectorAdmin {
+        #[command(subcommand)]
+        action: ConnectorAction,
+        #[command(flatten)]
+        client: ClientArgs,
     },
     /// `hstream-io <connector> <verb>`: a connector's verbs.
     #[command(external_subcommand)]
     Connector(Vec<String>),
+}
+
+/// Options of the IO worker inside `serve`.
+#[derive(clap::Args)]
+struct WorkerArgs {
+    /// Restarts after consecutive crashes before a task is marked FAILED.
+    #[arg(long, default_value_t = 5)]
+    task_max_restarts: u32,
+    /// First restart delay in milliseconds (doubles per consecutive crash, at most 60 s).
+    #[arg(long, default_value_t = 1000)]
+    task_restart_backoff_ms: u64,
+    /// Seconds between the stop message and SIGTERM when pausing or stopping a task.
+    #[arg(long, default_value_t = 10)]
+    task_stop_grace: u64,
+}
+
+/// Where a client command connects, and how it prints.
+#[derive(clap::Args)]
+struct ClientArgs {
+    /// The server, `hstream://HOST:PORT`.
+    #[arg(long, global = true, default_value = "hstream://127.0.0.1:6570")]
+    service_url: String,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+#[derive(Subcommand)]
+enum ConnectorAction {
+    /// Every connector: name, type, target, status.
+    List,
+    /// One connector: status, config (secrets redacted), offsets, task, command.
+    Describe {
+        /// Connector name.
+        name: String,
+    },
+    /// Lines of the connector's app.log.
+    Logs {
+        /// Connector name.
+        name: String,
+        /// First line, 1-based.
+        #[arg(long, default_value_t = 1)]
+        begin: i32,
+        /// How many lines.
+        #[arg(long, default_value_t = 100)]
+        count: i32,
+    },
+    /// Stop the task; it stays stopped (also across restarts) until resumed.
+    Pause {
+        /// Connector name.
+        name: String,
+    },
+    /// Run the task again from its stored offsets.
+    Resume {
+        /// Connector name.
+        name: String,
+    },
+    /// Stop the task and delete the connector.
+    Delete {
+        /// Connector name.
+        name: String,
+    },
+    /// Merge a JSON object into the connector config, re-check and restart it.
+    Alter {
+        /// Connector name.
+        name: String,
+        /// JSON object, e.g. '{"period": 2}'.
+        #[arg(long)]
+        config_json: String,
+    },
+    /// The spec (JSON Schema) of a connector type and target.
+    Spec {
+        /// SOURCE or SINK.
+        #[arg(value_name = "TYPE")]
+        kind: String,
+        /// Target, e.g. generator.
+        target: String,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -134,24 +233,100 @@ fn main() -> ExitCode {
         Command::Connectors { output } => list_connectors(output),
         Command::Schemas { out, check } => generated::schemas(&out, check),
         Command::Docs { out, check } => generated::docs(&out, check),
-        Command::Serve { data_dir, listen, advertised_address, fsync } => serve(data_dir, listen, advertised_address, fsync),
+        Command::Serve {
+            data_dir,
+            listen,
+            advertised_address,
+            fsync,
+            worker,
+        } => serve(data_dir, listen, advertised_address, fsync, worker),
+        Command::Sql { statement, client } => {
+            hstream_io_worker::cli::sql_main(&client.service_url, &statement, client.output.into())
+        }
+        Command::ConnectorAdmin { action, client } => connector_admin(action, client),
         Command::Connector(args) => connector_verb(args),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
-fn serve(data_dir: PathBuf, listen: std::net::SocketAddr, advertised_address: Option<String>, fsync: Fsync) -> i32 {
-    use hstream_io_stream_service::{FsyncPolicy, ServeOptions};
-    hstream_io_runtime::logging::init_stderr();
-    let options = ServeOptions {
-        data_dir,
-        listen,
-        advertised_address,
-        fsync: match fsync {
-            Fsync::Always => FsyncPolicy::Always,
-            Fsync::Never => FsyncPolicy::Never,
+impl From<Output> for hstream_io_worker::cli::Output {
+    fn from(o: Output) -> Self {
+        match o {
+            Output::Text => Self::Text,
+            Output::Json => Self::Json,
+        }
+    }
+}
+
+fn connector_admin(action: ConnectorAction, client: ClientArgs) -> i32 {
+    use hstream_io_worker::cli::{ConnectorCommand as C, connector_main};
+    let cmd = match action {
+        ConnectorAction::List => C::List,
+        ConnectorAction::Describe { name } => C::Describe(name),
+        ConnectorAction::Logs { name, begin, count } => C::Logs { name, begin, count },
+        ConnectorAction::Pause { name } => C::Pause(name),
+        ConnectorAction::Resume { name } => C::Resume(name),
+        ConnectorAction::Delete { name } => C::Delete(name),
+        ConnectorAction::Alter { name, config_json } => C::Alter {
+            name,
+            config: config_json,
         },
+        ConnectorAction::Spec { kind, target } => C::Spec { kind, target },
     };
+    connector_main(&client.service_url, cmd, client.output.into())
+}
+
+/// `HOST:PORT` tasks and clients are told to use.
+fn advertised(listen: std::net::SocketAddr, advertised_address: &Option<String>) -> String {
+    match advertised_address {
+        Some(a) => a.clone(),
+        None if listen.ip().is_unspecified() => format!("127.0.0.1:{}", listen.port()),
+        None => listen.to_string(),
+    }
+}
+
+fn serve(
+    data_dir: PathBuf,
+    mut listen: std::net::SocketAddr,
+    advertised_address: Option<String>,
+    fsync: Fsync,
+    worker: WorkerArgs,
+) -> i32 {
+    use hstream_io_stream_service::{Connectors, FsyncPolicy, ServeOptions};
+    use hstream_io_worker::{ConnectorEntry, ConnectorService, Worker, WorkerOptions};
+    hstream_io_runtime::logging::init_stderr();
+    if listen.port() == 0 {
+        // Tasks need the real port in their serviceUrl: pick it now.
+        match std::net::TcpListener::bind(listen).and_then(|l| l.local_addr()) {
+            Ok(a) => listen = a,
+            Err(e) => {
+                eprintln!("error: cannot listen on {listen}: {e}; pick another --listen address");
+                return 1;
+            }
+        }
+    }
+    let node = advertised(listen, &advertised_address);
+    let program = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: cannot find this binary to start connector tasks from: {e}");
+            return 1;
+        }
+    };
+    let mut worker_options =
+        WorkerOptions::new(data_dir.clone(), program, format!("hstream://{node}"), node);
+    worker_options.connectors = registry::all()
+        .iter()
+        .map(|c| ConnectorEntry {
+            name: c.name.to_string(),
+            kind: c.kind.hserver_type().to_string(),
+            target: c.target.to_string(),
+            spec: (c.spec)(),
+        })
+        .collect();
+    worker_options.max_restarts = worker.task_max_restarts;
+    worker_options.restart_backoff = Duration::from_millis(worker.task_restart_backoff_ms);
+    worker_options.stop_grace = Duration::from_secs(worker.task_stop_grace);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -159,22 +334,52 @@ fn serve(data_dir: PathBuf, listen: std::net::SocketAddr, advertised_address: Op
             return 1;
         }
     };
-    let result = runtime.block_on(hstream_io_stream_service::serve(options, async {
+    runtime.block_on(async move {
+        let worker = match Worker::open(worker_options).await {
+            Ok(w) => w,
+            Err(error) => {
+                tracing::error!(%error, "cannot open the IO worker");
+                return 1;
+            }
+        };
+        let options = ServeOptions {
+            data_dir,
+            listen,
+            advertised_address,
+            fsync: match fsync {
+                Fsync::Always => FsyncPolicy::Always,
+                Fsync::Never => FsyncPolicy::Never,
+            },
+            connectors: Some(Connectors(std::sync::Arc::new(ConnectorService::new(
+                worker.clone(),
+            )))),
+        };
+        let running = match hstream_io_stream_service::start(options).await {
+            Ok(r) => r,
+            Err(error) => {
+                tracing::error!(%error, "stream service failed to start");
+                return 1;
+            }
+        };
+        if let Err(error) = worker.recover().await {
+            tracing::error!(%error, "cannot recover connector tasks");
+        }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("SIGTERM handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-        tracing::info!("stopping the stream service");
-    }));
-    match result {
-        Ok(()) => 0,
-        Err(error) => {
-            tracing::error!(%error, "stream service failed");
-            1
+        tracing::info!("stopping connector tasks and the stream service");
+        worker.shutdown().await;
+        match running.stop().await {
+            Ok(()) => 0,
+            Err(error) => {
+                tracing::error!(%error, "stream service failed");
+                1
+            }
         }
-    }
+    })
 }
 
 fn list_connectors(output: Output) -> i32 {

@@ -4,7 +4,8 @@
 //! hstream-io uses (`hstream.server.HStreamApi`): streams split into shards
 //! exactly as HServer splits them, durable appends (fsync before ack by
 //! default), shard readers, subscriptions, trimming and retention. Connector
-//! RPCs answer UNIMPLEMENTED.
+//! RPCs are forwarded to a [`ConnectorApi`] when one is plugged in through
+//! [`ServeOptions::connectors`] (the IO worker does), else answer UNIMPLEMENTED.
 //!
 //! Storage: per shard, a segmented append-only log of CRC-checked batches
 //! (see `log.rs`); metadata in one atomically replaced JSON file.
@@ -12,6 +13,7 @@
 //! Use [`serve`] for a long-running server and [`start`] for in-process tests.
 #![warn(missing_docs)]
 
+mod connectors;
 mod errors;
 mod log;
 mod meta;
@@ -28,6 +30,8 @@ use hstream_io_runtime::stream::wire;
 use hstream_io_runtime::stream::wire::h_stream_api_server::HStreamApiServer;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+pub use connectors::{ConnectorApi, Connectors};
 
 /// When appends reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -52,6 +56,8 @@ pub struct ServeOptions {
     pub advertised_address: Option<String>,
     /// Durability of appends.
     pub fsync: FsyncPolicy,
+    /// Who answers the connector RPCs on this endpoint (`None`: UNIMPLEMENTED).
+    pub connectors: Option<Connectors>,
 }
 
 impl ServeOptions {
@@ -62,6 +68,7 @@ impl ServeOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 6570)),
             advertised_address: None,
             fsync: FsyncPolicy::Always,
+            connectors: None,
         }
     }
 }
@@ -158,10 +165,14 @@ fn open_service(opts: &ServeOptions, addr: SocketAddr) -> Result<service::Servic
         port,
         version: env!("CARGO_PKG_VERSION").into(),
     };
-    service::Service::open(&opts.data_dir, opts.fsync, node).map_err(|source| ServeError::Storage {
-        path: opts.data_dir.clone(),
-        source,
-    })
+    let mut svc = service::Service::open(&opts.data_dir, opts.fsync, node).map_err(|source| {
+        ServeError::Storage {
+            path: opts.data_dir.clone(),
+            source,
+        }
+    })?;
+    svc.connectors = opts.connectors.clone();
+    Ok(svc)
 }
 
 async fn run(

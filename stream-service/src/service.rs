@@ -91,6 +91,8 @@ pub(crate) struct Inner {
 #[derive(Clone)]
 pub(crate) struct Service {
     pub(crate) inner: Arc<Inner>,
+    /// Where the connector RPCs go (see `connectors.rs`).
+    pub(crate) connectors: Option<crate::connectors::Connectors>,
 }
 
 fn shard_dir(dir: &Path, id: u64) -> PathBuf {
@@ -145,6 +147,7 @@ impl Service {
                 readers: Mutex::new(readers),
                 subs: Mutex::new(subs),
             }),
+            connectors: None,
         })
     }
 
@@ -822,5 +825,97 @@ impl HStreamApi for Service {
             }
         }
         Ok(Response::new(self.node()))
+    }
+
+    // Connector RPCs: forwarded to the plugged-in `ConnectorApi`, if any.
+
+    async fn create_connector(
+        &self,
+        req: Request<wire::CreateConnectorRequest>,
+    ) -> Result<Response<wire::Connector>, Status> {
+        match &self.connectors {
+            Some(c) => c.0.create_connector(req).await,
+            None => Err(crate::connectors::not_served("CreateConnector")),
+        }
+    }
+
+    async fn list_connectors(
+        &self,
+        req: Request<wire::ListConnectorsRequest>,
+    ) -> Result<Response<wire::ListConnectorsResponse>, Status> {
+        match &self.connectors {
+            Some(c) => c.0.list_connectors(req).await,
+            None => Err(crate::connectors::not_served("ListConnectors")),
+        }
+    }
+
+    async fn get_connector(
+        &self,
+        req: Request<wire::GetConnectorRequest>,
+    ) -> Result<Response<wire::Connector>, Status> {
+        match &self.connectors {
+            Some(c) => c.0.get_connector(req).await,
+            None => Err(crate::connectors::not_served("GetConnector")),
+        }
+    }
+
+    async fn get_connector_spec(
+        &self,
+        req: Request<wire::GetConnectorSpecRequest>,
+    ) -> Result<Response<wire::GetConnectorSpecResponse>, Status> {
+        match &self.connectors {
+            Some(c) => c.0.get_connector_spec(req).await,
+            None => Err(crate::connectors::not_served("GetConnectorSpec")),
+        }
+    }
+
+    async fn get_connector_logs(
+        &self,
+        req: Request<wire::GetConnectorLogsRequest>,
+    ) -> Result<Response<wire::GetConnectorLogsResponse>, Status> {
+        match &self.connectors {
+            Some(c) => c.0.get_connector_logs(req).await,
+            None => Err(crate::connectors::not_served("GetConnectorLogs")),
+        }
+    }
+
+    async fn delete_connector(
+        &self,
+        req: Request<wire::DeleteConnectorRequest>,
+    ) -> Result<Response<()>, Status> {
+        match &self.connectors {
+            Some(c) => c.0.delete_connector(req).await,
+            None => Err(crate::connectors::not_served("DeleteConnector")),
+        }
+    }
+
+    async fn pause_connector(
+        &self,
+        req: Request<wire::PauseConnectorRequest>,
+    ) -> Result<Response<()>, Status> {
+        match &self.connectors {
+            Some(c) => c.0.pause_connector(req).await,
+            None => Err(crate::connectors::not_served("PauseConnector")),
+        }
+    }
+
+    async fn resume_connector(
+        &self,
+        req: Request<wire::ResumeConnectorRequest>,
+    ) -> Result<Response<()>, Status> {
+        match &self.connectors {
+            Some(c) => c.0.resume_connector(req).await,
+            None => Err(crate::connectors::not_served("ResumeConnector")),
+        }
+    }
+
+    async fn alter_connector_config(
+        &self,
+        req: Request<wire::AlterConnectorConfigRequest>,
+    ) -> Result<Response<()>, Status> {
+        match &self.connectors {
+            Some(c) => c.0.alter_connector_config(req).await,
+            None => Err(crate::connectors::not_served("AlterConnectorConfig")),
+        }
     }
 }

@@ -8,3 +8,4 @@ mod source_postgresql;
 mod stream;
 mod workload;
 mod secrets;
+mod worker;

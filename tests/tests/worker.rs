@@ -1,0 +1,790 @@
+//! `hstream-io serve` as an IO worker, end to end with real processes: the
+//! connector lifecycle through SQL (`hstream-io sql`), the scripting CLI
+//! (`hstream-io connector …`) and the gRPC API; crash recovery of tasks and of
+//! the worker itself; HServer's error codes; secrets redacted.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hstream_io_runtime::stream::wire;
+use hstream_io_runtime::stream::wire::h_stream_api_client::HStreamApiClient;
+use hstream_io_tests::hserver::{binary, free_port};
+use serde_json::{Value, json};
+
+/// `hstream-io serve` with the IO worker, as a child process.
+struct Worker {
+    child: Child,
+    port: u16,
+    data_dir: PathBuf,
+}
+
+impl Worker {
+    fn start(data_dir: &Path) -> Self {
+        Self::start_on(data_dir, free_port())
+    }
+
+    fn start_on(data_dir: &Path, port: u16) -> Self {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.with_extension("worker.log"))
+            .unwrap();
+        let child = Command::new(binary())
+            .args(["serve", "--data-dir"])
+            .arg(data_dir)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--task-restart-backoff-ms", "200", "--task-stop-grace", "5"])
+            .env("WORKER_SECRET_TOKEN", "must-not-reach-tasks")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn hstream-io serve");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "serve did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child,
+            port,
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("hstream://127.0.0.1:{}", self.port)
+    }
+
+    /// (exit code, stdout, stderr) of `hstream-io <args> --service-url <url>`.
+    fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(binary())
+            .args(args)
+            .args(["--service-url", &self.url()])
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs a statement that must succeed; its stdout.
+    fn sql(&self, statement: &str) -> String {
+        let (code, out, err) = self.cli(&["sql", statement]);
+        assert_eq!(code, 0, "{statement} failed: {err}");
+        out
+    }
+
+    /// `connector describe NAME --output json`.
+    fn describe(&self, name: &str) -> Value {
+        let (code, out, err) = self.cli(&["connector", "describe", name, "--output", "json"]);
+        assert_eq!(code, 0, "describe {name}: {err}");
+        serde_json::from_str(&out).unwrap()
+    }
+
+    fn task_pid(&self, task_id: &str) -> Option<u32> {
+        std::fs::read_to_string(self.data_dir.join("tasks").join(task_id).join("pid"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+    }
+
+    fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` until it returns `Some` (60 s at most), else panics with `what`.
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The generator's position: records generated and acknowledged (from its offsets).
+fn generated(c: &Value) -> Option<u64> {
+    c["offsets"]
+        .as_array()?
+        .iter()
+        .find_map(|o| o["generatedRecords"].as_u64())
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+/// HServer's error code from a status's details (`{"error": code, …}`).
+fn hs_code(details: &[u8]) -> i64 {
+    let d: Value = serde_json::from_slice(details).expect("status details are JSON");
+    d["error"].as_i64().expect("error code in the details")
+}
+
+#[test]
+fn sql_lifecycle_with_generator_and_blackhole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = Worker::start(&tmp.path().join("data"));
+
+    assert!(
+        w.sql("CREATE STREAM s1 WITH (SHARD_COUNT = 2);")
+            .contains("created stream s1 (2 shards)")
+    );
+    let streams = w.sql("SHOW STREAMS;");
+    assert!(
+        streams.contains("| s1 ") && streams.contains("| 2 "),
+        "{streams}"
+    );
+
+    let created = w.sql(r#"CREATE SOURCE CONNECTOR gen1 FROM generator WITH ("stream" = "s1", "period" = 1, "batchSize" = 5);"#);
+    assert!(
+        created.contains("created SOURCE connector gen1 (RUNNING"),
+        "{created}"
+    );
+    let created = w.sql(r#"create sink connector bh1 to blackhole with ("stream" = "s1");"#);
+    assert!(
+        created.contains("created SINK connector bh1 (RUNNING"),
+        "{created}"
+    );
+
+    let shown = w.sql("SHOW CONNECTORS;");
+    for needle in [
+        "| gen1 ",
+        "| bh1 ",
+        "| SOURCE ",
+        "| SINK ",
+        "| generator ",
+        "| blackhole ",
+        "| RUNNING ",
+    ] {
+        assert!(shown.contains(needle), "{needle} missing in\n{shown}");
+    }
+
+    let before_pause = eventually("generator offsets", || {
+        generated(&w.describe("gen1")).filter(|n| *n > 0)
+    });
+    let described = w.sql("DESCRIBE CONNECTOR gen1;");
+    for needle in [
+        "| Status  | RUNNING",
+        "\"stream\": \"s1\"",
+        "\"batchSize\": 5",
+        "generatedRecords",
+        "source-generator run --config",
+    ] {
+        assert!(
+            described.contains(needle),
+            "{needle} missing in\n{described}"
+        );
+    }
+
+    // Logs: 1-based paging of app.log.
+    let (code, logs, err) = w.cli(&["connector", "logs", "gen1", "--begin", "1", "--count", "2"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(logs.lines().count(), 2, "{logs}");
+    let (_, all, _) = w.cli(&[
+        "connector",
+        "logs",
+        "gen1",
+        "--begin",
+        "1",
+        "--count",
+        "100000",
+    ]);
+    assert!(all.starts_with(&logs), "page 1 is the start of the log");
+
+    // Pause: STOPPED, no process; the offsets stay.
+    assert!(
+        w.sql("PAUSE CONNECTOR gen1;")
+            .contains("paused connector gen1")
+    );
+    let paused = w.describe("gen1");
+    assert_eq!(paused["status"], "STOPPED");
+    assert!(
+        paused["process"].as_str().unwrap().starts_with("stopped"),
+        "{paused}"
+    );
+    let at_pause = generated(&paused).unwrap();
+    assert!(at_pause >= before_pause);
+    assert!(
+        w.task_pid(paused["taskId"].as_str().unwrap()).is_none(),
+        "no process while paused"
+    );
+
+    // Resume: continues from the stored position, not from zero.
+    assert!(
+        w.sql("RESUME CONNECTOR gen1;")
+            .contains("resumed connector gen1")
+    );
+    eventually("generator to continue after resume", || {
+        let c = w.describe("gen1");
+        (c["status"] == "RUNNING" && generated(&c)? > at_pause).then_some(())
+    });
+
+    // Alter: shallow merge, re-checked, restarted.
+    let (code, out, err) = w.cli(&[
+        "connector",
+        "alter",
+        "gen1",
+        "--config-json",
+        r#"{"batchSize": 7}"#,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("altered connector gen1"));
+    let altered = w.describe("gen1");
+    assert_eq!(
+        altered["config"],
+        json!({"stream": "s1", "period": 1, "batchSize": 7})
+    );
+    assert_eq!(altered["status"], "RUNNING");
+    // An invalid change is refused by `check` (604) and changes nothing.
+    let (code, _, err) = w.cli(&[
+        "connector",
+        "alter",
+        "gen1",
+        "--config-json",
+        r#"{"batchSize": 0}"#,
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("ConnectorCheckFailed (604)"), "{err}");
+    assert_eq!(w.describe("gen1")["config"]["batchSize"], 7);
+
+    // Drop.
+    assert!(
+        w.sql("DROP CONNECTOR bh1;")
+            .contains("dropped connector bh1")
+    );
+    let shown = w.sql("SHOW CONNECTORS;");
+    assert!(
+        !shown.contains("| bh1 ") && shown.contains("| gen1 "),
+        "{shown}"
+    );
+    let (code, _, err) = w.cli(&["sql", "DESCRIBE CONNECTOR bh1;"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("ConnectorNotFound (600)"), "{err}");
+    assert!(
+        w.sql("DROP CONNECTOR bh1 IF EXISTS;")
+            .contains("does not exist")
+    );
+
+    // JSON listing for scripts.
+    let (code, out, _) = w.cli(&["connector", "list", "--output", "json"]);
+    assert_eq!(code, 0);
+    let list: Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["gen1"]);
+
+    assert!(w.sql("DROP CONNECTOR gen1;").contains("dropped"));
+    assert!(w.sql("DROP STREAM s1;").contains("dropped stream s1"));
+    assert!(!w.sql("SHOW STREAMS;").contains("| s1 "));
+}
+
+#[test]
+fn bad_sql_points_at_the_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = Worker::start(&tmp.path().join("data"));
+    let (code, _, err) = w.cli(&[
+        "sql",
+        "CREATE SOURCE CONNECTOR c1 TO generator WITH (\"stream\" = \"s\");",
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("line 1, column 28: expected FROM, found `TO`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("\n  ") && err.trim_end().ends_with('^'),
+        "{err}"
+    );
+    let (code, _, err) = w.cli(&["sql", "SELECT 1;"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("expected CREATE or SHOW"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_api_answers_with_hserver_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = Worker::start(&tmp.path().join("data"));
+    let mut api = HStreamApiClient::connect(format!("http://127.0.0.1:{}", w.port))
+        .await
+        .unwrap();
+    let create =
+        |name: &str, kind: &str, target: &str, config: Value| wire::CreateConnectorRequest {
+            name: name.into(),
+            r#type: kind.into(),
+            target: target.into(),
+            config: config.to_string(),
+        };
+    let gen_cfg = json!({"stream": "g1", "period": 1});
+
+    let c = api
+        .create_connector(create("gen1", "source", "generator", gen_cfg.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (c.name.as_str(), c.r#type.as_str(), c.status.as_str()),
+        ("gen1", "SOURCE", "RUNNING")
+    );
+    assert_eq!(uuid_like(&c.task_id), true, "{}", c.task_id);
+    assert_eq!(c.node, format!("127.0.0.1:{}", w.port));
+    assert!(
+        c.image.ends_with(&format!(
+            "source-generator run --config {}",
+            w.data_dir
+                .join("tasks")
+                .join(&c.task_id)
+                .join("config.json")
+                .display()
+        )),
+        "{}",
+        c.image
+    );
+    let task_config: Value = serde_json::from_slice(
+        &std::fs::read(
+            w.data_dir
+                .join("tasks")
+                .join(&c.task_id)
+                .join("config.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(task_config["connector"], gen_cfg);
+    assert_eq!(task_config["hstream"]["serviceUrl"], w.url());
+    assert_eq!(task_config["task"], c.task_id.as_str());
+
+    let cases = [
+        (create("1bad", "SOURCE", "generator", gen_cfg.clone()), 603),
+        (create("c2", "SOURCES", "generator", gen_cfg.clone()), 602),
+        (create("c2", "SOURCE", "nosuch", gen_cfg.clone()), 605),
+        (create("c2", "SINK", "generator", gen_cfg.clone()), 605),
+        (
+            create("c2", "SOURCE", "generator", json!({"period": 1})),
+            604,
+        ),
+        (
+            create(
+                "c2",
+                "SOURCE",
+                "generator",
+                json!({"stream": "g", "period": "often"}),
+            ),
+            604,
+        ),
+        (create("gen1", "SOURCE", "generator", gen_cfg.clone()), 601),
+    ];
+    for (req, code) in cases {
+        let what = format!("{} {} {} {}", req.name, req.r#type, req.target, req.config);
+        let err = api.create_connector(req).await.expect_err(&what);
+        assert_eq!(hs_code(err.details()), code, "{what}: {}", err.message());
+    }
+    let err = api
+        .create_connector(create(
+            "c3",
+            "SOURCE",
+            "generator",
+            json!({"stream": "g", "period": 0}),
+        ))
+        .await
+        .unwrap_err();
+    let d: Value = serde_json::from_slice(err.details()).unwrap();
+    assert_eq!(
+        (d["message"].as_str(), d["extra"]["result"].as_bool()),
+        (Some("ConnectorCheckFailed"), Some(false)),
+        "{d}"
+    );
+    assert!(
+        !w.data_dir.join("tasks").read_dir().unwrap().any(|e| {
+            let id = e.unwrap().file_name().into_string().unwrap();
+            id != c.task_id
+        }),
+        "a failed create leaves no task directory"
+    );
+
+    let unknown = || "nosuch".to_string();
+    assert_eq!(
+        hs_code(
+            api.get_connector(wire::GetConnectorRequest { name: unknown() })
+                .await
+                .unwrap_err()
+                .details()
+        ),
+        600
+    );
+    assert_eq!(
+        hs_code(
+            api.pause_connector(wire::PauseConnectorRequest { name: unknown() })
+                .await
+                .unwrap_err()
+                .details()
+        ),
+        600
+    );
+    assert_eq!(
+        hs_code(
+            api.resume_connector(wire::ResumeConnectorRequest { name: unknown() })
+                .await
+                .unwrap_err()
+                .details()
+        ),
+        600
+    );
+    assert_eq!(
+        hs_code(
+            api.delete_connector(wire::DeleteConnectorRequest { name: unknown() })
+                .await
+                .unwrap_err()
+                .details()
+        ),
+        600
+    );
+    assert_eq!(
+        hs_code(
+            api.get_connector_logs(wire::GetConnectorLogsRequest {
+                name: unknown(),
+                begin: 1,
+                count: 1
+            })
+            .await
+            .unwrap_err()
+            .details()
+        ),
+        600
+    );
+    let alter = |config: &str| wire::AlterConnectorConfigRequest {
+        name: "gen1".into(),
+        config: config.into(),
+    };
+    let err = api.alter_connector_config(alter("[1]")).await.unwrap_err();
+    assert!(
+        err.message().contains("must be a JSON object"),
+        "{}",
+        err.message()
+    );
+
+    let spec = api
+        .get_connector_spec(wire::GetConnectorSpecRequest {
+            r#type: "SOURCE".into(),
+            target: "generator".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .spec;
+    let spec: Value = serde_json::from_str(&spec).unwrap();
+    let keys: Vec<&String> = spec["properties"].as_object().unwrap().keys().collect();
+    assert_eq!(keys[0], "stream", "spec keeps the connector's key order");
+    assert_eq!(
+        hs_code(
+            api.get_connector_spec(wire::GetConnectorSpecRequest {
+                r#type: "SINK".into(),
+                target: "nosuch".into()
+            })
+            .await
+            .unwrap_err()
+            .details()
+        ),
+        605
+    );
+
+    let list = api
+        .list_connectors(wire::ListConnectorsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .connectors;
+    assert_eq!(
+        list.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        ["gen1"]
+    );
+
+    // Logs over gRPC: 1-based pages.
+    let logs = |begin, count| wire::GetConnectorLogsRequest {
+        name: "gen1".into(),
+        begin,
+        count,
+    };
+    let page = loop {
+        let p = api
+            .get_connector_logs(logs(1, 2))
+            .await
+            .unwrap()
+            .into_inner()
+            .logs;
+        if p.lines().count() == 2 {
+            break p;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let second = api
+        .get_connector_logs(logs(2, 1))
+        .await
+        .unwrap()
+        .into_inner()
+        .logs;
+    assert_eq!(page.lines().nth(1).map(|l| format!("{l}\n")), Some(second));
+    assert_eq!(
+        api.get_connector_logs(logs(0, 5))
+            .await
+            .unwrap()
+            .into_inner()
+            .logs,
+        ""
+    );
+
+    // The task's environment has none of the worker's variables.
+    let pid = w.task_pid(&c.task_id).expect("task pid");
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(
+        !environ.contains("WORKER_SECRET_TOKEN"),
+        "worker env leaked into the task"
+    );
+    assert!(environ.contains("CONNECTOR_LOG_PATH="), "{environ}");
+
+    api.delete_connector(wire::DeleteConnectorRequest {
+        name: "gen1".into(),
+    })
+    .await
+    .unwrap();
+    assert!(
+        api.list_connectors(wire::ListConnectorsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .connectors
+            .is_empty()
+    );
+    assert!(
+        !w.data_dir.join("tasks").join(&c.task_id).exists(),
+        "delete removes the task directory"
+    );
+    eventually("task process gone after delete", || {
+        (!alive(pid)).then_some(())
+    });
+    // The name is free again: a new task with a new id.
+    let again = api
+        .create_connector(create("gen1", "SOURCE", "generator", gen_cfg))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(again.task_id, c.task_id);
+}
+
+fn uuid_like(s: &str) -> bool {
+    s.len() == 36 && s.chars().filter(|c| *c == '-').count() == 4
+}
+
+#[test]
+fn killed_task_is_restarted_and_continues() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = Worker::start(&tmp.path().join("data"));
+    w.sql(r#"CREATE SOURCE CONNECTOR gen1 FROM generator WITH ("stream" = "s1", "period" = 1, "batchSize" = 3);"#);
+    let c = w.describe("gen1");
+    let task = c["taskId"].as_str().unwrap().to_string();
+    let before = eventually("first position", || {
+        generated(&w.describe("gen1")).filter(|n| *n > 0)
+    });
+    let pid = w.task_pid(&task).expect("pid file");
+    assert!(
+        Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+
+    let new_pid = eventually("a new task process", || {
+        w.task_pid(&task).filter(|p| *p != pid)
+    });
+    assert!(alive(new_pid));
+    let after = eventually("records after the restart", || {
+        let c = w.describe("gen1");
+        let n = generated(&c)?;
+        (c["status"] == "RUNNING" && n > before + 3).then_some(c)
+    });
+    let process = after["process"].as_str().unwrap();
+    assert!(process.contains("restarts: 1"), "{process}");
+    assert!(
+        process.contains("signal: 9"),
+        "the crash is explained: {process}"
+    );
+}
+
+#[test]
+fn killed_worker_brings_tasks_back_to_their_desired_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let w = Worker::start(&data);
+    w.sql(r#"CREATE SOURCE CONNECTOR runs FROM generator WITH ("stream" = "s1", "period" = 1);"#);
+    w.sql(r#"CREATE SOURCE CONNECTOR paused FROM generator WITH ("stream" = "s2", "period" = 1);"#);
+    let runs_before = eventually("position of `runs`", || {
+        generated(&w.describe("runs")).filter(|n| *n > 0)
+    });
+    w.sql("PAUSE CONNECTOR paused;");
+    let runs_task = w.describe("runs")["taskId"].as_str().unwrap().to_string();
+    let paused_task = w.describe("paused")["taskId"].as_str().unwrap().to_string();
+    let old_pid = w.task_pid(&runs_task).unwrap();
+    w.kill9();
+
+    // The orphaned task notices its closed stdin and exits.
+    eventually("the orphaned task to exit", || {
+        (!alive(old_pid)).then_some(())
+    });
+
+    let w = Worker::start(&data);
+    let runs = eventually("`runs` running again with progress", || {
+        let c = w.describe("runs");
+        (c["status"] == "RUNNING"
+            && generated(&c)? > runs_before
+            && w.task_pid(&runs_task).is_some_and(alive))
+        .then_some(c)
+    });
+    assert_eq!(
+        runs["taskId"],
+        runs_task.as_str(),
+        "same task, same offsets"
+    );
+    let paused = w.describe("paused");
+    assert_eq!(paused["status"], "STOPPED", "{paused}");
+    assert!(
+        w.task_pid(&paused_task).is_none(),
+        "a paused task stays stopped"
+    );
+    let shown = w.sql("SHOW CONNECTORS;");
+    assert!(
+        shown.contains("| runs ") && shown.contains("| paused "),
+        "{shown}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_are_redacted_in_describe_and_get_connector() {
+    let db = hstream_io_tests::harness::postgres()
+        .await
+        .create_database()
+        .await;
+    db.connect()
+        .await
+        .batch_execute("CREATE TABLE t1 (k1 INT PRIMARY KEY, v1 TEXT)")
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let w = Worker::start(&tmp.path().join("data"));
+    assert!(
+        db.password.len() >= 8,
+        "the harness password must be distinctive for this test"
+    );
+    let statement = format!(
+        r#"CREATE SINK CONNECTOR pg1 TO postgresql WITH ("stream" = "s1", "host" = "{}", "port" = {}, "user" = "{}", "password" = "{}", "database" = "{}", "table" = "t1", "tlsMode" = "disable");"#,
+        db.host, db.port, db.user, db.password, db.name
+    );
+    let created = tokio::task::block_in_place(|| w.sql(&statement));
+    assert!(created.contains("created SINK connector pg1"), "{created}");
+
+    let (described, json_out, listed) = tokio::task::block_in_place(|| {
+        (
+            w.sql("DESCRIBE CONNECTOR pg1;"),
+            w.cli(&["connector", "describe", "pg1", "--output", "json"])
+                .1,
+            w.sql("SHOW CONNECTORS;"),
+        )
+    });
+    let c: Value = serde_json::from_str(&json_out).unwrap();
+    assert_eq!(c["config"]["password"], "******");
+    assert_eq!(
+        c["config"]["user"],
+        db.user.as_str(),
+        "only secrets are hidden"
+    );
+    for (what, text) in [
+        ("DESCRIBE", &described),
+        ("describe --output json", &json_out),
+        ("SHOW", &listed),
+    ] {
+        assert!(
+            !text.contains(&db.password),
+            "password leaked into {what}: {text}"
+        );
+    }
+    assert!(described.contains("******"), "{described}");
+
+    let mut api = HStreamApiClient::connect(format!("http://127.0.0.1:{}", w.port))
+        .await
+        .unwrap();
+    let got = api
+        .get_connector(wire::GetConnectorRequest { name: "pg1".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        !got.config.contains(&db.password) && got.config.contains("******"),
+        "{}",
+        got.config
+    );
+    let listed = api
+        .list_connectors(wire::ListConnectorsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .connectors;
+    assert!(
+        !listed[0].config.contains(&db.password),
+        "{}",
+        listed[0].config
+    );
+    let logs = api
+        .get_connector_logs(wire::GetConnectorLogsRequest {
+            name: "pg1".into(),
+            begin: 1,
+            count: 100_000,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .logs;
+    assert!(!logs.contains(&db.password), "password in app.log");
+
+    // The task file holds the secret (the task needs it) but only its owner can read it.
+    use std::os::unix::fs::PermissionsExt;
+    let file = w
+        .data_dir
+        .join("tasks")
+        .join(&got.task_id)
+        .join("config.json");
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}

@@ -1,0 +1,91 @@
+//! Running a connector's `check` verb and reading its `CheckResult`
+//! (reference §1.6), with the process group killed on timeout.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::errors::WorkerError;
+use crate::process::{command, signal_group};
+
+/// Runs `<program> <connector> check --config <config>` with output to
+/// `<dir>/check.log`; `Ok` when it printed a CheckResult with `result: true`.
+pub(crate) async fn run_check(
+    program: &Path,
+    connector: &str,
+    config: &Path,
+    dir: &Path,
+    timeout: Duration,
+) -> Result<(), WorkerError> {
+    let log_path = dir.join("check.log");
+    let open_log = || {
+        std::fs::File::create(&log_path)
+            .map_err(|e| WorkerError::Process(format!("cannot create {}: {e}", log_path.display())))
+    };
+    let log = open_log()?;
+    let log2 = log
+        .try_clone()
+        .map_err(|e| WorkerError::Process(format!("cannot share {}: {e}", log_path.display())))?;
+    let mut cmd = command(program, connector, "check", config, dir);
+    cmd.stdout(Stdio::from(log)).stderr(Stdio::from(log2));
+    let mut child = cmd.spawn().map_err(|e| {
+        WorkerError::Process(format!(
+            "cannot start {} {connector} check: {e}",
+            program.display()
+        ))
+    })?;
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(status) => status.map_err(|e| WorkerError::Process(format!("check process: {e}")))?,
+        Err(_) => {
+            if let Some(pid) = child.id() {
+                signal_group(pid, rustix::process::Signal::KILL);
+            }
+            let _ = child.wait().await;
+            return Err(WorkerError::Process(format!(
+                "check process timeout, {} s: the connector could not finish its checks (is the target reachable?); see {}",
+                timeout.as_secs(),
+                log_path.display()
+            )));
+        }
+    };
+    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+    match first_check_result(&text) {
+        Some(result) if result["result"] == Value::Bool(true) => Ok(()),
+        Some(result) => Err(WorkerError::CheckFailed(result)),
+        None if !status.success() => Err(WorkerError::Process(format!(
+            "check process exited unexpectedly ({status}): {}",
+            last_lines(&text, 3)
+        ))),
+        None => Err(WorkerError::Process(format!(
+            "check process didn't return a CheckResult line; see {}",
+            log_path.display()
+        ))),
+    }
+}
+
+/// The first line that decodes as an object with a boolean `result`.
+fn first_check_result(text: &str) -> Option<Value> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+        .find(|v| v.get("result").is_some_and(Value::is_boolean))
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_first_check_result_among_log_lines() {
+        let text = "INFO starting\n{\"foo\":1}\n{\"result\":false,\"type\":\"CONFIG\",\"message\":\"bad\"}\n{\"result\":true}\n";
+        let r = first_check_result(text).unwrap();
+        assert_eq!(r["message"], "bad");
+        assert!(first_check_result("nothing here").is_none());
+    }
+}

@@ -1,0 +1,476 @@
+//! The IO worker: every lifecycle operation on connectors, and recovery of
+//! every task to its desired state when the worker starts.
+//!
+//! Lifecycle changes are serialised (one at a time); each persists the
+//! desired state before acting, so a worker killed half-way recovers to what
+//! the user asked for.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hstream_io_runtime::stream::wire;
+use serde_json::{Map, Value, json};
+
+use crate::check::run_check;
+use crate::errors::{WorkerError, validate_name};
+use crate::meta::{Desired, MetaStore, TaskMeta, TaskStatus};
+use crate::process::{command_line, is_task_process, signal_group};
+use crate::sqlite::SqliteMeta;
+use crate::supervisor::{Ctx, Handle, Live, MetaCell, lock, write_config_value};
+use crate::{ConnectorEntry, WorkerOptions};
+
+/// The IO worker. Cheap to share behind an `Arc`.
+pub struct Worker {
+    ctx: Arc<Ctx>,
+    /// Supervisors by task id.
+    running: tokio::sync::Mutex<HashMap<String, Handle>>,
+    /// Live stats by task id (kept across pause/resume).
+    lives: Mutex<HashMap<String, Arc<Mutex<Live>>>>,
+    /// Serialises lifecycle operations.
+    ops: tokio::sync::Mutex<()>,
+}
+
+type Result<T, E = WorkerError> = std::result::Result<T, E>;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Parses a config given as JSON text into an object.
+fn config_object(text: &str) -> Result<Map<String, Value>, String> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(other) => Err(format!("config must be a JSON object, got {other}")),
+        Err(e) => Err(format!("config is not valid JSON: {e}")),
+    }
+}
+
+impl Worker {
+    /// Opens the worker with the embedded SQLite metastore at
+    /// `<data-dir>/io-meta.sqlite`. Call [`Worker::recover`] once the stream
+    /// service accepts connections.
+    pub async fn open(opts: WorkerOptions) -> Result<Arc<Self>> {
+        std::fs::create_dir_all(opts.data_dir.join("tasks")).map_err(|e| {
+            WorkerError::Process(format!(
+                "cannot create {}: {e}; pick a writable --data-dir",
+                opts.data_dir.join("tasks").display()
+            ))
+        })?;
+        let store = SqliteMeta::open(&opts.data_dir.join("io-meta.sqlite")).await?;
+        Ok(Self::with_store(opts, Arc::new(store)))
+    }
+
+    /// A worker over any metastore.
+    pub fn with_store(opts: WorkerOptions, store: Arc<dyn MetaStore>) -> Arc<Self> {
+        Arc::new(Self {
+            ctx: Arc::new(Ctx {
+                opts,
+                meta: MetaCell::new(store),
+            }),
+            running: tokio::sync::Mutex::new(HashMap::new()),
+            lives: Mutex::new(HashMap::new()),
+            ops: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn store(&self) -> &dyn MetaStore {
+        &*self.ctx.meta.store
+    }
+
+    fn opts(&self) -> &WorkerOptions {
+        &self.ctx.opts
+    }
+
+    fn live(&self, id: &str) -> Arc<Mutex<Live>> {
+        lock(&self.lives).entry(id.to_string()).or_default().clone()
+    }
+
+    /// The registry entry for `kind` (SOURCE/SINK, any case) and `target`.
+    fn entry(&self, kind: &str, target: &str) -> Result<&ConnectorEntry> {
+        let kind = kind.to_ascii_uppercase();
+        if kind != "SOURCE" && kind != "SINK" {
+            return Err(WorkerError::InvalidType(kind));
+        }
+        let same_kind = || self.opts().connectors.iter().filter(|c| c.kind == kind);
+        same_kind().find(|c| c.target == target).ok_or_else(|| {
+            let available: Vec<&str> = same_kind().map(|c| c.target.as_str()).collect();
+            WorkerError::Unimplemented {
+                kind: kind.clone(),
+                target: target.to_string(),
+                available: available.join(", "),
+            }
+        })
+    }
+
+    async fn task_by_name(&self, name: &str) -> Result<TaskMeta> {
+        let id = self
+            .store()
+            .lookup_name(name)
+            .await?
+            .ok_or_else(|| WorkerError::NotFound(name.to_string()))?;
+        self.store()
+            .get_task(&id)
+            .await?
+            .filter(|t| t.status != TaskStatus::Deleted)
+            .ok_or_else(|| WorkerError::NotFound(name.to_string()))
+    }
+
+    async fn start(&self, task: &TaskMeta) -> Result<()> {
+        let connector = self.entry(&task.kind, &task.target)?.name.clone();
+        let mut running = self.running.lock().await;
+        if let Some(old) = running.remove(&task.id) {
+            old.stop().await;
+        }
+        let handle = Handle::start(
+            self.ctx.clone(),
+            task.clone(),
+            connector,
+            self.live(&task.id),
+        );
+        running.insert(task.id.clone(), handle);
+        Ok(())
+    }
+
+    async fn stop(&self, id: &str) {
+        let handle = self.running.lock().await.remove(id);
+        if let Some(h) = handle {
+            h.stop().await;
+        }
+    }
+
+    /// Runs `check` for `config` of connector `entry` in `dir` (config written to `file`).
+    async fn check(
+        &self,
+        entry: &str,
+        dir: &Path,
+        file: &str,
+        id: &str,
+        config: &Value,
+    ) -> Result<()> {
+        let path = dir.join(file);
+        write_config_value(dir, &path, &self.opts().service_url, config, id)
+            .map_err(WorkerError::Process)?;
+        run_check(
+            &self.opts().program,
+            entry,
+            &path,
+            dir,
+            self.opts().check_timeout,
+        )
+        .await
+    }
+
+    /// Brings every stored task to its desired state: kills processes left by a
+    /// previous worker, starts the ones that should run, marks paused ones STOPPED.
+    pub async fn recover(&self) -> Result<()> {
+        let _ops = self.ops.lock().await;
+        for task in self.store().list_tasks().await? {
+            if task.status == TaskStatus::Deleted {
+                continue;
+            }
+            let dir = self.opts().task_dir(&task.id);
+            if let Some(pid) = std::fs::read_to_string(dir.join("pid"))
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok())
+                && is_task_process(pid, &task.id)
+            {
+                tracing::warn!(task = %task.name, pid, "killing a task process left by the previous worker");
+                signal_group(pid, rustix::process::Signal::KILL);
+            }
+            match task.desired {
+                Desired::Running if task.status != TaskStatus::Completed => {
+                    tracing::info!(task = %task.name, "recovering task");
+                    if let Err(e) = self.start(&task).await {
+                        tracing::error!(task = %task.name, error = %e, "cannot recover task");
+                    }
+                }
+                Desired::Paused => {
+                    self.ctx
+                        .meta
+                        .update(&task.id, |m| m.status = TaskStatus::Stopped)
+                        .await?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops every task process (gracefully) without changing desired states:
+    /// the next worker start brings them back.
+    pub async fn shutdown(&self) {
+        let handles: Vec<Handle> = self.running.lock().await.drain().map(|(_, h)| h).collect();
+        futures::future::join_all(handles.into_iter().map(Handle::stop)).await;
+    }
+
+    /// `CreateConnector`: validates, runs `check`, stores and starts the task.
+    pub async fn create(
+        &self,
+        name: &str,
+        kind: &str,
+        target: &str,
+        config: &str,
+    ) -> Result<wire::Connector> {
+        validate_name(name)?;
+        let entry = self.entry(kind, target)?.clone();
+        let config = config_object(config).map_err(|message| {
+            WorkerError::CheckFailed(json!({"result": false, "type": "CONFIG", "message": message}))
+        })?;
+        let _ops = self.ops.lock().await;
+        if self.store().lookup_name(name).await?.is_some() {
+            return Err(WorkerError::Exists(name.to_string()));
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let dir = self.opts().task_dir(&id);
+        let config = Value::Object(config);
+        if let Err(e) = self
+            .check(&entry.name, &dir, "config.json", &id, &config)
+            .await
+        {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        let task = TaskMeta {
+            id: id.clone(),
+            name: name.to_string(),
+            kind: entry.kind.clone(),
+            target: entry.target.clone(),
+            config,
+            status: TaskStatus::New,
+            desired: Desired::Running,
+            created_ms: now_ms(),
+            last_error: None,
+            offsets: Vec::new(),
+        };
+        self.store().put_task(&task).await?;
+        if !self.store().bind_name(name, &id).await? {
+            self.ctx
+                .meta
+                .update(&id, |m| m.status = TaskStatus::Deleted)
+                .await?;
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(WorkerError::Exists(name.to_string()));
+        }
+        self.start(&task).await?;
+        // Started: RUNNING at once, as HServer answers (the supervisor confirms it).
+        let task = self
+            .ctx
+            .meta
+            .update(&id, |m| {
+                if m.status == TaskStatus::New {
+                    m.status = TaskStatus::Running;
+                }
+            })
+            .await?
+            .unwrap_or(task);
+        tracing::info!(connector = name, task = %id, "connector created");
+        Ok(self.view(&task))
+    }
+
+    /// `ListConnectors`: every connector not deleted, oldest first.
+    pub async fn list(&self) -> Result<Vec<wire::Connector>> {
+        let tasks = self.store().list_tasks().await?;
+        Ok(tasks
+            .iter()
+            .filter(|t| t.status != TaskStatus::Deleted)
+            .map(|t| self.view(t))
+            .collect())
+    }
+
+    /// `GetConnector`.
+    pub async fn get(&self, name: &str) -> Result<wire::Connector> {
+        Ok(self.view(&self.task_by_name(name).await?))
+    }
+
+    /// `GetConnectorSpec`: the spec as JSON text, in the connector's key order.
+    pub fn spec(&self, kind: &str, target: &str) -> Result<String> {
+        Ok(self.entry(kind, target)?.spec.to_string())
+    }
+
+    /// `GetConnectorLogs`: lines `begin ..` (1-based) of the task's app.log.
+    pub async fn logs(&self, name: &str, begin: i32, count: i32) -> Result<String> {
+        let task = self.task_by_name(name).await?;
+        let path = self.opts().task_dir(&task.id).join("app.log");
+        crate::logs::page(&path, begin, count)
+            .map_err(|e| WorkerError::Process(format!("cannot read {}: {e}", path.display())))
+    }
+
+    /// `PauseConnector`: stop message, SIGTERM, SIGKILL; stays paused across restarts.
+    pub async fn pause(&self, name: &str) -> Result<()> {
+        let _ops = self.ops.lock().await;
+        let task = self.task_by_name(name).await?;
+        self.ctx
+            .meta
+            .update(&task.id, |m| m.desired = Desired::Paused)
+            .await?;
+        self.stop(&task.id).await;
+        self.ctx
+            .meta
+            .update(&task.id, |m| {
+                if matches!(m.status, TaskStatus::Running | TaskStatus::New) {
+                    m.status = TaskStatus::Stopped;
+                }
+            })
+            .await?;
+        tracing::info!(connector = name, "connector paused");
+        Ok(())
+    }
+
+    /// `ResumeConnector`: runs the task again, from its stored offsets.
+    pub async fn resume(&self, name: &str) -> Result<()> {
+        let _ops = self.ops.lock().await;
+        let task = self.task_by_name(name).await?;
+        let task = self
+            .ctx
+            .meta
+            .update(&task.id, |m| {
+                m.desired = Desired::Running;
+                m.last_error = None;
+            })
+            .await?
+            .unwrap_or(task);
+        let alive = self
+            .running
+            .lock()
+            .await
+            .get(&task.id)
+            .is_some_and(|h| !h.is_finished());
+        if !alive {
+            lock(&self.live(&task.id)).restarts = 0;
+            self.start(&task).await?;
+        }
+        tracing::info!(connector = name, "connector resumed");
+        Ok(())
+    }
+
+    /// `DeleteConnector`: stops the task, marks it DELETED, frees the name and
+    /// removes its KV and directory.
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        let _ops = self.ops.lock().await;
+        let task = self.task_by_name(name).await?;
+        self.ctx
+            .meta
+            .update(&task.id, |m| m.desired = Desired::Deleted)
+            .await?;
+        self.stop(&task.id).await;
+        self.ctx
+            .meta
+            .update(&task.id, |m| m.status = TaskStatus::Deleted)
+            .await?;
+        self.store().unbind_name(name).await?;
+        self.store().kv_clear(&task.id).await?;
+        lock(&self.lives).remove(&task.id);
+        let _ = std::fs::remove_dir_all(self.opts().task_dir(&task.id));
+        tracing::info!(connector = name, "connector deleted");
+        Ok(())
+    }
+
+    /// `AlterConnectorConfig`: shallow-merges `config` (a JSON object) into the
+    /// connector config, re-runs `check`, stores it and restarts the task
+    /// (a paused task stays paused).
+    pub async fn alter(&self, name: &str, config: &str) -> Result<()> {
+        let patch = config_object(config).map_err(WorkerError::InvalidArgument)?;
+        let _ops = self.ops.lock().await;
+        let task = self.task_by_name(name).await?;
+        let mut merged = task.config.as_object().cloned().unwrap_or_default();
+        merged.extend(patch);
+        let merged = Value::Object(merged);
+        let entry = self.entry(&task.kind, &task.target)?.name.clone();
+        let dir = self.opts().task_dir(&task.id);
+        let checked = self
+            .check(&entry, &dir, "config.check.json", &task.id, &merged)
+            .await;
+        let _ = std::fs::remove_file(dir.join("config.check.json"));
+        checked?;
+        let task = self
+            .ctx
+            .meta
+            .update(&task.id, |m| {
+                m.config = merged;
+                m.last_error = None;
+            })
+            .await?
+            .unwrap_or(task);
+        if task.desired == Desired::Running {
+            self.start(&task).await?;
+        }
+        tracing::info!(connector = name, "connector config altered");
+        Ok(())
+    }
+
+    /// The `Connector` message for `task`, secrets redacted.
+    fn view(&self, task: &TaskMeta) -> wire::Connector {
+        let mut config = task.config.clone();
+        let connector = self.entry(&task.kind, &task.target).ok();
+        match connector {
+            Some(c) => hstream_io_runtime::secret::redact_config(&c.spec, &mut config),
+            // Without a spec, hide every value rather than risk showing a secret.
+            None => config = json!("<hidden: unknown connector>"),
+        }
+        let live = lock(&self.live(&task.id)).clone();
+        let process = match (live.pid, task.status) {
+            (Some(_), _) => "running".to_string(),
+            (None, TaskStatus::Running) => "restarting".to_string(),
+            (None, TaskStatus::New) => "created".to_string(),
+            (None, TaskStatus::Stopped) => "stopped".to_string(),
+            (None, _) => "exited".to_string(),
+        };
+        let mut process = if live.restarts > 0 {
+            format!("{process} (restarts: {})", live.restarts)
+        } else {
+            process
+        };
+        if let Some(err) = &task.last_error {
+            process = format!("{process}; last error: {err}");
+        }
+        let config_path = self.opts().task_dir(&task.id).join("config.json");
+        wire::Connector {
+            name: task.name.clone(),
+            r#type: task.kind.clone(),
+            target: task.target.clone(),
+            creation_time: Some(prost_types::Timestamp {
+                seconds: task.created_ms.div_euclid(1000),
+                nanos: (task.created_ms.rem_euclid(1000) * 1_000_000) as i32,
+            }),
+            status: task.status.as_str().to_string(),
+            config: config.to_string(),
+            offsets: task.offsets.iter().filter_map(to_struct).collect(),
+            task_id: task.id.clone(),
+            node: self.opts().node.clone(),
+            docker_status: process,
+            image: connector
+                .map(|c| command_line(&self.opts().program, &c.name, &config_path))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// A JSON object as a `google.protobuf.Struct`.
+fn to_struct(v: &Value) -> Option<prost_types::Struct> {
+    match to_proto(v).kind? {
+        prost_types::value::Kind::StructValue(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn to_proto(v: &Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    let kind = match v {
+        Value::Null => Kind::NullValue(0),
+        Value::Bool(b) => Kind::BoolValue(*b),
+        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
+        Value::String(s) => Kind::StringValue(s.clone()),
+        Value::Array(a) => Kind::ListValue(prost_types::ListValue {
+            values: a.iter().map(to_proto).collect(),
+        }),
+        Value::Object(o) => Kind::StructValue(prost_types::Struct {
+            fields: o.iter().map(|(k, v)| (k.clone(), to_proto(v))).collect(),
+        }),
+    };
+    prost_types::Value { kind: Some(kind) }
+}

@@ -54,8 +54,7 @@ async fn mariadb_rejects_a_wrong_password() {
     let opts = db.opts().pass(Some("wrong"));
     let err = mysql_async::Conn::new(opts)
         .await
-        .err()
-        .expect("login must fail");
+        .expect_err("login must fail");
     assert!(err.to_string().contains("Access denied"), "{err}");
 }
 

@@ -88,16 +88,25 @@ pub fn parse(payload: &[u8]) -> Result<Change, String> {
 /// for NaN/Infinity), `$numberDecimal` → its decimal text (exact), `$oid` → hex
 /// text, `$date` → ISO-8601 text or epoch milliseconds as given, `$binary` →
 /// base64 text, `$symbol` → text. Other objects are left as they are.
-pub fn normalize(value: Value) -> Value {
+pub fn normalize(mut value: Value) -> Value {
+    normalize_in_place(&mut value);
+    value
+}
+
+/// [`normalize`] without rebuilding objects that hold no extended JSON.
+fn normalize_in_place(value: &mut Value) {
     match value {
         Value::Object(map) => {
-            if let Some(unwrapped) = unwrap_extended(&map) {
-                return unwrapped;
+            if let Some(unwrapped) = unwrap_extended(map) {
+                *value = unwrapped;
+                return;
             }
-            Value::Object(map.into_iter().map(|(k, v)| (k, normalize(v))).collect())
+            for v in map.values_mut() {
+                normalize_in_place(v);
+            }
         }
-        Value::Array(items) => Value::Array(items.into_iter().map(normalize).collect()),
-        other => other,
+        Value::Array(items) => items.iter_mut().for_each(normalize_in_place),
+        _ => {}
     }
 }
 

@@ -631,3 +631,47 @@ async fn mysql_kill_9_during_a_keyless_100k_load_applies_every_record_once() {
         0
     );
 }
+
+/// Not a test: `cargo test --release -p hstream-io-tests --test main bench_ -- --ignored --nocapture`
+/// prints the sink's rows/s for the bench workload (100k rows: inserts, then
+/// upserts of the same keys), appended before the sink starts reading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn mysql_bench_orders() {
+    let streams = streams().await;
+    let db = harness::mariadb().await.create_database().await;
+    exec(
+        &db,
+        "CREATE TABLE orders (id BIGINT PRIMARY KEY, customer_id BIGINT, amount DECIMAL(12,2), \
+         status VARCHAR(16), note VARCHAR(64), created_at DATETIME)",
+    )
+    .await;
+    streams.create("orders", 1).await;
+    let n = 100_000i64;
+    let sink = start_sink::<MysqlSink>(
+        config(
+            &db,
+            "orders",
+            json!({"stream": "orders", "buffer.batch.maxBytesSize": 2_000_000, "buffer.batch.maxAge": 100}),
+        ),
+        &streams.service.url(),
+        Default::default(),
+    );
+    for pass in 0..2 {
+        let secs = pipeline::time_pass(&streams, "orders", n, pass, || async {
+            count(
+                &db,
+                &format!("SELECT COUNT(*) FROM orders WHERE note LIKE '%-{pass}'"),
+            )
+            .await
+                == n
+        })
+        .await;
+        eprintln!(
+            "sink-mysql pass {pass} ({}): {n} rows in {secs:.2} s = {:.0} rows/s",
+            if pass == 0 { "insert" } else { "upsert" },
+            n as f64 / secs
+        );
+    }
+    sink.stop().await;
+}

@@ -321,6 +321,64 @@ pub(crate) mod pipeline {
         }
     }
 
+    /// The bench workload's row `i` (`bench.orders` shape, see bench/src/workload.rs)
+    /// as a plain JSON record; `pass` changes the non-key columns.
+    pub(crate) fn order(i: i64, pass: i64) -> Record {
+        let secs = 1_704_067_200 + i + pass;
+        let (d, t) = (secs / 86_400, secs % 86_400);
+        let date = chrono_free_date(d);
+        let status = ["new", "paid", "shipped", "cancelled"][((i + pass) % 4) as usize];
+        json_record(
+            "",
+            json!({"id": i, "customer_id": (i + pass) % 1000,
+                   "amount": format!("{}.{:02}", (i % 10_000) / 100, (i + pass) % 100),
+                   "status": status,
+                   "note": format!("note-{i}-{pass}"),
+                   "created_at": format!("{date} {:02}:{:02}:{:02}", t / 3600, t % 3600 / 60, t % 60)}),
+        )
+    }
+
+    fn chrono_free_date(days: i64) -> String {
+        // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = yoe + era * 400 + i64::from(m <= 2);
+        format!("{y:04}-{m:02}-{d:02}")
+    }
+
+    /// Appends `rows` orders of `pass` to `stream` (1000 per append) while the
+    /// sink runs; returns the seconds from the first append until `done` says
+    /// they are all applied (appending included: a conservative figure).
+    pub(crate) async fn time_pass<F, Fut>(
+        streams: &Streams,
+        stream: &str,
+        rows: i64,
+        pass: i64,
+        mut done: F,
+    ) -> f64
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        let start = Instant::now();
+        for part in 0..rows / 1000 {
+            let records = (part * 1000..part * 1000 + 1000)
+                .map(|i| order(i, pass))
+                .collect();
+            streams.append(stream, records).await;
+        }
+        while !done().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        start.elapsed().as_secs_f64()
+    }
+
     /// Merges `extra` into a config object.
     pub(crate) fn with(mut base: Value, extra: Value) -> Value {
         if let (Value::Object(b), Value::Object(e)) = (&mut base, extra) {
@@ -991,4 +1049,48 @@ async fn pg_kill_9_during_a_keyless_100k_load_applies_every_record_once() {
             json!({"c": 100000, "d": 100000, "s": "4999950000", "l": 588890, "lo": 0, "hi": 99999, "intact": true})
         ]
     );
+}
+
+/// Not a test: `cargo test --release -p hstream-io-tests --test main bench_ -- --ignored --nocapture`
+/// prints the sink's rows/s for the bench workload (100k rows: inserts, then
+/// upserts of the same keys), appended before the sink starts reading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn pg_bench_orders() {
+    let streams = streams().await;
+    let db = harness::postgres().await.create_database().await;
+    exec(
+        &db,
+        "CREATE TABLE orders (id BIGINT PRIMARY KEY, customer_id BIGINT, amount NUMERIC(12,2), \
+         status VARCHAR(16), note VARCHAR(64), created_at TIMESTAMP)",
+    )
+    .await;
+    streams.create("orders", 1).await;
+    let n = 100_000i64;
+    let sink = start_sink::<PgSink>(
+        config(
+            &db,
+            "orders",
+            json!({"stream": "orders", "buffer.batch.maxBytesSize": 2_000_000, "buffer.batch.maxAge": 100}),
+        ),
+        &streams.service.url(),
+        Default::default(),
+    );
+    for pass in 0..2 {
+        let secs = pipeline::time_pass(&streams, "orders", n, pass, || async {
+            let r = rows(
+                &db,
+                &format!("SELECT count(*) AS c FROM orders WHERE note LIKE '%-{pass}'"),
+            )
+            .await;
+            r[0]["c"].as_i64() == Some(n)
+        })
+        .await;
+        eprintln!(
+            "sink-postgresql pass {pass} ({}): {n} rows in {secs:.2} s = {:.0} rows/s",
+            if pass == 0 { "insert" } else { "upsert" },
+            n as f64 / secs
+        );
+    }
+    sink.stop().await;
 }

@@ -282,6 +282,113 @@ pub fn json_text(value: &Value) -> String {
     value.to_string()
 }
 
+/// A date and time read from ISO-8601 text by [`parse_iso_datetime`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IsoDateTime {
+    /// Year (0000–9999).
+    pub year: i32,
+    /// Month, 1–12.
+    pub month: u32,
+    /// Day of month, 1–31 (not checked against the month).
+    pub day: u32,
+    /// Hour, 0–23.
+    pub hour: u32,
+    /// Minute, 0–59.
+    pub minute: u32,
+    /// Second, 0–59.
+    pub second: u32,
+    /// Fraction of the second in nanoseconds.
+    pub nanos: u32,
+    /// The offset from UTC in seconds, when the text had one (`Z` is 0).
+    pub offset_secs: Option<i32>,
+}
+
+/// Reads `YYYY-MM-DD`, optionally followed by `T` or a space and
+/// `HH:MM[:SS[.fraction]]`, optionally followed by `Z`, `±HH:MM`, `±HHMM` or
+/// `±HH`. A fast path for the common shapes; `None` for anything else.
+pub fn parse_iso_datetime(text: &str) -> Option<IsoDateTime> {
+    let b = text.trim().as_bytes();
+    let num = |from: usize, len: usize| -> Option<u32> {
+        let digits = b.get(from..from + len)?;
+        digits.iter().try_fold(0u32, |acc, &d| {
+            d.is_ascii_digit().then(|| acc * 10 + u32::from(d - b'0'))
+        })
+    };
+    let year = num(0, 4)? as i32;
+    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
+        return None;
+    }
+    let (month, day) = (num(5, 2)?, num(8, 2)?);
+    let mut out = IsoDateTime {
+        year,
+        month,
+        day,
+        hour: 0,
+        minute: 0,
+        second: 0,
+        nanos: 0,
+        offset_secs: None,
+    };
+    let mut i = 10;
+    if i < b.len() {
+        if !matches!(b[i], b'T' | b't' | b' ') {
+            return None;
+        }
+        out.hour = num(i + 1, 2)?;
+        if b.get(i + 3) != Some(&b':') {
+            return None;
+        }
+        out.minute = num(i + 4, 2)?;
+        i += 6;
+        if b.get(i) == Some(&b':') {
+            out.second = num(i + 1, 2)?;
+            i += 3;
+            if b.get(i) == Some(&b'.') {
+                i += 1;
+                let start = i;
+                while i < b.len() && b[i].is_ascii_digit() {
+                    if i - start < 9 {
+                        out.nanos = out.nanos * 10 + u32::from(b[i] - b'0');
+                    }
+                    i += 1;
+                }
+                let digits = (i - start).min(9);
+                if digits == 0 {
+                    return None;
+                }
+                out.nanos *= 10u32.pow(9 - digits as u32);
+            }
+        }
+        match b.get(i) {
+            None => {}
+            Some(b'Z' | b'z') if i + 1 == b.len() => out.offset_secs = Some(0),
+            Some(&sign @ (b'+' | b'-')) => {
+                let hours = num(i + 1, 2)?;
+                let minutes = match b.len() - (i + 3) {
+                    0 => 0,
+                    2 => num(i + 3, 2)?,
+                    3 if b[i + 3] == b':' => num(i + 4, 2)?,
+                    _ => return None,
+                };
+                if hours > 23 || minutes > 59 {
+                    return None;
+                }
+                let secs = (hours * 3600 + minutes * 60) as i32;
+                out.offset_secs = Some(if sign == b'-' { -secs } else { secs });
+            }
+            Some(_) => return None,
+        }
+    }
+    (out.month >= 1
+        && out.month <= 12
+        && out.day >= 1
+        && out.day <= 31
+        && out.hour <= 23
+        && out.minute <= 59
+        && out.second <= 59)
+        .then_some(out)
+}
+
 /// A number's text, with integral doubles up to 2^53 printed as integers.
 pub fn number_text(n: &Number) -> String {
     if n.is_f64()
@@ -467,6 +574,53 @@ mod tests {
         assert!(decimal_text(&json!("")).is_err());
         assert!(decimal_text(&json!(".")).is_err());
         assert!(decimal_text(&json!("1e")).is_err());
+    }
+
+    #[test]
+    fn iso_datetimes() {
+        let t = parse_iso_datetime("2024-01-31T12:34:56.789+02:00").unwrap();
+        assert_eq!(
+            (
+                t.year,
+                t.month,
+                t.day,
+                t.hour,
+                t.minute,
+                t.second,
+                t.nanos,
+                t.offset_secs
+            ),
+            (2024, 1, 31, 12, 34, 56, 789_000_000, Some(7200))
+        );
+        let t = parse_iso_datetime("2024-01-31 00:00:00").unwrap();
+        assert_eq!((t.hour, t.offset_secs), (0, None));
+        assert_eq!(parse_iso_datetime("2024-01-31").unwrap().day, 31);
+        assert_eq!(
+            parse_iso_datetime("2024-01-31T01:02Z").unwrap().offset_secs,
+            Some(0)
+        );
+        assert_eq!(
+            parse_iso_datetime("2024-01-31T01:02:03-0530")
+                .unwrap()
+                .offset_secs,
+            Some(-19800)
+        );
+        assert_eq!(
+            parse_iso_datetime("2024-01-31T01:02:03.123456789123")
+                .unwrap()
+                .nanos,
+            123_456_789
+        );
+        for bad in [
+            "2024-13-01",
+            "2024-01-31X",
+            "2024-01-31T25:00",
+            "24-01-31",
+            "2024-01-31T01:02:03.",
+            "2024-01-31T01:02+5",
+        ] {
+            assert!(parse_iso_datetime(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use base64::Engine;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
 use hstream_io_runtime::record::{
-    decimal_text, float_text, integer_text, json_text, text_value, type_name,
+    decimal_text, float_text, integer_text, json_text, parse_iso_datetime, text_value, type_name,
 };
 use serde_json::Value;
 
@@ -55,6 +55,15 @@ pub(crate) fn to_cell(column: &MysqlColumn, value: &Value) -> Result<Cell, Strin
 }
 
 fn parse_timestamp(text: &str) -> Option<NaiveDateTime> {
+    if let Some(t) = parse_iso_datetime(text) {
+        let naive = NaiveDate::from_ymd_opt(t.year, t.month, t.day)?.and_time(
+            NaiveTime::from_hms_nano_opt(t.hour, t.minute, t.second, t.nanos)?,
+        );
+        return Some(match t.offset_secs {
+            Some(offset) => naive - chrono::TimeDelta::seconds(offset.into()),
+            None => naive,
+        });
+    }
     let t = text.trim();
     if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
         return Some(dt.naive_utc());
@@ -95,7 +104,7 @@ fn datetime_text(value: &Value) -> Result<String, String> {
         _ => None,
     }
     .ok_or(EXPECTED)?;
-    Ok(dt.format("%Y-%m-%d %H:%M:%S%.f").to_string())
+    Ok(datetime_text_of(dt))
 }
 
 fn date_text(value: &Value) -> Result<String, String> {
@@ -166,6 +175,32 @@ fn uuid_text(value: &Value) -> Result<String, String> {
         &h[16..20],
         &h[20..]
     ))
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.fff|.ffffff|.fffffffff]` (like chrono's `%.f`, without
+/// parsing a format string per value).
+pub(crate) fn datetime_text_of(dt: NaiveDateTime) -> String {
+    use chrono::{Datelike, Timelike};
+    let mut s = format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        dt.year(),
+        dt.month(),
+        dt.day(),
+        dt.hour(),
+        dt.minute(),
+        dt.second()
+    );
+    let nanos = dt.nanosecond();
+    if nanos != 0 {
+        if nanos.is_multiple_of(1_000_000) {
+            s.push_str(&format!(".{:03}", nanos / 1_000_000));
+        } else if nanos.is_multiple_of(1000) {
+            s.push_str(&format!(".{:06}", nanos / 1000));
+        } else {
+            s.push_str(&format!(".{nanos:09}"));
+        }
+    }
+    s
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@
 use base64::Engine;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
 use hstream_io_runtime::record::{
-    bool_value, decimal_text, float_text, integer_text, json_text, number_text, text_value,
-    type_name,
+    bool_value, decimal_text, float_text, integer_text, json_text, number_text, parse_iso_datetime,
+    text_value, type_name,
 };
 use serde_json::Value;
 
@@ -46,6 +46,15 @@ pub(crate) fn to_text(column: &PgColumn, value: &Value) -> Result<Option<String>
 }
 
 pub(crate) fn parse_timestamp(text: &str) -> Option<(NaiveDateTime, bool)> {
+    if let Some(t) = parse_iso_datetime(text) {
+        let naive = NaiveDate::from_ymd_opt(t.year, t.month, t.day)?.and_time(
+            NaiveTime::from_hms_nano_opt(t.hour, t.minute, t.second, t.nanos)?,
+        );
+        return Some(match t.offset_secs {
+            Some(offset) => (naive - chrono::TimeDelta::seconds(offset.into()), true),
+            None => (naive, false),
+        });
+    }
     let t = text.trim();
     if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
         return Some((dt.naive_utc(), true));
@@ -90,7 +99,7 @@ fn timestamp_text(value: &Value, with_zone: bool) -> Result<String, String> {
         _ => None,
     }
     .ok_or(EXPECTED)?;
-    let text = dt.format("%Y-%m-%d %H:%M:%S%.f").to_string();
+    let text = datetime_text_of(dt);
     Ok(if with_zone {
         format!("{text}+00")
     } else {
@@ -209,6 +218,32 @@ fn array_text(value: &Value) -> Result<String, String> {
     }
     out.push('}');
     Ok(out)
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.fff|.ffffff|.fffffffff]` (like chrono's `%.f`, without
+/// parsing a format string per value).
+pub(crate) fn datetime_text_of(dt: NaiveDateTime) -> String {
+    use chrono::{Datelike, Timelike};
+    let mut s = format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        dt.year(),
+        dt.month(),
+        dt.day(),
+        dt.hour(),
+        dt.minute(),
+        dt.second()
+    );
+    let nanos = dt.nanosecond();
+    if nanos != 0 {
+        if nanos.is_multiple_of(1_000_000) {
+            s.push_str(&format!(".{:03}", nanos / 1_000_000));
+        } else if nanos.is_multiple_of(1000) {
+            s.push_str(&format!(".{:06}", nanos / 1000));
+        } else {
+            s.push_str(&format!(".{nanos:09}"));
+        }
+    }
+    s
 }
 
 #[cfg(test)]

@@ -76,10 +76,11 @@ enum Command {
         worker: WorkerArgs,
     },
     /// Run one SQL statement (HStreamDB's connector and stream statements)
-    /// against a running `hstream-io serve`.
+    /// against a running `hstream-io serve`; without one, a shell reading
+    /// `;`-terminated statements from stdin.
     Sql {
         /// The statement, e.g. `SHOW CONNECTORS;`.
-        statement: String,
+        statement: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -240,9 +241,14 @@ fn main() -> ExitCode {
             fsync,
             worker,
         } => serve(data_dir, listen, advertised_address, fsync, worker),
-        Command::Sql { statement, client } => {
-            hstream_io_worker::cli::sql_main(&client.service_url, &statement, client.output.into())
-        }
+        Command::Sql { statement, client } => match statement {
+            Some(statement) => hstream_io_worker::cli::sql_main(
+                &client.service_url,
+                &statement,
+                client.output.into(),
+            ),
+            None => hstream_io_worker::cli::shell_main(&client.service_url, client.output.into()),
+        },
         Command::ConnectorAdmin { action, client } => connector_admin(action, client),
         Command::Connector(args) => connector_verb(args),
     };

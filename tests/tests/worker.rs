@@ -326,6 +326,35 @@ fn bad_sql_points_at_the_error() {
         err.contains("\n  ") && err.trim_end().ends_with('^'),
         "{err}"
     );
+    // The shell (no statement argument): statements from stdin, one bad one reported, the rest run.
+    let mut shell = Command::new(binary())
+        .args(["sql", "--service-url", &w.url()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = shell.stdin.take().unwrap();
+        stdin
+            .write_all(b"SHOW CONECTORS;\nCREATE STREAM\n  sh1;\nSHOW STREAMS;\n")
+            .unwrap();
+    }
+    let out = shell.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "one statement failed: {stderr}");
+    assert!(
+        stderr.contains("expected CONNECTORS or STREAMS, found `CONECTORS`"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("created stream sh1") && stdout.contains("| sh1 "),
+        "{stdout}"
+    );
     let (code, _, err) = w.cli(&["sql", "SELECT 1;"]);
     assert_eq!(code, 2);
     assert!(err.contains("expected CREATE or SHOW"), "{err}");

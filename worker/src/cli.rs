@@ -476,3 +476,69 @@ pub fn connector_main(url: &str, cmd: ConnectorCommand, output: Output) -> i32 {
         }
     })
 }
+
+/// `hstream-io sql` without a statement: reads statements (each ended by `;`)
+/// from stdin and runs them one by one; errors are printed and the shell goes
+/// on. Returns 1 if any statement failed.
+pub fn shell_main(url: &str, output: Output) -> i32 {
+    use std::io::{BufRead, IsTerminal, Write};
+    let interactive = std::io::stdin().is_terminal();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    let mut api = match rt.block_on(connect(url)) {
+        Ok(api) => api,
+        Err(CliError(msg)) => {
+            eprintln!("error: {msg}");
+            return 1;
+        }
+    };
+    let prompt = |pending: bool| {
+        if interactive {
+            eprint!(
+                "{}",
+                if pending {
+                    "          > "
+                } else {
+                    "hstream-io> "
+                }
+            );
+            let _ = std::io::stderr().flush();
+        }
+    };
+    let mut failed = false;
+    let mut buffer = String::new();
+    prompt(false);
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        buffer.push_str(&line);
+        buffer.push('\n');
+        if !line.trim_end().ends_with(';') {
+            prompt(!buffer.trim().is_empty());
+            continue;
+        }
+        let statement = std::mem::take(&mut buffer);
+        match sql::parse(&statement) {
+            Err(e) => {
+                failed = true;
+                eprintln!("error: {}", e.render(statement.trim_end()));
+            }
+            Ok(stmt) => match rt.block_on(exec(&mut api, stmt, output)) {
+                Ok(out) => print!("{out}"),
+                Err(CliError(msg)) => {
+                    failed = true;
+                    eprintln!("error: {msg}");
+                }
+            },
+        }
+        prompt(false);
+    }
+    i32::from(failed)
+}

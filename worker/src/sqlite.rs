@@ -19,7 +19,7 @@ pub struct SqliteMeta {
     pool: SqlitePool,
 }
 
-const SCHEMA: &[&'static str] = &[
+const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS io_tasks (id TEXT PRIMARY KEY, meta TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS io_task_names (name TEXT PRIMARY KEY, id TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS io_task_kvs (key TEXT PRIMARY KEY, task_id TEXT NOT NULL, value TEXT NOT NULL)",

@@ -72,6 +72,8 @@ pub(crate) struct Live {
     pub(crate) delivered_bytes: u64,
     /// Output lines that were not protocol requests.
     pub(crate) ignored_lines: u64,
+    /// The offsets last stored (a report with the same offsets writes nothing).
+    pub(crate) stored_offsets: Option<Vec<Value>>,
 }
 
 /// A running supervisor.
@@ -441,18 +443,15 @@ async fn report(ctx: &Ctx, task_id: &str, body: &Value, live: &Mutex<Live>) -> V
         l.delivered_records += body["deliveredRecords"].as_u64().unwrap_or(0);
         l.delivered_bytes += body["deliveredBytes"].as_u64().unwrap_or(0);
     }
-    if let Some(offsets) = body.get("offsets").and_then(Value::as_array) {
-        let offsets = offsets.clone();
-        let stored = ctx
-            .meta
-            .update(task_id, |m| {
-                if m.offsets != offsets {
-                    m.offsets = offsets;
-                }
-            })
-            .await;
-        if let Err(e) = stored {
-            tracing::warn!(task = task_id, error = %e, "cannot store the reported offsets");
+    if let Some(offsets) = body.get("offsets").and_then(Value::as_array)
+        && lock(live).stored_offsets.as_ref() != Some(offsets)
+    {
+        let new = offsets.clone();
+        match ctx.meta.update(task_id, |m| m.offsets = new).await {
+            Ok(_) => lock(live).stored_offsets = Some(offsets.clone()),
+            Err(e) => {
+                tracing::warn!(task = task_id, error = %e, "cannot store the reported offsets")
+            }
         }
     }
     Value::Null

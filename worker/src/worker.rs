@@ -474,3 +474,145 @@ fn to_proto(v: &Value) -> prost_types::Value {
     };
     prost_types::Value { kind: Some(kind) }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The worker against a fake connector program (a shell script), so
+    //! misbehaving tasks can be staged: garbage floods, crashes, ignored stops.
+
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
+
+    use super::*;
+
+    const FAKE: &str = r#"#!/bin/sh
+# $1 = connector, $2 = verb, $4 = config
+case "$2" in
+  check) echo '{"result":true}'; exit 0 ;;
+esac
+mode=$(grep -o '"mode":"[a-z]*"' "$4" | cut -d'"' -f4)
+case "$mode" in
+  crash) echo "ERROR boom: cannot reach the target" >&2; exit 1 ;;
+  flood)
+    trap '' TERM
+    head -c 3000000 /dev/zero | tr '\0' 'x'; echo
+    i=0; while [ $i -lt 3000 ]; do echo "garbage $i {not json"; i=$((i+1)); done
+    echo '{"name":"KvSet","id":"1","body":{"key":"k","value":"v1"}}'
+    echo '{"name":"Report","id":"2","body":{"deliveredRecords":5,"deliveredBytes":50,"offsets":[{"n":5}]}}'
+    while true; do sleep 1; done ;;
+esac
+"#;
+
+    async fn worker(dir: &Path, max_restarts: u32) -> Arc<Worker> {
+        let program = dir.join("fake.sh");
+        std::fs::write(&program, FAKE).unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut opts = WorkerOptions::new(
+            dir.join("data"),
+            program,
+            "hstream://127.0.0.1:1".into(),
+            "127.0.0.1:1".into(),
+        );
+        opts.connectors = vec![ConnectorEntry {
+            name: "fake".into(),
+            kind: "SOURCE".into(),
+            target: "fake".into(),
+            spec: json!({"properties": {"mode": {"type": "string"},
+                         "password": {"type": "string", "writeOnly": true}}}),
+        }];
+        opts.max_restarts = max_restarts;
+        opts.restart_backoff = Duration::from_millis(10);
+        opts.stop_grace = Duration::from_secs(1);
+        Worker::open(opts).await.unwrap()
+    }
+
+    async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+        for _ in 0..300 {
+            if let Some(v) = f().await {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_flooding_task_is_served_and_one_ignoring_stop_is_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = worker(dir.path(), 3).await;
+        let c = w
+            .create(
+                "f1",
+                "source",
+                "fake",
+                r#"{"mode":"flood","password":"hunter2-secret"}"#,
+            )
+            .await
+            .unwrap();
+        assert!(
+            c.config.contains("******") && !c.config.contains("hunter2"),
+            "{}",
+            c.config
+        );
+        let id = c.task_id.clone();
+        // The request after 3 MB and 3000 lines of garbage is answered.
+        eventually("KvSet after the garbage", async || {
+            w.store()
+                .kv_get(&id, "k")
+                .await
+                .unwrap()
+                .filter(|v| v == "v1")
+        })
+        .await;
+        let got = eventually("reported offsets", async || {
+            Some(w.get("f1").await.unwrap()).filter(|c| !c.offsets.is_empty())
+        })
+        .await;
+        assert_eq!(got.status, "RUNNING");
+        let live = lock(&w.live(&id)).clone();
+        assert!(live.ignored_lines >= 3000, "{live:?}");
+        assert_eq!(live.delivered_records, 5);
+        let pid = live.pid.expect("running");
+
+        // It ignores the stop message and SIGTERM: SIGKILL after the grace period.
+        w.pause("f1").await.unwrap();
+        assert_eq!(w.get("f1").await.unwrap().status, "STOPPED");
+        assert!(
+            !crate::process::is_task_process(pid, &id),
+            "task process still alive"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_crashing_task_is_restarted_then_failed_with_its_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = worker(dir.path(), 2).await;
+        w.create("c1", "SOURCE", "fake", r#"{"mode":"crash"}"#)
+            .await
+            .unwrap();
+        let failed = eventually("FAILED", async || {
+            Some(w.get("c1").await.unwrap()).filter(|c| c.status == "FAILED")
+        })
+        .await;
+        let process = &failed.docker_status;
+        assert!(
+            process.contains("crashed 3 times in a row (restart limit 2)"),
+            "{process}"
+        );
+        assert!(
+            process.contains("ERROR boom: cannot reach the target"),
+            "{process}"
+        );
+        assert!(process.contains("restarts: 2"), "{process}");
+        // FAILED survives a worker restart; RESUME runs the task again.
+        drop(w);
+        let w = worker(dir.path(), 1000).await;
+        assert_eq!(w.get("c1").await.unwrap().status, "FAILED");
+        w.resume("c1").await.unwrap();
+        eventually("a new run after RESUME", async || {
+            let c = w.get("c1").await.unwrap();
+            (c.status == "RUNNING" && c.docker_status.contains("restarts: 1")).then_some(())
+        })
+        .await;
+    }
+}

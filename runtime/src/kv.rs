@@ -5,7 +5,7 @@
 //! - [`FileKv`]: standalone runs; one JSON file replaced atomically (write a
 //!   temporary file, fsync, rename, fsync the folder), so a crash leaves either
 //!   the old or the new state, never a torn one.
-//! - [`MemoryKv`]: tests.
+//! - [`MemoryKv`], for tests.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

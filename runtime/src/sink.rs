@@ -407,7 +407,7 @@ struct ShardReading {
 async fn read_shard(mut r: ShardReading) -> Result<()> {
     let mut failures = 0u32;
     loop {
-        let offset = r.applied.map_or(r.start.clone(), ReaderOffset::RecordId);
+        let offset = r.applied.map_or(r.start, ReaderOffset::RecordId);
         let opened = tokio::select! {
             opened = r.client.shard_reader(&r.stream, r.shard_id, offset) => opened,
             _ = r.shutdown.wait() => return Ok(()),

@@ -109,6 +109,9 @@ struct WorkerArgs {
     /// Seconds between the stop message and SIGTERM when pausing or stopping a task.
     #[arg(long, default_value_t = 10)]
     task_stop_grace: u64,
+    /// Address for HTTP `/metrics` (Prometheus), `/healthz` and `/readyz`; off when unset.
+    #[arg(long)]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Where a client command connects, and how it prints.
@@ -333,6 +336,7 @@ fn serve(
     worker_options.max_restarts = worker.task_max_restarts;
     worker_options.restart_backoff = Duration::from_millis(worker.task_restart_backoff_ms);
     worker_options.stop_grace = Duration::from_secs(worker.task_stop_grace);
+    let metrics_listen = worker.metrics_listen;
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -367,6 +371,13 @@ fn serve(
                 return 1;
             }
         };
+        let http = match worker_http(worker.clone(), metrics_listen).await {
+            Ok(h) => h,
+            Err(message) => {
+                tracing::error!(%message, "cannot start the metrics endpoint");
+                return 1;
+            }
+        };
         if let Err(error) = worker.recover().await {
             tracing::error!(%error, "cannot recover connector tasks");
         }
@@ -377,6 +388,9 @@ fn serve(
             _ = term.recv() => {}
         }
         tracing::info!("stopping connector tasks and the stream service");
+        if let Some(h) = http {
+            h.abort();
+        }
         worker.shutdown().await;
         match running.stop().await {
             Ok(()) => 0,
@@ -386,6 +400,23 @@ fn serve(
             }
         }
     })
+}
+
+/// Starts the worker's HTTP endpoint when `--metrics-listen` is given.
+async fn worker_http(
+    worker: std::sync::Arc<hstream_io_worker::Worker>,
+    listen: Option<std::net::SocketAddr>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
+    let Some(addr) = listen else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        format!("cannot listen on {addr} for metrics: {e}; pick another --metrics-listen")
+    })?;
+    tracing::info!(listen = %addr, "metrics endpoint started");
+    Ok(Some(tokio::spawn(hstream_io_worker::http::serve(
+        listener, worker,
+    ))))
 }
 
 fn list_connectors(output: Output) -> i32 {

@@ -25,6 +25,10 @@ impl Worker {
     }
 
     fn start_on(data_dir: &Path, port: u16) -> Self {
+        Self::start_with(data_dir, port, &[])
+    }
+
+    fn start_with(data_dir: &Path, port: u16, extra: &[&str]) -> Self {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -35,6 +39,7 @@ impl Worker {
             .arg(data_dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--task-restart-backoff-ms", "200", "--task-stop-grace", "5"])
+            .args(extra)
             .env("WORKER_SECRET_TOKEN", "must-not-reach-tasks")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -99,6 +104,9 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return; // already reaped (kill9): its pid may belong to someone else now
+        }
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
             .status();
@@ -816,4 +824,60 @@ async fn secrets_are_redacted_in_describe_and_get_connector() {
         std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
         0o600
     );
+}
+
+/// `GET path` on the metrics port: (status line, body).
+fn http_get(port: u16, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+#[test]
+fn metrics_endpoint_reports_every_task() {
+    let tmp = tempfile::tempdir().unwrap();
+    let metrics_port = free_port();
+    let w = Worker::start_with(
+        &tmp.path().join("data"),
+        free_port(),
+        &["--metrics-listen", &format!("127.0.0.1:{metrics_port}")],
+    );
+    w.sql(r#"CREATE SOURCE CONNECTOR gen1 FROM generator WITH ("stream" = "s1", "period" = 1, "batchSize" = 4);"#);
+    let labels = r#"connector="gen1",type="SOURCE",target="generator""#;
+    let body = eventually("delivered records in /metrics", || {
+        let (status, body) = http_get(metrics_port, "/metrics");
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        let line = format!("hstream_io_task_delivered_records_total{{{labels}}} ");
+        let n: u64 = body
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))?
+            .parse()
+            .unwrap();
+        (n > 0).then_some(body)
+    });
+    assert!(
+        body.contains(&format!("hstream_io_task_up{{{labels}}} 1")),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!(
+            "hstream_io_task_status{{{labels},status=\"RUNNING\"}} 1"
+        )),
+        "{body}"
+    );
+    assert!(
+        body.contains("# TYPE hstream_io_task_restarts_total counter"),
+        "{body}"
+    );
+    assert!(!body.contains("s1"), "no config values in metrics: {body}");
+    assert_eq!(
+        http_get(metrics_port, "/healthz"),
+        ("HTTP/1.1 200 OK".into(), "ok\n".into())
+    );
+    assert_eq!(http_get(metrics_port, "/readyz").0, "HTTP/1.1 200 OK");
+    assert_eq!(http_get(metrics_port, "/nope").0, "HTTP/1.1 404 Not Found");
 }

@@ -12,6 +12,7 @@
 //!   in its own process group with a scrubbed environment, speaking HServer's
 //!   channel (KvGet/KvSet/Report/stop); crashes restart with exponential backoff.
 //! - [`api`]: HStreamDB's connector RPCs, plugged into the stream service's endpoint.
+//! - [`http`]: `/metrics` (Prometheus), `/healthz`, `/readyz` on a second port.
 //! - [`sql`]: HStreamDB's connector and stream statements; [`cli`]: the
 //!   `hstream-io sql` and `hstream-io connector …` clients.
 //!
@@ -23,6 +24,7 @@ pub mod api;
 mod check;
 pub mod cli;
 pub mod errors;
+pub mod http;
 mod logs;
 pub mod meta;
 mod process;

@@ -34,6 +34,9 @@ pub struct Worker {
 
 type Result<T, E = WorkerError> = std::result::Result<T, E>;
 
+/// A per-task metric: name, Prometheus type, help text, value.
+type MetricFamily = (&'static str, &'static str, &'static str, fn(&Live) -> u64);
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -171,6 +174,14 @@ impl Worker {
         let _ops = self.ops.lock().await;
         for task in self.store().list_tasks().await? {
             if task.status == TaskStatus::Deleted {
+                continue;
+            }
+            if self.store().lookup_name(&task.name).await?.as_deref() != Some(task.id.as_str()) {
+                // A create interrupted before its name was bound: never visible, never run.
+                self.ctx
+                    .meta
+                    .update(&task.id, |m| m.status = TaskStatus::Deleted)
+                    .await?;
                 continue;
             }
             let dir = self.opts().task_dir(&task.id);
@@ -403,6 +414,65 @@ impl Worker {
         Ok(())
     }
 
+    /// Prometheus text: per-task counters (since this worker started),
+    /// restarts, liveness and status. Labels carry names only, never config.
+    pub async fn metrics(&self) -> Result<String> {
+        let tasks = self.store().list_tasks().await?;
+        let tasks: Vec<&TaskMeta> = tasks
+            .iter()
+            .filter(|t| t.status != TaskStatus::Deleted)
+            .collect();
+        let mut out = String::new();
+        let families: [MetricFamily; 5] = [
+            (
+                "hstream_io_task_delivered_records_total",
+                "counter",
+                "Records the task reported as delivered.",
+                |l| l.delivered_records,
+            ),
+            (
+                "hstream_io_task_delivered_bytes_total",
+                "counter",
+                "Bytes the task reported as delivered.",
+                |l| l.delivered_bytes,
+            ),
+            (
+                "hstream_io_task_restarts_total",
+                "counter",
+                "Restarts after crashes.",
+                |l| u64::from(l.restarts),
+            ),
+            (
+                "hstream_io_task_ignored_lines_total",
+                "counter",
+                "Task output lines that were not protocol requests.",
+                |l| l.ignored_lines,
+            ),
+            (
+                "hstream_io_task_up",
+                "gauge",
+                "1 while the task process runs.",
+                |l| u64::from(l.pid.is_some()),
+            ),
+        ];
+        for (name, kind, help, get) in families {
+            out += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n");
+            for t in &tasks {
+                let live = lock(&self.live(&t.id)).clone();
+                out += &format!("{name}{{{}}} {}\n", labels(t), get(&live));
+            }
+        }
+        out += "# HELP hstream_io_task_status 1 for the task's current status.\n# TYPE hstream_io_task_status gauge\n";
+        for t in &tasks {
+            out += &format!(
+                "hstream_io_task_status{{{},status=\"{}\"}} 1\n",
+                labels(t),
+                t.status.as_str()
+            );
+        }
+        Ok(out)
+    }
+
     /// The `Connector` message for `task`, secrets redacted.
     fn view(&self, task: &TaskMeta) -> wire::Connector {
         let mut config = task.config.clone();
@@ -448,6 +518,16 @@ impl Worker {
                 .unwrap_or_default(),
         }
     }
+}
+
+fn labels(t: &TaskMeta) -> String {
+    let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    format!(
+        "connector=\"{}\",type=\"{}\",target=\"{}\"",
+        esc(&t.name),
+        esc(&t.kind),
+        esc(&t.target)
+    )
 }
 
 /// A JSON object as a `google.protobuf.Struct`.

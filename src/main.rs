@@ -109,6 +109,12 @@ struct WorkerArgs {
     /// Seconds between the stop message and SIGTERM when pausing or stopping a task.
     #[arg(long, default_value_t = 10)]
     task_stop_grace: u64,
+    /// Address-space limit of every task process, in MiB (RLIMIT_AS); unlimited when unset.
+    #[arg(long)]
+    task_memory_limit_mb: Option<u64>,
+    /// Open-files limit of every task process (RLIMIT_NOFILE); inherited when unset.
+    #[arg(long)]
+    task_open_files_limit: Option<u64>,
     /// Address for HTTP `/metrics` (Prometheus), `/healthz` and `/readyz`; off when unset.
     #[arg(long)]
     metrics_listen: Option<std::net::SocketAddr>,
@@ -337,6 +343,12 @@ fn serve(
     worker_options.restart_backoff = Duration::from_millis(worker.task_restart_backoff_ms);
     worker_options.stop_grace = Duration::from_secs(worker.task_stop_grace);
     let metrics_listen = worker.metrics_listen;
+    worker_options.task_limits = hstream_io_worker::TaskLimits {
+        address_space_bytes: worker
+            .task_memory_limit_mb
+            .map(|mb| mb.saturating_mul(1 << 20)),
+        open_files: worker.task_open_files_limit,
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -844,7 +844,12 @@ fn metrics_endpoint_reports_every_task() {
     let w = Worker::start_with(
         &tmp.path().join("data"),
         free_port(),
-        &["--metrics-listen", &format!("127.0.0.1:{metrics_port}")],
+        &[
+            "--metrics-listen",
+            &format!("127.0.0.1:{metrics_port}"),
+            "--task-open-files-limit",
+            "321",
+        ],
     );
     w.sql(r#"CREATE SOURCE CONNECTOR gen1 FROM generator WITH ("stream" = "s1", "period" = 1, "batchSize" = 4);"#);
     let labels = r#"connector="gen1",type="SOURCE",target="generator""#;
@@ -880,4 +885,18 @@ fn metrics_endpoint_reports_every_task() {
     );
     assert_eq!(http_get(metrics_port, "/readyz").0, "HTTP/1.1 200 OK");
     assert_eq!(http_get(metrics_port, "/nope").0, "HTTP/1.1 404 Not Found");
+
+    // The per-task limit is applied to the task process.
+    let task = w.describe("gen1")["taskId"].as_str().unwrap().to_string();
+    let pid = w.task_pid(&task).expect("task pid");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    assert_eq!(
+        open_files.split_whitespace().collect::<Vec<_>>()[3..5],
+        ["321", "321"],
+        "{open_files}"
+    );
 }

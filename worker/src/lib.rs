@@ -75,6 +75,18 @@ pub struct WorkerOptions {
     pub stop_grace: Duration,
     /// How long `check` may take.
     pub check_timeout: Duration,
+    /// Resource limits applied to every task process.
+    pub task_limits: TaskLimits,
+}
+
+/// Per-task resource limits (`setrlimit` on the task process, soft = hard).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskLimits {
+    /// Address-space limit in bytes (`RLIMIT_AS`); a task exceeding it fails
+    /// its allocations and exits, then is restarted like any crash.
+    pub address_space_bytes: Option<u64>,
+    /// Open file descriptors (`RLIMIT_NOFILE`).
+    pub open_files: Option<u64>,
 }
 
 impl WorkerOptions {
@@ -90,6 +102,7 @@ impl WorkerOptions {
             restart_backoff: Duration::from_secs(1),
             stop_grace: Duration::from_secs(10),
             check_timeout: Duration::from_secs(15),
+            task_limits: TaskLimits::default(),
         }
     }
 

@@ -79,6 +79,30 @@ pub(crate) fn signal_group(pid: u32, signal: rustix::process::Signal) {
     }
 }
 
+/// Applies `limits` to the running process `pid` (`prlimit`); failures are logged.
+pub(crate) fn apply_limits(pid: u32, limits: &crate::TaskLimits) {
+    use rustix::process::{Resource, Rlimit, prlimit};
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return;
+    };
+    for (resource, value, what) in [
+        (Resource::As, limits.address_space_bytes, "address space"),
+        (Resource::Nofile, limits.open_files, "open files"),
+    ] {
+        let Some(v) = value else { continue };
+        let limit = Rlimit {
+            current: Some(v),
+            maximum: Some(v),
+        };
+        if let Err(e) = prlimit(Some(pid), resource, limit) {
+            tracing::warn!(pid = pid.as_raw_nonzero().get(), error = %e, "cannot limit the task's {what} to {v}");
+        }
+    }
+}
+
 /// Waits for `child` to exit, escalating: (the caller has already asked it to
 /// stop) after `grace` SIGTERM to its group, after `grace / 5` (≥ 1 s) SIGKILL.
 pub(crate) async fn wait_or_kill(

@@ -285,6 +285,7 @@ async fn run_once(
     };
     let pid = child.id();
     if let Some(pid) = pid {
+        process::apply_limits(pid, &ctx.opts.task_limits);
         let _ = std::fs::write(pid_file(dir), pid.to_string());
     }
     lock(live).pid = pid;

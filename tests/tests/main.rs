@@ -9,3 +9,4 @@ mod stream;
 mod workload;
 mod secrets;
 mod worker;
+mod source_mysql;

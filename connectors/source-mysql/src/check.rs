@@ -63,8 +63,9 @@ fn fail(id: &str, kind: ErrorKind, message: String) -> CheckFailure {
 }
 
 async fn variable(conn: &mut Conn, name: &str) -> Result<Option<String>, CheckFailure> {
+    // `name` is one of this file's constants; SHOW cannot take parameters.
     let row: Option<(String, String)> = conn
-        .exec_first("SHOW GLOBAL VARIABLES LIKE ?", (name,))
+        .query_first(format!("SHOW GLOBAL VARIABLES LIKE '{name}'"))
         .await
         .map_err(|e| {
             CheckFailure::new(

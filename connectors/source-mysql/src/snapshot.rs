@@ -82,11 +82,15 @@ pub async fn run(
     schemas: &[TableSchema],
 ) -> Result<Option<Position>> {
     let mut conn = connect(config).await?;
-    let setup = "SET time_zone = '+00:00', NAMES utf8mb4, \
-                 SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ";
-    conn.query_drop(setup)
-        .await
-        .map_err(|e| classify(e, "cannot prepare the snapshot session"))?;
+    for sql in [
+        "SET NAMES utf8mb4",
+        "SET time_zone = '+00:00'",
+        "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+    ] {
+        conn.query_drop(sql)
+            .await
+            .map_err(|e| classify(e, "cannot prepare the snapshot session"))?;
+    }
     let mariadb = is_mariadb(&mut conn).await?;
     let position = if mariadb {
         conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")

@@ -252,8 +252,10 @@ pub fn to_json(
     Ok(match (&column.kind, value) {
         (ColKind::Int { unsigned, bytes }, v) => {
             let n = match v {
+                // Normalised by width: the binlog reader may decode a signed
+                // column as unsigned (or the reverse); the storage width decides.
                 Value::Int(i) if *unsigned => Number::from(mask(i as u64, *bytes)),
-                Value::Int(i) => Number::from(i),
+                Value::Int(i) => Number::from(sign_extend(mask(i as u64, *bytes), *bytes)),
                 Value::UInt(u) if *unsigned => Number::from(u),
                 Value::UInt(u) => Number::from(sign_extend(u, *bytes)),
                 Value::Bytes(b) => {
@@ -643,6 +645,11 @@ mod tests {
             bytes: 1,
         };
         assert_eq!(both(k, Value::Int(-5), Value::Int(-5)), -5);
+        let k = ColKind::Int {
+            unsigned: false,
+            bytes: 3,
+        };
+        assert_eq!(both(k, Value::Int(-8388608), Value::Int(8388608)), -8388608);
     }
 
     #[test]

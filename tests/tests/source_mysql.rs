@@ -1,0 +1,533 @@
+//! source-mysql against the harness's private MariaDB 10.11 (log_bin, ROW,
+//! FULL image, FULL metadata), run as HServer runs it (`hstream-io
+//! source-mysql run` under the fake HServer) into a real `hstream-io serve`:
+//! snapshot then streamed changes, restarts from the committed position
+//! (GTID and file/position) without gap or duplicate, kill -9 convergence,
+//! the type matrix equal in snapshot and stream, a purged position, and `check`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hstream_io_runtime::stream::{Client, Payload, ReaderOffset};
+use hstream_io_tests::harness::{self, MariaDbDatabase};
+use hstream_io_tests::hserver::{Serve, TaskProcess, binary};
+use mysql_async::prelude::Queryable;
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn task_config(url: &str, task: &str, connector: Value) -> Value {
+    json!({"hstream": {"serviceUrl": url}, "connector": connector, "task": task})
+}
+
+fn connector(db: &MariaDbDatabase, stream: &str, table: &str, extra: Value) -> Value {
+    let mut c = json!({"stream": stream, "host": db.host, "port": db.port, "user": db.user,
+                       "password": db.password, "database": db.name, "table": table});
+    for (k, v) in extra.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    c
+}
+
+async fn exec(db: &MariaDbDatabase, sql: &str) {
+    let mut c = db.connect().await;
+    c.query_drop(sql).await.unwrap();
+    c.disconnect().await.unwrap();
+}
+
+/// One record as read back: partition key and the JSON object.
+#[derive(Debug, Clone)]
+struct Got {
+    key: String,
+    value: Value,
+}
+
+async fn read_stream(url: &str, stream: &str) -> Vec<Got> {
+    let client = Client::connect(url).await.unwrap();
+    let Ok(shards) = client.list_shards(stream).await else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for shard in shards {
+        let mut reader = client
+            .shard_reader(stream, shard.shard_id, ReaderOffset::Earliest)
+            .await
+            .unwrap();
+        loop {
+            let got = reader.read(100).await.unwrap();
+            if got.is_empty() {
+                break;
+            }
+            for r in got {
+                let value = match r.record.payload {
+                    Payload::Json(map) => Value::Object(map),
+                    Payload::Raw(bytes) => serde_json::from_slice(&bytes).unwrap(),
+                };
+                out.push(Got {
+                    key: r.record.key,
+                    value,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Waits (polling) until the stream holds at least `n` records; returns them all.
+async fn wait_records(url: &str, stream: &str, n: usize, task: &TaskProcess) -> Vec<Got> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = read_stream(url, stream).await;
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waited for {n} records in `{stream}`, have {}: {:?}\nstderr: {}",
+            got.len(),
+            got.iter().map(|g| &g.value).collect::<Vec<_>>(),
+            task.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until a record with `pred` shows up; returns all records.
+async fn wait_for_record(
+    url: &str,
+    stream: &str,
+    task: &TaskProcess,
+    pred: impl Fn(&Value) -> bool,
+) -> Vec<Got> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = read_stream(url, stream).await;
+        if got.iter().any(|g| pred(&g.value)) {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waited for a record in `{stream}`; have {}\nstderr: {}",
+            got.len(),
+            task.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn start(dir: &std::path::Path, config: &Value, kv: HashMap<String, String>) -> TaskProcess {
+    TaskProcess::start(dir, "source-mysql", config, kv, &[])
+}
+
+fn stop(task: &mut TaskProcess) -> HashMap<String, String> {
+    task.send_stop();
+    let status = task.wait_exit(WAIT).expect("task stops");
+    assert_eq!(status.code(), Some(0), "stderr: {}", task.stderr());
+    task.kv()
+}
+
+fn position(kv: &HashMap<String, String>) -> Value {
+    serde_json::from_str(kv.get("source_position").expect("position stored")).unwrap()
+}
+
+fn values(got: &[Got]) -> Vec<Value> {
+    got.iter().map(|g| g.value.clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshot_then_inserts_updates_deletes_in_the_reference_shape() {
+    let db = harness::mariadb().await.create_database().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&tmp.path().join("data"));
+    exec(&db, "CREATE TABLE person (id INT PRIMARY KEY, name VARCHAR(50), age INT UNSIGNED)").await;
+    exec(&db, "INSERT INTO person VALUES (1, 'John', 20), (2, 'Jane', 30)").await;
+    // Default record format: JSON Struct as the reference (whole doubles read back as integers).
+    let config = task_config(
+        &serve.url,
+        &format!("{}-a", db.name),
+        connector(&db, "person", "person", json!({})),
+    );
+    let mut task = start(&tmp.path().join("task"), &config, HashMap::new());
+    let got = wait_records(&serve.url, "person", 2, &task).await;
+    assert_eq!(
+        values(&got),
+        vec![
+            json!({"key": {"id": 1}, "value": {"id": 1, "name": "John", "age": 20}}),
+            json!({"key": {"id": 2}, "value": {"id": 2, "name": "Jane", "age": 30}}),
+        ]
+    );
+    assert_eq!(got[0].key, "1", "partition key = the primary key's text");
+
+    exec(&db, "INSERT INTO person VALUES (3, 'Bob', 40)").await;
+    exec(&db, "UPDATE person SET age = 21 WHERE id = 1").await;
+    exec(&db, "DELETE FROM person WHERE id = 2").await;
+    exec(&db, "UPDATE person SET id = 4 WHERE id = 3").await;
+    exec(
+        &db,
+        "BEGIN; INSERT INTO person VALUES (5, 'E', 5); SAVEPOINT s1; INSERT INTO person VALUES (6, 'F', 6); COMMIT",
+    )
+    .await;
+    let got = wait_records(&serve.url, "person", 9, &task).await;
+    assert_eq!(
+        values(&got[2..]),
+        vec![
+            json!({"key": {"id": 3}, "value": {"id": 3, "name": "Bob", "age": 40}}),
+            json!({"key": {"id": 1}, "value": {"id": 1, "name": "John", "age": 21}}),
+            json!({"key": {"id": 2}, "value": null}),
+            json!({"key": {"id": 3}, "value": null}),
+            json!({"key": {"id": 4}, "value": {"id": 4, "name": "Bob", "age": 40}}),
+            json!({"key": {"id": 5}, "value": {"id": 5, "name": "E", "age": 5}}),
+            json!({"key": {"id": 6}, "value": {"id": 6, "name": "F", "age": 6}}),
+        ]
+    );
+    let kv = stop(&mut task);
+    let p = position(&kv);
+    assert!(p["file"].as_str().unwrap().starts_with("binlog."), "{p}");
+    assert!(p["pos"].as_u64().unwrap() > 4, "{p}");
+    assert!(
+        p["gtid"].as_str().unwrap().starts_with("0-1-"),
+        "MariaDB GTID state stored: {p}"
+    );
+    assert_eq!(
+        read_stream(&serve.url, "person").await.len(),
+        9,
+        "nothing more after the stop"
+    );
+}
+
+/// The final state per key, applying the records in order.
+fn fold(got: &[Got]) -> BTreeMap<String, Value> {
+    let mut state = BTreeMap::new();
+    for g in got {
+        let key = g.value["key"].to_string();
+        match &g.value["value"] {
+            Value::Null => {
+                state.remove(&key);
+            }
+            v => {
+                state.insert(key, v.clone());
+            }
+        }
+    }
+    state
+}
+
+async fn table_state(db: &MariaDbDatabase, table: &str) -> BTreeMap<String, Value> {
+    let mut c = db.connect().await;
+    let rows: Vec<(i64, i64)> = c
+        .query(format!("SELECT id, v FROM {table} ORDER BY id"))
+        .await
+        .unwrap();
+    c.disconnect().await.unwrap();
+    rows.into_iter()
+        .map(|(id, v)| (json!({"id": id}).to_string(), json!({"id": id, "v": v})))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restarts_resume_exactly_by_gtid_and_by_file_position() {
+    let db = harness::mariadb().await.create_database().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&tmp.path().join("data"));
+    exec(&db, "CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)").await;
+    exec(&db, "INSERT INTO t VALUES (1, 10), (2, 20), (3, 30)").await;
+    let config = task_config(
+        &serve.url,
+        &format!("{}-r", db.name),
+        connector(&db, "t", "t", json!({"recordFormat": "raw"})),
+    );
+    let ins = |id: i64, v: i64| json!({"key": {"id": id}, "value": {"id": id, "v": v}});
+    let del = |id: i64| json!({"key": {"id": id}, "value": null});
+
+    // Run 1: snapshot + two changes, graceful stop.
+    let mut a = start(&tmp.path().join("a"), &config, HashMap::new());
+    wait_records(&serve.url, "t", 3, &a).await;
+    exec(&db, "INSERT INTO t VALUES (4, 40)").await;
+    exec(&db, "UPDATE t SET v = 11 WHERE id = 1").await;
+    let got = wait_records(&serve.url, "t", 5, &a).await;
+    assert_eq!(values(&got[3..]), vec![ins(4, 40), ins(1, 11)]);
+    let kv = stop(&mut a);
+    assert!(!position(&kv)["gtid"].as_str().unwrap().is_empty());
+
+    // Changes while stopped, then run 2 resumes by GTID.
+    exec(&db, "INSERT INTO t VALUES (5, 50)").await;
+    exec(&db, "DELETE FROM t WHERE id = 2").await;
+    exec(&db, "UPDATE t SET v = 31 WHERE id = 3").await;
+    let mut b = start(&tmp.path().join("b"), &config, kv);
+    wait_records(&serve.url, "t", 8, &b).await;
+    exec(&db, "INSERT INTO t VALUES (6, 60)").await; // marker
+    let got = wait_for_record(&serve.url, "t", &b, |v| v["key"]["id"] == 6).await;
+    assert_eq!(
+        values(&got[5..]),
+        vec![ins(5, 50), del(2), ins(3, 31), ins(6, 60)],
+        "exactly the changes made while stopped, no gap, no duplicate"
+    );
+    let kv = stop(&mut b);
+
+    // Run 3 resumes by file/position (GTID removed from the stored position).
+    let mut p = position(&kv);
+    p.as_object_mut().unwrap().remove("gtid");
+    let kv = HashMap::from([("source_position".to_string(), p.to_string())]);
+    exec(&db, "INSERT INTO t VALUES (7, 70)").await;
+    let mut c = start(&tmp.path().join("c"), &config, kv);
+    exec(&db, "INSERT INTO t VALUES (8, 80)").await; // marker
+    let got = wait_for_record(&serve.url, "t", &c, |v| v["key"]["id"] == 8).await;
+    assert_eq!(values(&got[9..]), vec![ins(7, 70), ins(8, 80)]);
+    let kv = stop(&mut c);
+
+    // kill -9 in the middle of a stream of changes, then resume: the stream
+    // converges to the table, per key (records after the last committed
+    // position may be sent twice, never lost).
+    let mut d = start(&tmp.path().join("d"), &config, kv);
+    for i in 0..40 {
+        exec(&db, &format!("INSERT INTO t VALUES ({}, {i})", 100 + i)).await;
+        exec(&db, &format!("UPDATE t SET v = v + 1 WHERE id = {}", 100 + i / 2)).await;
+        if i % 7 == 0 {
+            exec(&db, &format!("DELETE FROM t WHERE id = {}", 100 + i / 3)).await;
+        }
+        if i == 20 {
+            d.signal(libc::SIGKILL);
+            d.wait_exit(WAIT).expect("killed");
+        }
+    }
+    let kv = d.kv();
+    let mut e = start(&tmp.path().join("e"), &config, kv);
+    exec(&db, "INSERT INTO t VALUES (999, 0)").await; // marker
+    let got = wait_for_record(&serve.url, "t", &e, |v| v["key"]["id"] == 999).await;
+    assert_eq!(fold(&got), table_state(&db, "t").await);
+    stop(&mut e);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn type_matrix_is_exact_and_equal_in_snapshot_and_stream() {
+    let db = harness::mariadb().await.create_database().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&tmp.path().join("data"));
+    exec(
+        &db,
+        "CREATE TABLE types (id INT PRIMARY KEY,
+           ti TINYINT, usi SMALLINT UNSIGNED, mi MEDIUMINT, ui INT UNSIGNED, bi BIGINT,
+           ubi BIGINT UNSIGNED, dec1 DECIMAL(12,4), dec2 DECIMAL(30,10), f FLOAT, d DOUBLE,
+           dt DATE, dtm DATETIME(3), ts TIMESTAMP(6) NULL, tm TIME, tm3 TIME(3), yr YEAR,
+           c CHAR(5), vc VARCHAR(20), lat VARCHAR(20) CHARACTER SET latin1, txt TEXT,
+           e ENUM('a','b','c'), s SET('x','y','z'), j JSON,
+           bin BINARY(4), vb VARBINARY(8), bl BLOB, b1 BIT(1), b10 BIT(10),
+           zd DATE, zdt DATETIME, n INT NULL)",
+    )
+    .await;
+    let row = |id: i64| {
+        format!(
+            "SET SESSION sql_mode = '', time_zone = '+08:00';
+             INSERT INTO types VALUES ({id},
+               -128, 65000, -8388608, 4294967295, 9007199254740993,
+               18446744073709551615, -12345678.1234, 12345678901234567890.0123456789, 1.1, 3.141592653589793,
+               '2024-02-29', '2024-02-29 12:34:56.789', '2024-01-01 08:00:01.123456', '-12:00:01', '838:59:59.5', 2024,
+               'ab', 'h\u{e9}llo \u{2713}', 'h\u{e9}llo \u{20ac}', 'text',
+               'b', 'x,z', '{{\"a\": [1, 2]}}',
+               X'0102', X'DEADBEEF', X'00FF', b'1', b'1000000001',
+               '0000-00-00', '0000-00-00 00:00:00', NULL)"
+        )
+    };
+    exec(&db, &row(1)).await;
+    let config = task_config(
+        &serve.url,
+        &format!("{}-t", db.name),
+        connector(&db, "types", "types", json!({"recordFormat": "raw"})),
+    );
+    let mut task = start(&tmp.path().join("task"), &config, HashMap::new());
+    wait_records(&serve.url, "types", 1, &task).await;
+    exec(&db, &row(2)).await;
+    let got = wait_records(&serve.url, "types", 2, &task).await;
+    stop(&mut task);
+
+    let expected = json!({
+        "ti": -128, "usi": 65000, "mi": -8388608, "ui": 4294967295u64,
+        "bi": 9007199254740993u64, "ubi": 18446744073709551615u64,
+        "dec1": "-12345678.1234", "dec2": "12345678901234567890.0123456789",
+        "f": 1.1, "d": 3.141592653589793,
+        "dt": "2024-02-29", "dtm": "2024-02-29T12:34:56.789",
+        "ts": "2024-01-01T00:00:01.123456Z", "tm": "-12:00:01", "tm3": "838:59:59.500", "yr": 2024,
+        "c": "ab", "vc": "h\u{e9}llo \u{2713}", "lat": "h\u{e9}llo \u{20ac}", "txt": "text",
+        "e": "b", "s": "x,z", "j": "{\"a\": [1, 2]}",
+        "bin": "AQIAAA==", "vb": "3q2+7w==", "bl": "AP8=", "b1": true, "b10": 513,
+        "zd": null, "zdt": null, "n": null
+    });
+    for (i, g) in got.iter().enumerate() {
+        let id = i as i64 + 1;
+        assert_eq!(g.value["key"], json!({"id": id}));
+        let mut v = g.value["value"].clone();
+        assert_eq!(v["id"], id);
+        v.as_object_mut().unwrap().remove("id");
+        let origin = if i == 0 { "snapshot" } else { "binlog" };
+        for (k, want) in expected.as_object().unwrap() {
+            assert_eq!(&v[k], want, "{origin}: column `{k}`");
+        }
+        assert_eq!(
+            v.as_object().unwrap().len(),
+            expected.as_object().unwrap().len()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lost_position_fails_clearly_or_snapshots_again_when_needed() {
+    let db = harness::mariadb().await.create_database().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&tmp.path().join("data"));
+    exec(&db, "CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)").await;
+    exec(&db, "INSERT INTO t VALUES (1, 10), (2, 20)").await;
+    let lost = HashMap::from([(
+        "source_position".to_string(),
+        r#"{"file":"binlog.999999","pos":4}"#.to_string(),
+    )]);
+    let strict = task_config(
+        &serve.url,
+        &format!("{}-p", db.name),
+        connector(&db, "t", "t", json!({"recordFormat": "raw"})),
+    );
+    let mut task = start(&tmp.path().join("strict"), &strict, lost.clone());
+    let status = task.wait_exit(WAIT).expect("fails on its own");
+    assert_ne!(status.code(), Some(0));
+    let stderr = task.stderr();
+    assert!(stderr.contains("binlog.999999:4"), "names the position: {stderr}");
+    assert!(stderr.contains("when_needed"), "names the fix: {stderr}");
+    assert!(read_stream(&serve.url, "t").await.is_empty(), "nothing skipped or sent");
+
+    let needed = task_config(
+        &serve.url,
+        &format!("{}-p", db.name),
+        connector(
+            &db,
+            "t",
+            "t",
+            json!({"recordFormat": "raw", "snapshotMode": "when_needed"}),
+        ),
+    );
+    let mut task = start(&tmp.path().join("needed"), &needed, lost);
+    let got = wait_records(&serve.url, "t", 2, &task).await;
+    assert_eq!(
+        values(&got),
+        vec![
+            json!({"key": {"id": 1}, "value": {"id": 1, "v": 10}}),
+            json!({"key": {"id": 2}, "value": {"id": 2, "v": 20}}),
+        ]
+    );
+    exec(&db, "INSERT INTO t VALUES (3, 30)").await;
+    let got = wait_records(&serve.url, "t", 3, &task).await;
+    assert_eq!(
+        got[2].value,
+        json!({"key": {"id": 3}, "value": {"id": 3, "v": 30}})
+    );
+    let kv = stop(&mut task);
+    assert_ne!(position(&kv)["file"], "binlog.999999");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn initial_only_copies_and_completes_and_large_transactions_stream_in_slices() {
+    let db = harness::mariadb().await.create_database().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&tmp.path().join("data"));
+    exec(&db, "CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)").await;
+    exec(&db, "INSERT INTO t SELECT seq, seq * 2 FROM seq_1_to_1500").await;
+    let once = task_config(
+        &serve.url,
+        &format!("{}-o", db.name),
+        connector(
+            &db,
+            "once",
+            "t",
+            json!({"recordFormat": "raw", "snapshotMode": "initial_only"}),
+        ),
+    );
+    let mut task = start(&tmp.path().join("once"), &once, HashMap::new());
+    let status = task.wait_exit(WAIT).expect("completes on its own");
+    assert_eq!(status.code(), Some(0), "stderr: {}", task.stderr());
+    let got = read_stream(&serve.url, "once").await;
+    assert_eq!(got.len(), 1500);
+    assert_eq!(fold(&got), table_state(&db, "t").await);
+
+    // Streaming: one transaction of 2500 rows arrives whole and in order.
+    let config = task_config(
+        &serve.url,
+        &format!("{}-l", db.name),
+        connector(
+            &db,
+            "big",
+            "t",
+            json!({"recordFormat": "raw", "snapshotMode": "never"}),
+        ),
+    );
+    let mut task = start(&tmp.path().join("big"), &config, HashMap::new());
+    task.wait_for(WAIT, |name, body| {
+        name == "KvSet" && body["key"] == "source_position"
+    })
+    .expect("initial position stored");
+    exec(&db, "UPDATE t SET v = v + 1 WHERE id <= 1500").await;
+    exec(&db, "INSERT INTO t SELECT seq, seq FROM seq_1501_to_2500").await;
+    let got = wait_records(&serve.url, "big", 2500, &task).await;
+    let ids: Vec<i64> = got
+        .iter()
+        .map(|g| g.value["key"]["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, (1..=2500).collect::<Vec<_>>());
+    assert_eq!(fold(&got), table_state(&db, "t").await);
+    stop(&mut task);
+}
+
+/// `hstream-io source-mysql check`: (exit code, result line).
+fn check(dir: &std::path::Path, connector: &Value) -> Value {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("config.json");
+    std::fs::write(&path, json!({"connector": connector}).to_string()).unwrap();
+    let out = Command::new(binary())
+        .args(["source-mysql", "check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    serde_json::from_str(stdout.lines().next().expect("one line")).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_reports_each_failure_with_its_type_and_fix() {
+    let db = harness::mariadb().await.create_database().await;
+    let tmp = tempfile::tempdir().unwrap();
+    exec(&db, "CREATE TABLE good (id INT PRIMARY KEY)").await;
+    exec(&db, "CREATE TABLE nokey (id INT)").await;
+
+    let ok = check(&tmp.path().join("ok"), &connector(&db, "s", "good", json!({})));
+    assert_eq!(ok["result"], true, "{ok}");
+
+    let r = check(&tmp.path().join("missing"), &connector(&db, "s", "nope", json!({})));
+    assert_eq!((r["result"].clone(), r["type"].clone()), (json!(false), json!("KEYS")), "{r}");
+    assert!(r["message"].as_str().unwrap().contains("does not exist"), "{r}");
+
+    let r = check(&tmp.path().join("nokey"), &connector(&db, "s", "nokey", json!({})));
+    assert_eq!(r["type"], "KEYS", "{r}");
+    assert!(r["message"].as_str().unwrap().contains("no primary key"), "{r}");
+
+    let mut bad = connector(&db, "s", "good", json!({}));
+    bad["password"] = json!("wrong-password");
+    let r = check(&tmp.path().join("auth"), &bad);
+    assert_eq!(r["type"], "CONNECTION", "{r}");
+    assert!(!r.to_string().contains("wrong-password"), "no secret echoed: {r}");
+
+    // A user with SELECT only: no replication privileges.
+    let user = format!("ro_{}", db.name);
+    exec(
+        &db,
+        &format!(
+            "CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'; GRANT SELECT ON `{}`.* TO '{user}'@'%'",
+            db.name
+        ),
+    )
+    .await;
+    let mut ro = connector(&db, "s", "good", json!({}));
+    ro["user"] = json!(user);
+    ro["password"] = json!("pw");
+    let r = check(&tmp.path().join("ro"), &ro);
+    assert_eq!(r["type"], "PERMISSION", "{r}");
+    assert!(r["message"].as_str().unwrap().contains("GRANT"), "{r}");
+    exec(&db, &format!("DROP USER '{user}'@'%'")).await;
+}

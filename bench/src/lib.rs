@@ -2,4 +2,5 @@
 //! physical-limit loaders behind `hstream-io-bench load` ([`load`]). Figures: `docs/benchmarks.md`.
 
 pub mod load;
+pub mod pipeline;
 pub mod workload;

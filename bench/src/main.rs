@@ -39,6 +39,16 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         repeat: u32,
     },
+    /// The whole pipeline: MariaDB -> source-mysql -> stream -> sink-postgresql -> PostgreSQL,
+    /// through `hstream-io serve` and SQL; live changes; row count and checksum compared.
+    Pipeline {
+        /// Rows in MariaDB before the connectors are created.
+        #[arg(long, default_value_t = 10_000)]
+        rows: u64,
+        /// Folder for the service's data and the task logs (default: a temporary one).
+        #[arg(long)]
+        work_dir: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -49,13 +59,16 @@ enum Target {
 
 #[tokio::main]
 async fn main() {
-    let Cmd::Load {
-        target,
-        rows,
-        quick,
-        url,
-        repeat,
-    } = Cli::parse().command;
+    let (target, rows, quick, url, repeat) = match Cli::parse().command {
+        Cmd::Load {
+            target,
+            rows,
+            quick,
+            url,
+            repeat,
+        } => (target, rows, quick, url, repeat),
+        Cmd::Pipeline { rows, work_dir } => return pipeline(rows, work_dir).await,
+    };
     let rows = rows.unwrap_or(if quick { QUICK_ROWS } else { FULL_ROWS });
     // Private servers stop when this process exits.
     harness::own_servers();
@@ -109,6 +122,39 @@ async fn main() {
     }
     if failed {
         fail("checksum mismatch");
+    }
+}
+
+async fn pipeline(rows: u64, work_dir: Option<std::path::PathBuf>) {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| fail(&format!("temporary folder: {e}")));
+    let work = work_dir.unwrap_or_else(|| tmp.path().to_path_buf());
+    match hstream_io_bench::pipeline::run(rows, &work).await {
+        Ok(r) => {
+            println!();
+            println!("              rows      id sum          checksum");
+            println!(
+                "  mariadb     {:<9} {:<15} {}",
+                r.mariadb.rows, r.mariadb.id_sum, r.mariadb.hash_sum
+            );
+            println!(
+                "  postgresql  {:<9} {:<15} {}",
+                r.postgres.rows, r.postgres.id_sum, r.postgres.hash_sum
+            );
+            println!();
+            println!(
+                "initial sync of {} rows: {:.1} s ({:.0} rows/s); live changes caught up in {:.2} s",
+                r.rows,
+                r.initial_sync.as_secs_f64(),
+                r.rows as f64 / r.initial_sync.as_secs_f64(),
+                r.catch_up.as_secs_f64()
+            );
+            if r.mariadb == r.postgres {
+                println!("OK: PostgreSQL matches MariaDB");
+            } else {
+                fail("PostgreSQL does not match MariaDB");
+            }
+        }
+        Err(e) => fail(&e),
     }
 }
 

@@ -28,6 +28,9 @@ use crate::shutdown::Shutdown;
 use crate::stream::{Client, Payload, ReaderOffset, Record, RecordId};
 use crate::task::TaskEnv;
 
+/// Stream batches fetched per `ReadShard` call.
+const READ_BATCHES: u32 = 32;
+
 /// KV key of the sink offsets (the reference toolkit's key, so offsets carry over).
 pub const OFFSETS_KEY: &str = "SinkOffsetsManagerImpl_offsets";
 
@@ -433,7 +436,7 @@ async fn read_shard(mut r: ShardReading) -> Result<()> {
         };
         loop {
             let read = tokio::select! {
-                read = reader.read(1) => read,
+                read = reader.read(READ_BATCHES) => read,
                 _ = r.shutdown.wait() => {
                     let _ = reader.close().await;
                     return Ok(());

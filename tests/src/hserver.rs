@@ -25,13 +25,18 @@ pub fn binary() -> PathBuf {
     if let Some(path) = std::env::var_os("HSTREAM_IO_BIN") {
         return PathBuf::from(path);
     }
-    let exe = std::env::current_exe().expect("current test executable");
-    // target/<profile>/deps/<test> -> target/<profile>/hstream-io
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary inside target/<profile>/deps");
-    let bin = profile_dir.join("hstream-io");
+    let exe = std::env::current_exe().expect("current executable");
+    // A tool beside it (target/<profile>/<tool>) or a test in target/<profile>/deps/.
+    let dir = exe.parent().expect("executable in a folder");
+    let candidates = [
+        Some(dir.join("hstream-io")),
+        dir.parent().map(|p| p.join("hstream-io")),
+    ];
+    let bin = candidates
+        .into_iter()
+        .flatten()
+        .find(|b| b.is_file())
+        .unwrap_or_else(|| dir.join("hstream-io"));
     assert!(
         bin.exists(),
         "{} is missing: run `cargo build --bin hstream-io` first (scripts/test does)",

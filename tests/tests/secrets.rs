@@ -25,14 +25,21 @@ fn check(connector: &str, dir: &std::path::Path, config: &Value) -> (Value, Stri
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join("config.json");
     std::fs::write(&path, config.to_string()).unwrap();
-    let out = Command::new(binary()).args([connector, "check", "--config"]).arg(&path).output().unwrap();
+    let out = Command::new(binary())
+        .args([connector, "check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let result = serde_json::from_str(stdout.lines().next().unwrap_or("null")).unwrap();
     (result, stdout + &String::from_utf8_lossy(&out.stderr))
 }
 
 fn assert_absent(secret: &str, what: &str, text: &str) {
-    assert!(!text.contains(secret), "the password leaked into {what}: {text}");
+    assert!(
+        !text.contains(secret),
+        "the password leaked into {what}: {text}"
+    );
 }
 
 struct Target {
@@ -78,8 +85,13 @@ fn connector_config(t: &Target, password: &Value) -> Value {
 async fn passwords_never_appear_in_check_output_or_logs() {
     let tmp = tempfile::tempdir().unwrap();
     let serve = Serve::start(&tmp.path().join("data"));
-    let client = hstream_io_runtime::stream::Client::connect(&serve.url).await.unwrap();
-    client.ensure_stream("secrets", Default::default()).await.unwrap();
+    let client = hstream_io_runtime::stream::Client::connect(&serve.url)
+        .await
+        .unwrap();
+    client
+        .ensure_stream("secrets", Default::default())
+        .await
+        .unwrap();
 
     for t in targets().await {
         let wrong = secret();
@@ -87,10 +99,18 @@ async fn passwords_never_appear_in_check_output_or_logs() {
 
         // The spec marks the password as a secret.
         let spec: Value = serde_json::from_slice(
-            &Command::new(binary()).args([t.connector, "spec"]).output().unwrap().stdout,
+            &Command::new(binary())
+                .args([t.connector, "spec"])
+                .output()
+                .unwrap()
+                .stdout,
         )
         .unwrap();
-        assert_eq!(spec["properties"]["password"]["writeOnly"], true, "{}", t.connector);
+        assert_eq!(
+            spec["properties"]["password"]["writeOnly"], true,
+            "{}",
+            t.connector
+        );
 
         // Wrong password: the check fails on the connection, without quoting it.
         let config = json!({"hstream": {"serviceUrl": serve.url}, "connector": connector_config(&t, &json!(wrong))});
@@ -103,7 +123,13 @@ async fn passwords_never_appear_in_check_output_or_logs() {
         let config = json!({"hstream": {"serviceUrl": serve.url}, "connector": connector_config(&t, &json!(t.right_password))});
         let (result, output) = check(t.connector, &dir.join("right"), &config);
         assert_eq!(result["result"], false, "{}: {result}", t.connector);
-        assert!(result["message"].as_str().unwrap().contains("no_such_table"), "{result}");
+        assert!(
+            result["message"]
+                .as_str()
+                .unwrap()
+                .contains("no_such_table"),
+            "{result}"
+        );
         assert_absent(&t.right_password, "check output", &output);
 
         // A schema error on the password itself: the value is not echoed.
@@ -115,8 +141,11 @@ async fn passwords_never_appear_in_check_output_or_logs() {
 
         // run with the wrong password: exit 3, nothing in stdout, stderr or app.log.
         let config = json!({"hstream": {"serviceUrl": serve.url}, "connector": connector_config(&t, &json!(wrong))});
-        let mut task = TaskProcess::start(&dir.join("run"), t.connector, &config, HashMap::new(), &[]);
-        let status = task.wait_exit(Duration::from_secs(60)).expect("the task exits");
+        let mut task =
+            TaskProcess::start(&dir.join("run"), t.connector, &config, HashMap::new(), &[]);
+        let status = task
+            .wait_exit(Duration::from_secs(60))
+            .expect("the task exits");
         assert_eq!(status.code(), Some(3), "{}: {}", t.connector, task.stderr());
         assert_absent(&wrong, "stderr", &task.stderr());
         assert_absent(&wrong, "app.log", &task.app_log());

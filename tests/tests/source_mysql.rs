@@ -140,8 +140,16 @@ async fn snapshot_then_inserts_updates_deletes_in_the_reference_shape() {
     let db = harness::mariadb().await.create_database().await;
     let tmp = tempfile::tempdir().unwrap();
     let serve = Serve::start(&tmp.path().join("data"));
-    exec(&db, "CREATE TABLE person (id INT PRIMARY KEY, name VARCHAR(50), age INT UNSIGNED)").await;
-    exec(&db, "INSERT INTO person VALUES (1, 'John', 20), (2, 'Jane', 30)").await;
+    exec(
+        &db,
+        "CREATE TABLE person (id INT PRIMARY KEY, name VARCHAR(50), age INT UNSIGNED)",
+    )
+    .await;
+    exec(
+        &db,
+        "INSERT INTO person VALUES (1, 'John', 20), (2, 'Jane', 30)",
+    )
+    .await;
     // Default record format: JSON Struct as the reference (whole doubles read back as integers).
     let config = task_config(
         &serve.url,
@@ -282,7 +290,11 @@ async fn restarts_resume_exactly_by_gtid_and_by_file_position() {
     let mut d = start(&tmp.path().join("d"), &config, kv);
     for i in 0..40 {
         exec(&db, &format!("INSERT INTO t VALUES ({}, {i})", 100 + i)).await;
-        exec(&db, &format!("UPDATE t SET v = v + 1 WHERE id = {}", 100 + i / 2)).await;
+        exec(
+            &db,
+            &format!("UPDATE t SET v = v + 1 WHERE id = {}", 100 + i / 2),
+        )
+        .await;
         if i % 7 == 0 {
             exec(&db, &format!("DELETE FROM t WHERE id = {}", 100 + i / 3)).await;
         }
@@ -390,9 +402,15 @@ async fn lost_position_fails_clearly_or_snapshots_again_when_needed() {
     let status = task.wait_exit(WAIT).expect("fails on its own");
     assert_ne!(status.code(), Some(0));
     let stderr = task.stderr();
-    assert!(stderr.contains("binlog.999999:4"), "names the position: {stderr}");
+    assert!(
+        stderr.contains("binlog.999999:4"),
+        "names the position: {stderr}"
+    );
     assert!(stderr.contains("when_needed"), "names the fix: {stderr}");
-    assert!(read_stream(&serve.url, "t").await.is_empty(), "nothing skipped or sent");
+    assert!(
+        read_stream(&serve.url, "t").await.is_empty(),
+        "nothing skipped or sent"
+    );
 
     let needed = task_config(
         &serve.url,
@@ -496,22 +514,44 @@ async fn check_reports_each_failure_with_its_type_and_fix() {
     exec(&db, "CREATE TABLE good (id INT PRIMARY KEY)").await;
     exec(&db, "CREATE TABLE nokey (id INT)").await;
 
-    let ok = check(&tmp.path().join("ok"), &connector(&db, "s", "good", json!({})));
+    let ok = check(
+        &tmp.path().join("ok"),
+        &connector(&db, "s", "good", json!({})),
+    );
     assert_eq!(ok["result"], true, "{ok}");
 
-    let r = check(&tmp.path().join("missing"), &connector(&db, "s", "nope", json!({})));
-    assert_eq!((r["result"].clone(), r["type"].clone()), (json!(false), json!("KEYS")), "{r}");
-    assert!(r["message"].as_str().unwrap().contains("does not exist"), "{r}");
+    let r = check(
+        &tmp.path().join("missing"),
+        &connector(&db, "s", "nope", json!({})),
+    );
+    assert_eq!(
+        (r["result"].clone(), r["type"].clone()),
+        (json!(false), json!("KEYS")),
+        "{r}"
+    );
+    assert!(
+        r["message"].as_str().unwrap().contains("does not exist"),
+        "{r}"
+    );
 
-    let r = check(&tmp.path().join("nokey"), &connector(&db, "s", "nokey", json!({})));
+    let r = check(
+        &tmp.path().join("nokey"),
+        &connector(&db, "s", "nokey", json!({})),
+    );
     assert_eq!(r["type"], "KEYS", "{r}");
-    assert!(r["message"].as_str().unwrap().contains("no primary key"), "{r}");
+    assert!(
+        r["message"].as_str().unwrap().contains("no primary key"),
+        "{r}"
+    );
 
     let mut bad = connector(&db, "s", "good", json!({}));
     bad["password"] = json!("wrong-password");
     let r = check(&tmp.path().join("auth"), &bad);
     assert_eq!(r["type"], "CONNECTION", "{r}");
-    assert!(!r.to_string().contains("wrong-password"), "no secret echoed: {r}");
+    assert!(
+        !r.to_string().contains("wrong-password"),
+        "no secret echoed: {r}"
+    );
 
     // A user with SELECT only: no replication privileges.
     let user = format!("ro_{}", db.name);
@@ -530,4 +570,77 @@ async fn check_reports_each_failure_with_its_type_and_fix() {
     assert_eq!(r["type"], "PERMISSION", "{r}");
     assert!(r["message"].as_str().unwrap().contains("GRANT"), "{r}");
     exec(&db, &format!("DROP USER '{user}'@'%'")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn several_tables_share_a_stream_or_get_one_each() {
+    let db = harness::mariadb().await.create_database().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&tmp.path().join("data"));
+    exec(&db, "CREATE TABLE a (id INT PRIMARY KEY, v INT NOT NULL)").await;
+    exec(
+        &db,
+        "CREATE TABLE b (k1 INT, k2 VARCHAR(5), PRIMARY KEY (k1, k2))",
+    )
+    .await;
+    exec(&db, "CREATE TABLE other (id INT PRIMARY KEY)").await;
+    exec(
+        &db,
+        "INSERT INTO a VALUES (1, 10); INSERT INTO b VALUES (1, 'x')",
+    )
+    .await;
+
+    let shared = task_config(
+        &serve.url,
+        &format!("{}-s", db.name),
+        json!({"stream": "shared", "host": db.host, "port": db.port, "user": db.user,
+               "password": db.password, "database": db.name, "tables": ["a", "b"],
+               "recordFormat": "raw"}),
+    );
+    let per_table = task_config(
+        &serve.url,
+        &format!("{}-e", db.name),
+        json!({"stream": "cdc_{table}", "host": db.host, "port": db.port, "user": db.user,
+               "password": db.password, "database": db.name, "tables": ["a", "b"],
+               "recordFormat": "raw"}),
+    );
+    let mut s = start(&tmp.path().join("s"), &shared, HashMap::new());
+    let mut e = start(&tmp.path().join("e"), &per_table, HashMap::new());
+    wait_records(&serve.url, "shared", 2, &s).await;
+    exec(
+        &db,
+        "BEGIN; INSERT INTO other VALUES (1); UPDATE b SET k2 = 'y'; INSERT INTO a VALUES (2, 20); COMMIT",
+    )
+    .await;
+    let got = wait_records(&serve.url, "shared", 5, &s).await;
+    let table = |t: &str| format!("{}.{t}", db.name);
+    assert_eq!(
+        values(&got),
+        vec![
+            json!({"table": table("a"), "key": {"id": 1}, "value": {"id": 1, "v": 10}}),
+            json!({"table": table("b"), "key": {"k1": 1, "k2": "x"}, "value": {"k1": 1, "k2": "x"}}),
+            json!({"table": table("b"), "key": {"k1": 1, "k2": "x"}, "value": null}),
+            json!({"table": table("b"), "key": {"k1": 1, "k2": "y"}, "value": {"k1": 1, "k2": "y"}}),
+            json!({"table": table("a"), "key": {"id": 2}, "value": {"id": 2, "v": 20}}),
+        ],
+        "only captured tables, in commit order, each record naming its table"
+    );
+    assert_eq!(got[1].key, format!("{}/[1,\"x\"]", table("b")));
+
+    let a = wait_records(&serve.url, "cdc_a", 2, &e).await;
+    let b = wait_records(&serve.url, "cdc_b", 3, &e).await;
+    assert_eq!(
+        values(&a),
+        vec![
+            json!({"key": {"id": 1}, "value": {"id": 1, "v": 10}}),
+            json!({"key": {"id": 2}, "value": {"id": 2, "v": 20}}),
+        ]
+    );
+    assert_eq!(
+        b[2].value,
+        json!({"key": {"k1": 1, "k2": "y"}, "value": {"k1": 1, "k2": "y"}})
+    );
+    assert_eq!(b[2].key, "[1,\"y\"]");
+    stop(&mut s);
+    stop(&mut e);
 }

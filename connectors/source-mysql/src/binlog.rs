@@ -72,11 +72,23 @@ pub async fn stream(
         .map_err(|_| Error::internal("resume position lock poisoned"))?
         .clone();
     let shown = start.to_string();
-    let task = tokio::spawn(async move {
-        let mut s = Streamer::new(config, ctx, output, start, resume);
-        s.run().await
-    });
-    match task.await {
+    guarded(
+        async move {
+            let mut s = Streamer::new(config, ctx, output, start, resume);
+            s.run().await
+        },
+        &shown,
+    )
+    .await
+}
+
+/// Runs `reader` in its own task: a panic inside it (the binlog parser
+/// unwraps reads of truncated packets) becomes an error naming `shown`.
+async fn guarded<F>(reader: F, shown: &str) -> Result<Ended>
+where
+    F: std::future::Future<Output = Result<Ended>> + Send + 'static,
+{
+    match tokio::spawn(reader).await {
         Ok(result) => result,
         Err(join) if join.is_panic() => Err(Error::new(
             ErrorKind::Internal,
@@ -600,4 +612,54 @@ fn binlog_values(
             }),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mysql_common::binlog::EventStreamReader;
+    use mysql_common::binlog::consts::BinlogVersion;
+
+    /// A 19-byte header announcing a 100-byte XID event, followed by 11 bytes.
+    fn truncated_event() -> Vec<u8> {
+        let mut raw = vec![0u8; 19];
+        raw[4] = EventType::XID_EVENT as u8;
+        raw[9..13].copy_from_slice(&100u32.to_le_bytes());
+        raw.extend_from_slice(&[0u8; 11]);
+        raw
+    }
+
+    #[tokio::test]
+    async fn a_parser_panic_on_a_truncated_event_becomes_an_error() {
+        let raw = truncated_event();
+        let result = guarded(
+            async move {
+                // What the binlog stream does with each packet.
+                let mut reader = EventStreamReader::new(BinlogVersion::Version4);
+                reader
+                    .read(&raw[..])
+                    .map_err(|e| Error::internal(e.to_string()))?;
+                Ok(Ended::ServerClosed)
+            },
+            "binlog.000001:4",
+        )
+        .await;
+        let error = result.expect_err("a truncated event is an error");
+        assert_eq!(error.kind(), ErrorKind::Internal);
+        assert!(
+            error
+                .message()
+                .contains("truncated or corrupt event after position binlog.000001:4")
+        );
+    }
+
+    #[tokio::test]
+    async fn errors_pass_through_unchanged() {
+        let result = guarded(
+            async { Err(Error::new(ErrorKind::Connection, "lost")) },
+            "f:4",
+        )
+        .await;
+        assert_eq!(result.expect_err("error").kind(), ErrorKind::Connection);
+    }
 }

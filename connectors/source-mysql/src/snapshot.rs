@@ -190,7 +190,7 @@ pub async fn run(
                     return Ok(None);
                 }
             }
-            if rows % PROGRESS_EVERY == 0 {
+            if rows.is_multiple_of(PROGRESS_EVERY) {
                 let rate = rows as f64 / started.elapsed().as_secs_f64().max(1e-3);
                 let eta = estimate.saturating_sub(rows) as f64 / rate.max(1.0);
                 tracing::info!(table = %schema.table, rows, estimated_rows = estimate, rows_per_second = rate as u64, eta_seconds = eta as u64, "snapshot progress");

@@ -112,6 +112,9 @@ pub struct Column {
     pub kind: ColKind,
 }
 
+/// A converted row or key: column name → JSON value.
+pub type JsonRow = Map<String, Json>;
+
 /// A captured table: its columns in ordinal order and its primary key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableSchema {
@@ -571,7 +574,7 @@ impl TableSchema {
         values: Vec<Option<Value>>,
         origin: Origin,
         zero: ZeroDate,
-    ) -> Result<(Map<String, Json>, Map<String, Json>), ConvError> {
+    ) -> Result<(JsonRow, JsonRow), ConvError> {
         if values.len() != self.columns.len() {
             return Err(ConvError {
                 column: String::new(),
@@ -606,6 +609,98 @@ impl TableSchema {
             })
             .collect()
     }
+}
+
+/// Reads the columns and primary key of `table` from `information_schema`.
+///
+/// Fails (kind `Setup`) when the table does not exist or has no primary key.
+pub async fn load_schema(
+    conn: &mut mysql_async::Conn,
+    table: &TableRef,
+) -> Result<TableSchema, hstream_io_runtime::Error> {
+    use hstream_io_runtime::{Error, ErrorKind};
+    use mysql_async::prelude::Queryable;
+
+    type Row = (
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<u64>,
+        Option<u64>,
+        Option<u64>,
+    );
+    let rows: Vec<Row> = conn
+        .exec(
+            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME, \
+             CHARACTER_OCTET_LENGTH, NUMERIC_PRECISION, DATETIME_PRECISION \
+             FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
+             ORDER BY ORDINAL_POSITION",
+            (&table.database, &table.name),
+        )
+        .await
+        .map_err(|e| crate::error::classify(e, format!("cannot read the columns of `{table}`")))?;
+    if rows.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Setup,
+            format!("table `{table}` does not exist or the user cannot see it"),
+        )
+        .with_hint(
+            "Check `database` and `table`/`tables`, and GRANT SELECT on the table to the connector's user.",
+        ));
+    }
+    let columns: Vec<Column> = rows
+        .into_iter()
+        .map(
+            |(name, data_type, column_type, charset, octet, prec, dt_prec)| {
+                column_from_info(&ColumnInfo {
+                    name,
+                    data_type,
+                    column_type,
+                    charset,
+                    octet_length: octet,
+                    numeric_precision: prec,
+                    datetime_precision: dt_prec,
+                })
+            },
+        )
+        .collect();
+    let key_names: Vec<String> = conn
+        .exec(
+            "SELECT COLUMN_NAME FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' \
+             ORDER BY SEQ_IN_INDEX",
+            (&table.database, &table.name),
+        )
+        .await
+        .map_err(|e| {
+            crate::error::classify(e, format!("cannot read the primary key of `{table}`"))
+        })?;
+    if key_names.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Setup,
+            format!("table `{table}` has no primary key"),
+        )
+        .with_hint(
+            "Add a primary key (ALTER TABLE … ADD PRIMARY KEY (…)): records are keyed by it, \
+             and updates and deletes cannot be captured without one.",
+        ));
+    }
+    let key = key_names
+        .iter()
+        .map(|k| {
+            columns.iter().position(|c| &c.name == k).ok_or_else(|| {
+                Error::internal(format!(
+                    "primary key column `{k}` of `{table}` is not among its columns"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(TableSchema {
+        table: table.clone(),
+        columns,
+        key,
+    })
 }
 
 #[cfg(test)]
@@ -823,96 +918,4 @@ mod tests {
         });
         assert_eq!(c.kind, ColKind::Binary { pad_to: None });
     }
-}
-
-/// Reads the columns and primary key of `table` from `information_schema`.
-///
-/// Fails (kind `Setup`) when the table does not exist or has no primary key.
-pub async fn load_schema(
-    conn: &mut mysql_async::Conn,
-    table: &TableRef,
-) -> Result<TableSchema, hstream_io_runtime::Error> {
-    use hstream_io_runtime::{Error, ErrorKind};
-    use mysql_async::prelude::Queryable;
-
-    type Row = (
-        String,
-        String,
-        String,
-        Option<String>,
-        Option<u64>,
-        Option<u64>,
-        Option<u64>,
-    );
-    let rows: Vec<Row> = conn
-        .exec(
-            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME, \
-             CHARACTER_OCTET_LENGTH, NUMERIC_PRECISION, DATETIME_PRECISION \
-             FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
-             ORDER BY ORDINAL_POSITION",
-            (&table.database, &table.name),
-        )
-        .await
-        .map_err(|e| crate::error::classify(e, format!("cannot read the columns of `{table}`")))?;
-    if rows.is_empty() {
-        return Err(Error::new(
-            ErrorKind::Setup,
-            format!("table `{table}` does not exist or the user cannot see it"),
-        )
-        .with_hint(
-            "Check `database` and `table`/`tables`, and GRANT SELECT on the table to the connector's user.",
-        ));
-    }
-    let columns: Vec<Column> = rows
-        .into_iter()
-        .map(
-            |(name, data_type, column_type, charset, octet, prec, dt_prec)| {
-                column_from_info(&ColumnInfo {
-                    name,
-                    data_type,
-                    column_type,
-                    charset,
-                    octet_length: octet,
-                    numeric_precision: prec,
-                    datetime_precision: dt_prec,
-                })
-            },
-        )
-        .collect();
-    let key_names: Vec<String> = conn
-        .exec(
-            "SELECT COLUMN_NAME FROM information_schema.STATISTICS \
-             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' \
-             ORDER BY SEQ_IN_INDEX",
-            (&table.database, &table.name),
-        )
-        .await
-        .map_err(|e| {
-            crate::error::classify(e, format!("cannot read the primary key of `{table}`"))
-        })?;
-    if key_names.is_empty() {
-        return Err(Error::new(
-            ErrorKind::Setup,
-            format!("table `{table}` has no primary key"),
-        )
-        .with_hint(
-            "Add a primary key (ALTER TABLE … ADD PRIMARY KEY (…)): records are keyed by it, \
-             and updates and deletes cannot be captured without one.",
-        ));
-    }
-    let key = key_names
-        .iter()
-        .map(|k| {
-            columns.iter().position(|c| &c.name == k).ok_or_else(|| {
-                Error::internal(format!(
-                    "primary key column `{k}` of `{table}` is not among its columns"
-                ))
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(TableSchema {
-        table: table.clone(),
-        columns,
-        key,
-    })
 }

@@ -644,3 +644,58 @@ async fn several_tables_share_a_stream_or_get_one_each() {
     stop(&mut s);
     stop(&mut e);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn follows_binlog_rotation_and_live_column_changes() {
+    let db = harness::mariadb().await.create_database().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&tmp.path().join("data"));
+    exec(&db, "CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)").await;
+    let config = task_config(
+        &serve.url,
+        &format!("{}-d", db.name),
+        connector(&db, "t", "t", json!({"recordFormat": "raw"})),
+    );
+    let mut task = start(&tmp.path().join("a"), &config, HashMap::new());
+    task.wait_for(WAIT, |name, body| {
+        name == "KvSet" && body["key"] == "source_position"
+    })
+    .expect("initial position stored");
+    let first_file = {
+        let kv = task.kv();
+        position(&kv)["file"].as_str().unwrap().to_string()
+    };
+    exec(&db, "INSERT INTO t VALUES (1, 10)").await;
+    exec(&db, "FLUSH BINARY LOGS").await;
+    exec(&db, "INSERT INTO t VALUES (2, 20)").await;
+    exec(&db, "ALTER TABLE t ADD COLUMN note VARCHAR(10) NULL").await;
+    exec(&db, "INSERT INTO t VALUES (3, 30, 'new')").await;
+    exec(&db, "UPDATE t SET note = 'old' WHERE id = 1").await;
+    let got = wait_records(&serve.url, "t", 4, &task).await;
+    assert_eq!(
+        values(&got),
+        vec![
+            json!({"key": {"id": 1}, "value": {"id": 1, "v": 10}}),
+            json!({"key": {"id": 2}, "value": {"id": 2, "v": 20}}),
+            json!({"key": {"id": 3}, "value": {"id": 3, "v": 30, "note": "new"}}),
+            json!({"key": {"id": 1}, "value": {"id": 1, "v": 10, "note": "old"}}),
+        ]
+    );
+    let kv = stop(&mut task);
+    let p = position(&kv);
+    assert_ne!(
+        p["file"], first_file,
+        "the position followed the rotation: {p}"
+    );
+
+    // Resume across the rotation.
+    exec(&db, "INSERT INTO t VALUES (4, 40, NULL)").await;
+    let mut again = start(&tmp.path().join("b"), &config, kv);
+    let got = wait_records(&serve.url, "t", 5, &again).await;
+    assert_eq!(
+        got[4].value,
+        json!({"key": {"id": 4}, "value": {"id": 4, "v": 40, "note": null}})
+    );
+    stop(&mut again);
+    assert_eq!(read_stream(&serve.url, "t").await.len(), 5);
+}

@@ -699,3 +699,36 @@ async fn follows_binlog_rotation_and_live_column_changes() {
     stop(&mut again);
     assert_eq!(read_stream(&serve.url, "t").await.len(), 5);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backlog_older_than_a_column_change_is_read_by_column_name() {
+    let db = harness::mariadb().await.create_database().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&tmp.path().join("data"));
+    exec(&db, "CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)").await;
+    let config = task_config(
+        &serve.url,
+        &format!("{}-k", db.name),
+        connector(&db, "t", "t", json!({"recordFormat": "raw"})),
+    );
+    let mut task = start(&tmp.path().join("a"), &config, HashMap::new());
+    task.wait_for(WAIT, |name, body| {
+        name == "KvSet" && body["key"] == "source_position"
+    })
+    .expect("initial position stored");
+    let kv = stop(&mut task);
+    // While stopped: a row in the old shape, a column change, a row in the new one.
+    exec(&db, "INSERT INTO t VALUES (1, 10)").await;
+    exec(&db, "ALTER TABLE t ADD COLUMN note VARCHAR(10) NULL FIRST").await;
+    exec(&db, "INSERT INTO t (id, v, note) VALUES (2, 20, 'x')").await;
+    let mut again = start(&tmp.path().join("b"), &config, kv);
+    let got = wait_records(&serve.url, "t", 2, &again).await;
+    assert_eq!(
+        values(&got),
+        vec![
+            json!({"key": {"id": 1}, "value": {"id": 1, "v": 10}}),
+            json!({"key": {"id": 2}, "value": {"note": "x", "id": 2, "v": 20}}),
+        ]
+    );
+    stop(&mut again);
+}

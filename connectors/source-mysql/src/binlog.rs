@@ -111,6 +111,9 @@ struct Streamer {
     schemas: Vec<Option<Arc<TableSchema>>>,
     /// table_id → index of a captured table (None: not captured).
     table_ids: HashMap<u64, Option<usize>>,
+    /// table_id → the table's columns as the binlog names them, when they
+    /// differ from the current definition (a backlog older than a DDL).
+    projected: HashMap<u64, Arc<TableSchema>>,
     mariadb: bool,
     server_crc32: bool,
     /// Current binlog file.
@@ -155,6 +158,7 @@ impl Streamer {
             meta: None,
             schemas: vec![None; n],
             table_ids: HashMap::new(),
+            projected: HashMap::new(),
             mariadb: false,
             server_crc32: false,
             file: start.file.clone(),
@@ -418,9 +422,19 @@ impl Streamer {
             EventData::XidEvent(_) => self.commit(log_pos).await?,
             EventData::TableMapEvent(tme) => {
                 let index = self.out.index_of(&tme.database_name(), &tme.table_name());
+                self.projected.remove(&tme.table_id());
                 if let Some(i) = index {
                     let schema = self.schema(i).await?;
-                    if tme.columns_count() as usize != schema.columns.len() {
+                    let names = column_names(&tme);
+                    let same = names.as_ref().is_none_or(|names| {
+                        names.iter().eq(schema.columns.iter().map(|c| &c.name))
+                    });
+                    if !same && let Some(p) = names.as_deref().and_then(|n| schema.project(n)) {
+                        // Columns named by the binlog (binlog_row_metadata=FULL),
+                        // converted with their current types.
+                        tracing::info!(table = %schema.table, file = %self.file, pos = log_pos, "binlog columns differ from the current definition; mapping them by name");
+                        self.projected.insert(tme.table_id(), Arc::new(p));
+                    } else if !same || tme.columns_count() as usize != schema.columns.len() {
                         return Err(Error::new(
                             ErrorKind::Setup,
                             format!(
@@ -481,7 +495,10 @@ impl Streamer {
                 self.pos
             )));
         };
-        let schema = self.schema(index).await?;
+        let schema = match self.projected.get(&rows.table_id()) {
+            Some(p) => p.clone(),
+            None => self.schema(index).await?,
+        };
         let table = schema.table.to_string();
         let zero = self.config.zero_date;
         let (is_insert, is_delete) = match rows {
@@ -592,6 +609,21 @@ impl Streamer {
         self.set_sent(position);
         Ok(())
     }
+}
+
+/// The column names a TABLE_MAP carries with binlog_row_metadata=FULL.
+fn column_names(tme: &mysql_common::binlog::events::TableMapEvent<'_>) -> Option<Vec<String>> {
+    use mysql_common::binlog::events::OptionalMetadataField;
+    for field in tme.iter_optional_meta() {
+        if let Ok(OptionalMetadataField::ColumnName(names)) = field {
+            let names: Result<Vec<String>, _> = names
+                .iter_names()
+                .map(|n| n.map(|n| n.name().into_owned()))
+                .collect();
+            return names.ok();
+        }
+    }
+    None
 }
 
 /// The values of a binlog row image, in column order (`None` = not in the image).

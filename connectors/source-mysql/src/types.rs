@@ -599,6 +599,25 @@ impl TableSchema {
         Ok((row, key))
     }
 
+    /// The table as a row image with the columns `names` (in that order) sees
+    /// it, using the current types; `None` when a name or a key column is missing.
+    pub fn project(&self, names: &[String]) -> Option<TableSchema> {
+        let picked: Vec<usize> = names
+            .iter()
+            .map(|n| self.columns.iter().position(|c| &c.name == n))
+            .collect::<Option<_>>()?;
+        let key = self
+            .key
+            .iter()
+            .map(|k| picked.iter().position(|p| p == k))
+            .collect::<Option<_>>()?;
+        Some(TableSchema {
+            table: self.table.clone(),
+            columns: picked.iter().map(|&i| self.columns[i].clone()).collect(),
+            key,
+        })
+    }
+
     /// The primary-key object of a converted row.
     pub fn key_of(&self, row: &Map<String, Json>) -> Map<String, Json> {
         self.key
@@ -888,6 +907,47 @@ mod tests {
         let c = col(ColKind::Text(Charset::Other("gbk".into())));
         let e = to_json(&c, Value::Bytes(vec![0xff]), Origin::Binlog, ZeroDate::Null).unwrap_err();
         assert!(e.reason.contains("utf8mb4"), "{e}");
+    }
+
+    #[test]
+    fn projects_older_row_images_by_column_name() {
+        let t = TableSchema {
+            table: TableRef {
+                database: "d".into(),
+                name: "t".into(),
+            },
+            columns: vec![
+                Column {
+                    name: "id".into(),
+                    kind: ColKind::Int {
+                        unsigned: false,
+                        bytes: 4,
+                    },
+                },
+                Column {
+                    name: "v".into(),
+                    kind: ColKind::Text(Charset::Utf8),
+                },
+                Column {
+                    name: "added".into(),
+                    kind: ColKind::Year,
+                },
+            ],
+            key: vec![0],
+        };
+        let p = t.project(&["v".into(), "id".into()]).unwrap();
+        assert_eq!(p.key, vec![1]);
+        let (row, key) = p
+            .row_to_json(
+                vec![Some(Value::Bytes(b"x".to_vec())), Some(Value::Int(7))],
+                Origin::Binlog,
+                ZeroDate::Null,
+            )
+            .unwrap();
+        assert_eq!(Json::Object(row), serde_json::json!({"v": "x", "id": 7}));
+        assert_eq!(Json::Object(key), serde_json::json!({"id": 7}));
+        assert!(t.project(&["v".into()]).is_none(), "key column missing");
+        assert!(t.project(&["id".into(), "dropped".into()]).is_none());
     }
 
     #[test]

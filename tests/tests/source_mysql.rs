@@ -732,3 +732,63 @@ async fn a_backlog_older_than_a_column_change_is_read_by_column_name() {
     );
     stop(&mut again);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn least_privileged_user_works_and_a_killed_binlog_connection_is_resumed() {
+    let db = harness::mariadb().await.create_database().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&tmp.path().join("data"));
+    let user = format!("cdc_{}", db.name);
+    exec(&db, "CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)").await;
+    exec(&db, "INSERT INTO t VALUES (1, 10)").await;
+    exec(
+        &db,
+        &format!(
+            "CREATE USER '{user}'@'%' IDENTIFIED BY 'pw';
+             GRANT SELECT, REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '{user}'@'%'"
+        ),
+    )
+    .await;
+    let mut c = connector(&db, "t", "t", json!({"recordFormat": "raw"}));
+    c["user"] = json!(user);
+    c["password"] = json!("pw");
+    let r = check(&tmp.path().join("check"), &c);
+    assert_eq!(r["result"], true, "the documented grants pass check: {r}");
+
+    let config = task_config(&serve.url, &format!("{}-x", db.name), c);
+    let mut task = start(&tmp.path().join("a"), &config, HashMap::new());
+    wait_records(&serve.url, "t", 1, &task).await;
+    exec(&db, "INSERT INTO t VALUES (2, 20)").await;
+    wait_records(&serve.url, "t", 2, &task).await;
+
+    // Kill the task's binlog dump connection on the server side.
+    let mut admin = db.connect().await;
+    let ids: Vec<u64> = admin
+        .query(format!(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{user}' AND COMMAND LIKE 'Binlog Dump%'"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 1, "one binlog dump connection of the task");
+    admin.query_drop(format!("KILL {}", ids[0])).await.unwrap();
+    admin.disconnect().await.unwrap();
+
+    exec(&db, "INSERT INTO t VALUES (3, 30)").await;
+    let got = wait_for_record(&serve.url, "t", &task, |v| v["key"]["id"] == 3).await;
+    let ids: Vec<i64> = got
+        .iter()
+        .map(|g| g.value["key"]["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![1, 2, 3],
+        "reconnected with no gap and no duplicate"
+    );
+    assert!(
+        task.stderr().contains("reconnecting"),
+        "the reconnect path was taken: {}",
+        task.stderr()
+    );
+    stop(&mut task);
+    exec(&db, &format!("DROP USER '{user}'@'%'")).await;
+}

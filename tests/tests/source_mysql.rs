@@ -792,3 +792,100 @@ async fn least_privileged_user_works_and_a_killed_binlog_connection_is_resumed()
     stop(&mut task);
     exec(&db, &format!("DROP USER '{user}'@'%'")).await;
 }
+
+/// Start of the transaction that wrote the first rows of `table` after
+/// `file:pos`, and the GTID state there (from SHOW BINLOG EVENTS).
+async fn transaction_start(
+    db: &MariaDbDatabase,
+    file: &str,
+    pos: u64,
+    table: &str,
+) -> (u64, String) {
+    let mut c = db.connect().await;
+    let events: Vec<(String, u64, String, u64, u64, String)> = c
+        .query(format!("SHOW BINLOG EVENTS IN '{file}' FROM {pos}"))
+        .await
+        .unwrap();
+    let needle = format!("{}.{table}", db.name);
+    let mut gtid_start = None;
+    for (_, at, kind, _, _, info) in events {
+        if kind == "Gtid" {
+            gtid_start = Some(at);
+        }
+        if kind == "Table_map" && info.contains(&needle) {
+            let start = gtid_start.expect("a GTID event opens the transaction");
+            let gtid: Option<String> = c
+                .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file, start))
+                .await
+                .unwrap();
+            c.disconnect().await.unwrap();
+            return (start, gtid.unwrap_or_default());
+        }
+    }
+    panic!("no rows of {needle} after {file}:{pos}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_position_inside_a_large_transaction_skips_exactly_what_was_sent() {
+    let db = harness::mariadb().await.create_database().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&tmp.path().join("data"));
+    exec(&db, "CREATE TABLE big (id INT PRIMARY KEY, v INT NOT NULL)").await;
+    let mut c = db.connect().await;
+    let (file, pos): (String, u64) = {
+        let row: mysql_async::Row = c.query_first("SHOW MASTER STATUS").await.unwrap().unwrap();
+        (row.get(0).unwrap(), row.get(1).unwrap())
+    };
+    c.query_drop("INSERT INTO big SELECT seq, seq FROM seq_1_to_2500")
+        .await
+        .unwrap();
+    c.disconnect().await.unwrap();
+    let (start_pos, gtid) = transaction_start(&db, &file, pos, "big").await;
+
+    // As a task stopped after sending 1000 of the transaction's 2500 rows
+    // would have stored it: by file/position, then by GTID.
+    for (name, position) in [
+        (
+            "filepos",
+            json!({"file": file, "pos": start_pos, "skip": 1000}),
+        ),
+        (
+            "gtid",
+            json!({"file": file, "pos": start_pos, "gtid": gtid, "skip": 1000}),
+        ),
+    ] {
+        let stream = format!("big_{name}");
+        let config = task_config(
+            &serve.url,
+            &format!("{}-{name}", db.name),
+            connector(&db, &stream, "big", json!({"recordFormat": "raw"})),
+        );
+        let kv = HashMap::from([("source_position".to_string(), position.to_string())]);
+        let mut task = start(&tmp.path().join(name), &config, kv);
+        let got = wait_records(&serve.url, &stream, 1500, &task).await;
+        exec(
+            &db,
+            &format!("INSERT INTO big VALUES ({}, 0)", 10_000 + got.len()),
+        )
+        .await; // marker
+        let got = wait_for_record(&serve.url, &stream, &task, |v| {
+            v["key"]["id"].as_i64().unwrap() >= 10_000
+        })
+        .await;
+        let ids: Vec<i64> = got
+            .iter()
+            .map(|g| g.value["key"]["id"].as_i64().unwrap())
+            .take(1500)
+            .collect();
+        assert_eq!(
+            ids,
+            (1001..=2500).collect::<Vec<_>>(),
+            "{name}: resumed after row 1000"
+        );
+        assert!(
+            got[1500].value["key"]["id"].as_i64().unwrap() >= 10_000,
+            "{name}: nothing else before the marker"
+        );
+        stop(&mut task);
+    }
+}

@@ -125,7 +125,12 @@ async fn wait_records(
 ) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let exists = client.list_streams().await.unwrap().iter().any(|s| s == stream);
+        let exists = client
+            .list_streams()
+            .await
+            .unwrap()
+            .iter()
+            .any(|s| s == stream);
         let got = if exists {
             read_stream(client, stream).await
         } else {
@@ -172,7 +177,11 @@ fn slot_of(task: &str) -> String {
     let mut s = String::from("hstream_io_");
     for c in task.chars() {
         let c = c.to_ascii_lowercase();
-        s.push(if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '_' });
+        s.push(if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            c
+        } else {
+            '_'
+        });
     }
     s.truncate(63);
     s
@@ -236,7 +245,9 @@ async fn snapshot_then_changes_and_restart_resumes_on_the_same_slot() {
         .unwrap();
     let task = Task::start(&url, &task_id, connector(&db, "pg1", json!({})), kv.clone());
     let got = wait_records(&s.client, "pg1", 9).await;
-    pg.batch_execute("INSERT INTO t1 VALUES (5, 'e', 5);").await.unwrap();
+    pg.batch_execute("INSERT INTO t1 VALUES (5, 'e', 5);")
+        .await
+        .unwrap();
     let got_after = wait_records(&s.client, "pg1", got.len() + 1).await;
     task.stop().await.unwrap();
     assert_eq!(
@@ -317,7 +328,11 @@ async fn type_matrix_is_identical_in_snapshot_and_stream() {
     let streamed = &got[1]["value"];
     let big = "x".repeat(100000);
     assert_eq!(snap["b"], json!(true));
-    assert_eq!(snap["i8"], json!(9007199254740993i64), "int8 exact in raw format");
+    assert_eq!(
+        snap["i8"],
+        json!(9007199254740993i64),
+        "int8 exact in raw format"
+    );
     assert_eq!(snap["f8"], json!(1.25));
     assert_eq!(snap["fnan"], json!("NaN"));
     assert_eq!(snap["num"], json!("12345678901234.000001"));
@@ -326,7 +341,11 @@ async fn type_matrix_is_identical_in_snapshot_and_stream() {
     assert_eq!(snap["u"], json!("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"));
     assert_eq!(snap["d"], json!("2024-02-29"));
     assert_eq!(snap["ts"], json!("2024-01-31T12:00:00.5"));
-    assert_eq!(snap["tz"], json!("2024-01-31T12:00:00Z"), "timestamptz in UTC");
+    assert_eq!(
+        snap["tz"],
+        json!("2024-01-31T12:00:00Z"),
+        "timestamptz in UTC"
+    );
     assert_eq!(snap["iv"], json!("P1DT2H"));
     assert_eq!(snap["arr"], json!([[1, 2], [3, null]]));
     assert_eq!(snap["tarr"], json!(["x y", "q\"z"]));
@@ -334,11 +353,17 @@ async fn type_matrix_is_identical_in_snapshot_and_stream() {
     assert_eq!(snap["big"], json!(big));
     let mut expected = snap.clone();
     expected["id"] = json!(2);
-    assert_eq!(streamed, &expected, "snapshot and stream map every type alike");
+    assert_eq!(
+        streamed, &expected,
+        "snapshot and stream map every type alike"
+    );
     // The update left the TOASTed column untouched: it is absent, never null.
     let update = got[2]["value"].as_object().unwrap();
     assert_eq!(update["b"], json!(false));
-    assert!(!update.contains_key("big"), "unchanged TOAST value must be omitted");
+    assert!(
+        !update.contains_key("big"),
+        "unchanged TOAST value must be omitted"
+    );
     drop_slot(&pg, &slot_of(&task_id)).await;
     drop(pg);
     db.drop_database().await;
@@ -356,7 +381,12 @@ async fn a_slot_dropped_behind_our_back_is_a_clear_error() {
     let task_id = unique_task(&db);
     let slot = slot_of(&task_id);
     let kv = Arc::new(MemoryKv::default());
-    let task = Task::start(&url, &task_id, connector(&db, "lost", json!({})), kv.clone());
+    let task = Task::start(
+        &url,
+        &task_id,
+        connector(&db, "lost", json!({})),
+        kv.clone(),
+    );
     wait_records(&s.client, "lost", 1).await;
     // Wait until the position after the snapshot is stored.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -367,12 +397,21 @@ async fn a_slot_dropped_behind_our_back_is_a_clear_error() {
     drop_slot(&pg, &slot).await;
     assert_eq!(slots_named(&pg, &slot).await, 0);
 
-    let task = Task::start(&url, &task_id, connector(&db, "lost", json!({})), kv.clone());
+    let task = Task::start(
+        &url,
+        &task_id,
+        connector(&db, "lost", json!({})),
+        kv.clone(),
+    );
     let error = task.handle.await.unwrap().unwrap_err();
     assert_eq!(error.kind(), hstream_io_runtime::ErrorKind::Setup);
     assert!(error.message().contains("does not exist"), "{error}");
     assert!(error.hint().unwrap().contains("when_needed"), "{error}");
-    assert_eq!(slots_named(&pg, &slot).await, 0, "no new slot silently created");
+    assert_eq!(
+        slots_named(&pg, &slot).await,
+        0,
+        "no new slot silently created"
+    );
 
     // when_needed re-reads the table on a new slot instead.
     let task = Task::start(
@@ -394,7 +433,12 @@ async fn a_slot_dropped_behind_our_back_is_a_clear_error() {
 async fn check_names_what_is_missing() {
     let db = harness::postgres().await.create_database().await;
     let pg = db.connect().await;
-    let role = format!("norepl_{}", db.name.to_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "_"));
+    let role = format!(
+        "norepl_{}",
+        db.name
+            .to_lowercase()
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+    );
     pg.batch_execute(&format!(
         "CREATE TABLE t1 (id int PRIMARY KEY); CREATE TABLE nokey (a int);
          DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN PASSWORD 'pw';
@@ -405,13 +449,19 @@ async fn check_names_what_is_missing() {
     let config = |extra: Value| {
         hstream_io_runtime::task::validate_config::<PgSource>(&connector(&db, "c", extra)).unwrap()
     };
-    PgSource::check(&config(json!({}))).await.expect("a ready setup passes");
+    PgSource::check(&config(json!({})))
+        .await
+        .expect("a ready setup passes");
 
     let failure = PgSource::check(&config(json!({"table": "nokey"})))
         .await
         .unwrap_err();
     assert_eq!(failure.spec.id, "tables");
-    assert!(failure.error.message().contains("no primary key"), "{}", failure.error);
+    assert!(
+        failure.error.message().contains("no primary key"),
+        "{}",
+        failure.error
+    );
 
     let failure = PgSource::check(&config(json!({"table": "missing"})))
         .await
@@ -428,17 +478,263 @@ async fn check_names_what_is_missing() {
         .await
         .unwrap_err();
     assert_eq!(failure.spec.id, "connect");
-    assert!(!failure.error.to_string().contains("wrong"), "no secret in errors");
+    assert!(
+        !failure.error.to_string().contains("wrong"),
+        "no secret in errors"
+    );
 
-    let failure = PgSource::check(&config(json!({"createPublication": false})))
-        .await
-        .unwrap_err();
+    let failure = PgSource::check(&config(
+        json!({"createPublication": false, "publication": "nopub"}),
+    ))
+    .await
+    .unwrap_err();
     assert_eq!(failure.spec.id, "publication");
     let result = hstream_io_runtime::CheckResult::failed(&failure);
     assert!(result.message.unwrap().contains("CREATE PUBLICATION"));
     pg.batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role};"))
         .await
         .unwrap();
+    drop(pg);
+    db.drop_database().await;
+}
+
+async fn confirmed_flush(pg: &tokio_postgres::Client, slot: &str) -> Option<String> {
+    pg.query_one(
+        "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+        &[&slot],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_database_does_not_hold_back_wal() {
+    let db = harness::postgres().await.create_database().await;
+    let other = harness::postgres().await.create_database().await;
+    let pg = db.connect().await;
+    let busy = other.connect().await;
+    pg.batch_execute("CREATE TABLE t1 (id int PRIMARY KEY); INSERT INTO t1 VALUES (1);")
+        .await
+        .unwrap();
+    busy.batch_execute("CREATE TABLE w (id serial PRIMARY KEY, v text);")
+        .await
+        .unwrap();
+    let s = streams().await;
+    let task_id = unique_task(&db);
+    let slot = slot_of(&task_id);
+    let task = Task::start(
+        &s.service.url(),
+        &task_id,
+        connector(&db, "idle", json!({})),
+        Arc::new(MemoryKv::default()),
+    );
+    assert_eq!(wait_records(&s.client, "idle", 1).await.len(), 1);
+    // Only another database writes; nothing is captured, yet the slot advances.
+    busy.batch_execute("INSERT INTO w (v) SELECT repeat('x', 100) FROM generate_series(1, 2000);")
+        .await
+        .unwrap();
+    let target: String = busy
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut advanced = false;
+    while Instant::now() < deadline {
+        let passed: Option<bool> = pg
+            .query_one(
+                "SELECT confirmed_flush_lsn >= $1::text::pg_lsn FROM pg_replication_slots WHERE slot_name = $2",
+                &[&target, &slot],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if passed == Some(true) {
+            advanced = true;
+            break;
+        }
+        busy.batch_execute("INSERT INTO w (v) VALUES ('tick');")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    task.stop().await.unwrap();
+    assert!(
+        advanced,
+        "confirmed_flush_lsn {:?} never reached {target}",
+        confirmed_flush(&pg, &slot).await
+    );
+    assert_eq!(
+        read_stream(&s.client, "idle").await.len(),
+        1,
+        "nothing else captured"
+    );
+    drop_slot(&pg, &slot).await;
+    drop(pg);
+    drop(busy);
+    db.drop_database().await;
+    other.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn columns_added_and_dropped_mid_stream_and_several_tables() {
+    let db = harness::postgres().await.create_database().await;
+    let pg = db.connect().await;
+    pg.batch_execute(
+        "CREATE SCHEMA s2;
+         CREATE TABLE t1 (id int PRIMARY KEY, a text);
+         CREATE TABLE s2.t2 (k text, n int, PRIMARY KEY (k, n));
+         INSERT INTO s2.t2 VALUES ('x', 1);",
+    )
+    .await
+    .unwrap();
+    let s = streams().await;
+    let task_id = unique_task(&db);
+    let task = Task::start(
+        &s.service.url(),
+        &task_id,
+        connector(&db, "pg_{schema}_{table}", json!({"tables": ["s2.t2"]})),
+        Arc::new(MemoryKv::default()),
+    );
+    assert_eq!(
+        wait_records(&s.client, "pg_s2_t2", 1).await,
+        vec![json!({"key":{"k":"x","n":1},"value":{"k":"x","n":1}})]
+    );
+    pg.batch_execute(
+        "INSERT INTO t1 VALUES (1, 'p');
+         ALTER TABLE t1 ADD COLUMN b int DEFAULT 7;
+         INSERT INTO t1 VALUES (2, 'q', 8);
+         ALTER TABLE t1 DROP COLUMN a;
+         INSERT INTO t1 VALUES (3, 9);
+         DELETE FROM s2.t2;",
+    )
+    .await
+    .unwrap();
+    let t1 = wait_records(&s.client, "pg_public_t1", 3).await;
+    let t2 = wait_records(&s.client, "pg_s2_t2", 2).await;
+    task.stop().await.unwrap();
+    assert_eq!(
+        t1,
+        vec![
+            json!({"key":{"id":1},"value":{"id":1,"a":"p"}}),
+            json!({"key":{"id":2},"value":{"id":2,"a":"q","b":8}}),
+            json!({"key":{"id":3},"value":{"id":3,"b":9}}),
+        ]
+    );
+    assert_eq!(t2[1], json!({"key":{"k":"x","n":1},"value":null}));
+    drop_slot(&pg, &slot_of(&task_id)).await;
+    drop(pg);
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn initial_only_reads_the_rows_and_completes_without_a_slot() {
+    let db = harness::postgres().await.create_database().await;
+    let pg = db.connect().await;
+    pg.batch_execute(
+        "CREATE TABLE t1 (id int PRIMARY KEY, v text);
+         INSERT INTO t1 SELECT g, 'v' || g FROM generate_series(1, 2500) g;",
+    )
+    .await
+    .unwrap();
+    let s = streams().await;
+    let task_id = unique_task(&db);
+    let kv = Arc::new(MemoryKv::default());
+    let task = Task::start(
+        &s.service.url(),
+        &task_id,
+        connector(
+            &db,
+            "once",
+            json!({"snapshotMode": "initial_only", "snapshotBatchRows": 1000}),
+        ),
+        kv.clone(),
+    );
+    task.handle.await.unwrap().expect("completes by itself");
+    let got = read_stream(&s.client, "once").await;
+    assert_eq!(got.len(), 2500);
+    assert_eq!(
+        got[2499],
+        json!({"key":{"id":2500},"value":{"id":2500,"v":"v2500"}})
+    );
+    assert_eq!(slots_named(&pg, &slot_of(&task_id)).await, 0);
+    // Run again: already done, nothing re-read.
+    let task = Task::start(
+        &s.service.url(),
+        &task_id,
+        connector(&db, "once", json!({"snapshotMode": "initial_only"})),
+        kv,
+    );
+    task.handle.await.unwrap().unwrap();
+    assert_eq!(read_stream(&s.client, "once").await.len(), 2500);
+    drop(pg);
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crashed_task_resumes_without_gap() {
+    let db = harness::postgres().await.create_database().await;
+    let pg = db.connect().await;
+    pg.batch_execute("CREATE TABLE t1 (id int PRIMARY KEY, v int);")
+        .await
+        .unwrap();
+    let s = streams().await;
+    let url = s.service.url();
+    let task_id = unique_task(&db);
+    let slot = slot_of(&task_id);
+    let kv = Arc::new(MemoryKv::default());
+    let mut expected = 0;
+    for round in 0..4 {
+        let task = Task::start(
+            &url,
+            &task_id,
+            connector(&db, "crash", json!({})),
+            kv.clone(),
+        );
+        for i in 0..25 {
+            let id = round * 25 + i;
+            pg.execute("INSERT INTO t1 VALUES ($1, $2)", &[&id, &round])
+                .await
+                .unwrap();
+        }
+        expected += 25;
+        let got = wait_records(&s.client, "crash", expected).await;
+        assert!(
+            got.len() >= expected,
+            "round {round}: {} of {expected}",
+            got.len()
+        );
+        // Crash: the task is dropped mid-flight, without its shutdown.
+        task.handle.abort();
+        let _ = task.handle.await;
+    }
+    let task = Task::start(
+        &url,
+        &task_id,
+        connector(&db, "crash", json!({})),
+        kv.clone(),
+    );
+    pg.execute("INSERT INTO t1 VALUES (1000, 9)", &[])
+        .await
+        .unwrap();
+    let got = wait_records(&s.client, "crash", expected + 1).await;
+    task.stop().await.unwrap();
+    let mut ids: Vec<i64> = got
+        .iter()
+        .map(|r| r["key"]["id"].as_i64().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut want: Vec<i64> = (0..100).collect();
+    want.push(1000);
+    assert_eq!(ids, want, "every row captured despite the crashes");
+    assert_eq!(
+        slots_named(&pg, &slot).await,
+        1,
+        "the crashes never created another slot"
+    );
+    drop_slot(&pg, &slot).await;
     drop(pg);
     db.drop_database().await;
 }

@@ -117,8 +117,8 @@ pub async fn check(config: &PgSourceConfig) -> Result<(), CheckFailure> {
             ));
         }
     }
-    // The slot name needs the task id, which `check` does not get: use the
-    // configured name, else the stream-derived one.
+    // The default publication is named after the slot, hence the task id,
+    // which `check` does not get: then it only has to be creatable.
     let slot = config.slot(None);
     let publication = config.publication_name(&slot);
     let current = catalog::publication_tables(&client, &publication)
@@ -156,10 +156,15 @@ pub async fn check(config: &PgSourceConfig) -> Result<(), CheckFailure> {
             ));
         }
     }
-    match catalog::slot_state(&client, &slot)
-        .await
-        .map_err(|e| fail(5, e))?
-    {
+    // Without `slotName` the slot is named after the task id, which `check`
+    // does not get: then only the room for a new slot is checked.
+    let existing = match &config.slot_name {
+        Some(slot) => catalog::slot_state(&client, slot)
+            .await
+            .map_err(|e| fail(5, e))?,
+        None => None,
+    };
+    match existing {
         Some(state) => {
             if let Some(problem) = state.problem(&slot, &config.database) {
                 return Err(fail(5, Error::new(ErrorKind::Setup, problem)));

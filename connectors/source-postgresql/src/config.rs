@@ -256,6 +256,12 @@ impl PgSourceConfig {
                 ));
             }
         }
+        if !self.create_publication && self.publication.is_none() {
+            issues.push(ConfigIssue::new(
+                "/publication",
+                "is required when `createPublication` is false (name the publication to use)",
+            ));
+        }
         if self.stream.contains("{schema}") && !self.stream.contains("{table}") {
             issues.push(ConfigIssue::new(
                 "/stream",
@@ -320,6 +326,16 @@ mod tests {
         let issues = config(j).validate();
         assert_eq!(issues[0].pointer, "/table");
         assert!(config(base()).validate().is_empty());
+    }
+
+    #[test]
+    fn an_existing_publication_must_be_named() {
+        let mut j = base();
+        j["createPublication"] = false.into();
+        let issues = config(j.clone()).validate();
+        assert_eq!(issues[0].pointer, "/publication");
+        j["publication"] = "pub1".into();
+        assert!(config(j).validate().is_empty());
     }
 
     #[test]

@@ -150,14 +150,7 @@ pub async fn run(config: PgSourceConfig, ctx: SourceContext) -> Result<()> {
     let slot = config.slot(ctx.task_id());
     let publication = config.publication_name(&slot);
     catalog::ensure_publication(&sql, &publication, &names, config.create_publication).await?;
-    let state = catalog::slot_state(&sql, &slot).await?;
-    if let Some(pid) = state.as_ref().and_then(|s| s.active_pid) {
-        return Err(Error::new(
-            ErrorKind::Setup,
-            format!("replication slot `{slot}` is in use by server process {pid}"),
-        )
-        .with_hint("Another task (or an earlier run of this one that is still stopping) holds the slot; stop it, or set a different slotName."));
-    }
+    let state = wait_until_slot_is_free(&sql, &slot, &ctx).await?;
     let problem = state
         .as_ref()
         .and_then(|s| s.problem(&slot, &config.database));
@@ -275,6 +268,34 @@ pub async fn run(config: PgSourceConfig, ctx: SourceContext) -> Result<()> {
         catalog::drop_slot(&sql, &slot).await?;
     }
     Ok(())
+}
+
+/// How long a slot held by another session (typically the server process of
+/// a previous run that crashed and is not yet gone) is waited for.
+const SLOT_RELEASE_WAIT: Duration = Duration::from_secs(30);
+
+/// The slot's state once no session holds it (or `None` if it does not exist).
+async fn wait_until_slot_is_free(
+    sql: &Client,
+    slot: &str,
+    ctx: &SourceContext,
+) -> Result<Option<catalog::SlotState>> {
+    let deadline = tokio::time::Instant::now() + SLOT_RELEASE_WAIT;
+    loop {
+        let state = catalog::slot_state(sql, slot).await?;
+        let Some(pid) = state.as_ref().and_then(|s| s.active_pid) else {
+            return Ok(state);
+        };
+        if tokio::time::Instant::now() >= deadline || ctx.shutdown().is_triggered() {
+            return Err(Error::new(
+                ErrorKind::Setup,
+                format!("replication slot `{slot}` is in use by server process {pid}"),
+            )
+            .with_hint("Another task (or an earlier run of this one) holds the slot; stop it, terminate that process (`SELECT pg_terminate_backend(<pid>);`), or set a different slotName."));
+        }
+        tracing::info!(slot, pid, "waiting for the slot to be released");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 fn target_of(

@@ -675,3 +675,50 @@ async fn mysql_bench_orders() {
     }
     sink.stop().await;
 }
+
+#[tokio::test]
+async fn mysql_values_as_our_mysql_source_writes_them_apply_unchanged() {
+    let db = harness::mariadb().await.create_database().await;
+    exec(
+        &db,
+        "CREATE TABLE cdc (id int primary key, t time(6), bt bit(1), b8 bit(8), dt datetime(3), \
+         ts timestamp(3) NULL, j json, s set('a','b','c'), n decimal(10,4), y year)",
+    )
+    .await;
+    let mut w = MysqlSink::open(&typed(&db, "cdc", json!({})))
+        .await
+        .unwrap();
+    w.write(&batch(
+        1,
+        1,
+        &[json!({"key": {"id": 1}, "value": {"id": 1, "t": "-838:59:59.000000", "bt": true, "b8": 5,
+            "dt": "2024-02-29T12:34:56.789", "ts": "2024-02-29T12:34:56.789Z", "j": "{\"a\": [1, 2]}",
+            "s": "a,c", "n": "12.3400", "y": 2024}})],
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        rows(
+            &db,
+            "cdc",
+            &[
+                "CAST(t AS CHAR)",
+                "bt + 0",
+                "b8 + 0",
+                "CAST(dt AS CHAR)",
+                "CAST(ts AS CHAR)",
+                "j",
+                "s",
+                "CAST(n AS CHAR)",
+                "y"
+            ],
+            "id"
+        )
+        .await,
+        vec![
+            json!({"CAST(t AS CHAR)": "-838:59:59.000000", "bt + 0": 1, "b8 + 0": 5,
+                    "CAST(dt AS CHAR)": "2024-02-29 12:34:56.789", "CAST(ts AS CHAR)": "2024-02-29 12:34:56.789",
+                    "j": {"a": [1, 2]}, "s": "a,c", "CAST(n AS CHAR)": "12.3400", "y": 2024})
+        ]
+    );
+}

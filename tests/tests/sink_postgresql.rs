@@ -1094,3 +1094,34 @@ async fn pg_bench_orders() {
     }
     sink.stop().await;
 }
+
+#[tokio::test]
+async fn pg_values_as_our_postgresql_source_writes_them_apply_unchanged() {
+    let db = harness::postgres().await.create_database().await;
+    exec(
+        &db,
+        "CREATE TABLE cdc (id int primary key, n numeric, ts timestamptz, d date, arr int[][], \
+         iv interval, tt timetz, by bytea, j jsonb)",
+    )
+    .await;
+    let mut w = PgSink::open(&typed(&db, "cdc", json!({}))).await.unwrap();
+    w.write(&batch(
+        1,
+        1,
+        &[json!({"key": {"id": 1}, "value": {"id": 1, "n": "NaN", "ts": "infinity", "d": "-infinity",
+            "arr": [[1, 2], [3, null]], "iv": "P1Y2M3DT4H5M6S", "tt": "12:00:00+02", "by": "AAE=",
+            "j": {"k": [true, null]}}})],
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT n::text, ts::text, d::text, arr::text, iv::text, tt::text, encode(by, 'hex') AS by, j FROM cdc"
+        )
+        .await,
+        vec![json!({"n": "NaN", "ts": "infinity", "d": "-infinity", "arr": "{{1,2},{3,NULL}}",
+                    "iv": "1 year 2 mons 3 days 04:05:06", "tt": "12:00:00+02", "by": "0001",
+                    "j": {"k": [true, null]}})]
+    );
+}

@@ -26,6 +26,8 @@ pub(crate) enum MysqlType {
     Bytes,
     /// MariaDB's UUID type.
     Uuid,
+    /// BIT(n): bound as an unsigned integer (booleans are 1/0).
+    Bit,
     /// Character types, ENUM, SET and everything the server parses from text.
     Text,
 }
@@ -62,6 +64,7 @@ impl MysqlType {
             "json" => Self::Json,
             "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => Self::Bytes,
             "uuid" => Self::Uuid,
+            "bit" => Self::Bit,
             _ => Self::Text,
         }
     }

@@ -21,6 +21,8 @@ pub(crate) enum Cell {
     Null,
     Text(String),
     Bytes(Vec<u8>),
+    /// For BIT columns, which take numbers, not text.
+    Uint(u64),
 }
 
 /// The value to bind for `value` in `column`, or what was expected instead.
@@ -46,6 +48,13 @@ pub(crate) fn to_cell(column: &MysqlColumn, value: &Value) -> Result<Cell, Strin
         MysqlType::Json => json_text(value),
         MysqlType::Bytes => return bytes(value).map(Cell::Bytes),
         MysqlType::Uuid => uuid_text(value)?,
+        MysqlType::Bit => {
+            return match value {
+                Value::Bool(b) => Ok(Cell::Uint(u64::from(*b))),
+                _ => integer_text(value, 0, u64::MAX.into())
+                    .map(|t| Cell::Uint(t.parse().unwrap_or_default())),
+            };
+        }
         MysqlType::Text => match value {
             Value::Bool(b) => (if *b { "1" } else { "0" }).to_string(),
             _ => text_value(value),
@@ -124,8 +133,31 @@ fn date_text(value: &Value) -> Result<String, String> {
     Ok(date.format("%Y-%m-%d").to_string())
 }
 
+/// MySQL's own TIME text: `[-]H…H:MM[:SS[.fraction]]`, up to ±838 hours
+/// (what our MySQL source writes for TIME columns).
+fn is_mysql_time(text: &str) -> bool {
+    let t = text.strip_prefix('-').unwrap_or(text);
+    let mut parts = t.splitn(3, ':');
+    let hours = parts.next().unwrap_or("");
+    let minutes = parts.next().unwrap_or("");
+    let seconds = parts.next();
+    let digits = |s: &str, n: std::ops::RangeInclusive<usize>| {
+        n.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+    };
+    let seconds_ok = seconds.is_none_or(|s| {
+        let (whole, fraction) = s.split_once('.').unwrap_or((s, "0"));
+        digits(whole, 2..=2) && digits(fraction, 1..=9)
+    });
+    digits(hours, 1..=3) && digits(minutes, 2..=2) && seconds_ok
+}
+
 fn time_text(value: &Value) -> Result<String, String> {
     const EXPECTED: &str = "an ISO-8601 time (12:30:00.25) or microseconds since midnight";
+    if let Value::String(text) = value
+        && is_mysql_time(text.trim())
+    {
+        return Ok(text.trim().to_string());
+    }
     let time = match value {
         Value::String(text) => {
             let t = text.trim();
@@ -274,7 +306,20 @@ mod tests {
             "1970-01-01 00:00:01"
         );
         assert_eq!(text(MysqlType::Date, json!(19753)), "2024-01-31");
-        assert_eq!(text(MysqlType::Time, json!("23:59:59.5")), "23:59:59.500");
+        assert_eq!(text(MysqlType::Time, json!("23:59:59.5")), "23:59:59.5");
         assert!(to_cell(&col(MysqlType::Date), &json!("31/01/2024")).is_err());
+        assert_eq!(
+            text(MysqlType::Time, json!("-838:59:59.000000")),
+            "-838:59:59.000000"
+        );
+        assert!(to_cell(&col(MysqlType::Time), &json!("noon")).is_err());
+        assert_eq!(
+            to_cell(&col(MysqlType::Bit), &json!(true)).unwrap(),
+            Cell::Uint(1)
+        );
+        assert_eq!(
+            to_cell(&col(MysqlType::Bit), &json!(5.0)).unwrap(),
+            Cell::Uint(5)
+        );
     }
 }

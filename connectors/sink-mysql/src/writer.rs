@@ -253,6 +253,7 @@ fn bind<'q>(
         Cell::Null => query.bind(None::<String>),
         Cell::Text(text) => query.bind(text.clone()),
         Cell::Bytes(bytes) => query.bind(bytes.clone()),
+        Cell::Uint(n) => query.bind(*n),
     }
 }
 

@@ -27,8 +27,16 @@ pub(crate) fn to_text(column: &PgColumn, value: &Value) -> Result<Option<String>
         PgType::Int2 => integer_text(value, i16::MIN.into(), i16::MAX.into())?,
         PgType::Int4 => integer_text(value, i32::MIN.into(), i32::MAX.into())?,
         PgType::Int8 => integer_text(value, i64::MIN.into(), i64::MAX.into())?,
-        PgType::Numeric => decimal_text(value)?,
+        PgType::Numeric => match value {
+            Value::String(t) if matches!(t.trim(), "NaN" | "Infinity" | "-Infinity") => {
+                t.trim().to_string()
+            }
+            _ => decimal_text(value)?,
+        },
         PgType::Float => float_text(value)?,
+        PgType::Date | PgType::Timestamp | PgType::TimestampTz if is_infinity(value) => {
+            text_value(value).trim().to_string()
+        }
         PgType::Date => date_text(value)?,
         PgType::Time => time_text(value)?,
         PgType::Timestamp => timestamp_text(value, false)?,
@@ -183,6 +191,12 @@ pub(crate) fn uuid_text(value: &Value) -> Result<String, String> {
     ))
 }
 
+/// `infinity` / `-infinity`, which PostgreSQL dates and timestamps (and our
+/// PostgreSQL source) use.
+fn is_infinity(value: &Value) -> bool {
+    matches!(value, Value::String(t) if matches!(t.trim(), "infinity" | "-infinity"))
+}
+
 fn array_text(value: &Value) -> Result<String, String> {
     let Value::Array(items) = value else {
         if let Value::String(text) = value
@@ -192,14 +206,21 @@ fn array_text(value: &Value) -> Result<String, String> {
         }
         return Err(format!("an array, not {}", type_name(value)));
     };
-    let mut out = String::from("{");
+    let mut out = String::new();
+    array_literal(items, &mut out);
+    Ok(out)
+}
+
+/// A PostgreSQL array literal; nested JSON arrays become dimensions.
+fn array_literal(items: &[Value], out: &mut String) {
+    out.push('{');
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         match item {
             Value::Null => out.push_str("NULL"),
-            Value::Array(_) => return Err("a one-dimensional array".into()),
+            Value::Array(inner) => array_literal(inner, out),
             other => {
                 let text = match other {
                     Value::Number(n) => number_text(n),
@@ -217,7 +238,6 @@ fn array_text(value: &Value) -> Result<String, String> {
         }
     }
     out.push('}');
-    Ok(out)
 }
 
 /// `YYYY-MM-DD HH:MM:SS[.fff|.ffffff|.fffffffff]` (like chrono's `%.f`, without
@@ -287,6 +307,13 @@ mod tests {
             r#"{"1",NULL,"a\"b"}"#
         );
         assert!(to_text(&col(PgType::Text), &json!("a\u{0}b")).is_err());
+        assert_eq!(
+            ok(PgType::Array, json!([[1, 2], [3, null]])),
+            r#"{{"1","2"},{"3",NULL}}"#
+        );
+        assert_eq!(ok(PgType::Numeric, json!("NaN")), "NaN");
+        assert_eq!(ok(PgType::TimestampTz, json!("-infinity")), "-infinity");
+        assert_eq!(ok(PgType::Date, json!("infinity")), "infinity");
     }
 
     #[test]

@@ -72,6 +72,13 @@ enum Command {
         /// When appends reach the disk: `always` (fsync before acknowledging) or `never` (OS decides).
         #[arg(long, value_enum, default_value_t = Fsync::Always)]
         fsync: Fsync,
+        /// Serve gRPC over TLS with this certificate (PEM, leaf first); needs --tls-key.
+        /// Clients then use hstreams://HOST:PORT (and HSTREAM_TLS_CA for a private CA).
+        #[arg(long, value_name = "PATH", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The private key (PEM) of --tls-cert; needs --tls-cert.
+        #[arg(long, value_name = "PATH", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
         #[command(flatten)]
         worker: WorkerArgs,
     },
@@ -248,8 +255,18 @@ fn main() -> ExitCode {
             listen,
             advertised_address,
             fsync,
+            tls_cert,
+            tls_key,
             worker,
-        } => serve(data_dir, listen, advertised_address, fsync, worker),
+        } => {
+            let tls = tls_cert.zip(tls_key).map(|(cert_pem_path, key_pem_path)| {
+                hstream_io_stream_service::TlsFiles {
+                    cert_pem_path,
+                    key_pem_path,
+                }
+            });
+            serve(data_dir, listen, advertised_address, fsync, tls, worker)
+        }
         Command::Sql { statement, client } => match statement {
             Some(statement) => hstream_io_worker::cli::sql_main(
                 &client.service_url,
@@ -305,6 +322,7 @@ fn serve(
     mut listen: std::net::SocketAddr,
     advertised_address: Option<String>,
     fsync: Fsync,
+    tls: Option<hstream_io_stream_service::TlsFiles>,
     worker: WorkerArgs,
 ) -> i32 {
     use hstream_io_stream_service::{Connectors, FsyncPolicy, ServeOptions};
@@ -328,8 +346,14 @@ fn serve(
             return 1;
         }
     };
-    let mut worker_options =
-        WorkerOptions::new(data_dir.clone(), program, format!("hstream://{node}"), node);
+    // Tasks inherit this process's environment (HSTREAM_TLS_CA for a private CA).
+    let scheme = if tls.is_some() { "hstreams" } else { "hstream" };
+    let mut worker_options = WorkerOptions::new(
+        data_dir.clone(),
+        program,
+        format!("{scheme}://{node}"),
+        node,
+    );
     worker_options.connectors = registry::all()
         .iter()
         .map(|c| ConnectorEntry {
@@ -375,6 +399,7 @@ fn serve(
             connectors: Some(Connectors(std::sync::Arc::new(ConnectorService::new(
                 worker.clone(),
             )))),
+            tls,
         };
         let running = match hstream_io_stream_service::start(options).await {
             Ok(r) => r,

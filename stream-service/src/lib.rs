@@ -58,6 +58,19 @@ pub struct ServeOptions {
     pub fsync: FsyncPolicy,
     /// Who answers the connector RPCs on this endpoint (`None`: UNIMPLEMENTED).
     pub connectors: Option<Connectors>,
+    /// Serve gRPC over TLS with this certificate and key (`None`: plaintext).
+    /// Clients then connect with `hstreams://`; `DescribeCluster` and lookups
+    /// still report `host:port` (clients keep the scheme of their URL).
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files of the server's TLS certificate (chain) and private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate, leaf first, optionally followed by intermediates (PEM).
+    pub cert_pem_path: PathBuf,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_pem_path: PathBuf,
 }
 
 impl ServeOptions {
@@ -69,6 +82,7 @@ impl ServeOptions {
             advertised_address: None,
             fsync: FsyncPolicy::Always,
             connectors: None,
+            tls: None,
         }
     }
 }
@@ -98,6 +112,9 @@ pub enum ServeError {
     /// An option is invalid.
     #[error("invalid option: {0}")]
     InvalidOption(String),
+    /// The TLS certificate or key could not be read or used.
+    #[error("cannot set up TLS for the stream service: {0}")]
+    Tls(String),
     /// The gRPC server failed.
     #[error("stream service transport failed: {0}")]
     Transport(String),
@@ -128,9 +145,10 @@ pub async fn serve(
     opts: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let tls = load_tls(&opts)?;
     let (listener, addr) = bind(&opts).await?;
     let svc = open_service(&opts, addr)?;
-    run(svc, listener, addr, shutdown).await
+    run(svc, listener, addr, tls, shutdown).await
 }
 
 async fn bind(opts: &ServeOptions) -> Result<(tokio::net::TcpListener, SocketAddr), ServeError> {
@@ -175,13 +193,55 @@ fn open_service(opts: &ServeOptions, addr: SocketAddr) -> Result<service::Servic
     Ok(svc)
 }
 
+/// Reads and checks the TLS certificate and key of `opts.tls`.
+fn load_tls(opts: &ServeOptions) -> Result<Option<tonic::transport::ServerTlsConfig>, ServeError> {
+    let Some(files) = &opts.tls else {
+        return Ok(None);
+    };
+    let read = |what: &str, path: &PathBuf, marker: &str| {
+        let pem = std::fs::read(path).map_err(|e| {
+            ServeError::Tls(format!(
+                "cannot read the TLS {what} file {}: {e}; check the path and its permissions",
+                path.display()
+            ))
+        })?;
+        if !String::from_utf8_lossy(&pem).contains(marker) {
+            return Err(ServeError::Tls(format!(
+                "the TLS {what} file {} is not PEM (no {marker} line); give the {what} in PEM format",
+                path.display()
+            )));
+        }
+        Ok(pem)
+    };
+    let cert = read(
+        "certificate",
+        &files.cert_pem_path,
+        "-----BEGIN CERTIFICATE-----",
+    )?;
+    let key = read("private key", &files.key_pem_path, "PRIVATE KEY-----")?;
+    let config = tonic::transport::ServerTlsConfig::new()
+        .identity(tonic::transport::Identity::from_pem(cert, key));
+    // Build once now so a bad key or a mismatching pair fails at start, not per connection.
+    tonic::transport::Server::builder()
+        .tls_config(config.clone())
+        .map_err(|e| {
+            ServeError::Tls(format!(
+                "certificate {} with key {}: {e}; check that the key belongs to the certificate",
+                files.cert_pem_path.display(),
+                files.key_pem_path.display()
+            ))
+        })?;
+    Ok(Some(config))
+}
+
 async fn run(
     svc: service::Service,
     listener: tokio::net::TcpListener,
     addr: SocketAddr,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    tracing::info!(listen = %addr, "stream service started");
+    tracing::info!(listen = %addr, tls = tls.is_some(), "stream service started");
     let retention = {
         let svc = svc.clone();
         tokio::spawn(async move {
@@ -197,7 +257,17 @@ async fn run(
     let server = HStreamApiServer::new(svc.clone())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let result = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = match builder.tls_config(tls) {
+            Ok(b) => b,
+            Err(e) => {
+                retention.abort();
+                return Err(ServeError::Tls(e.to_string()));
+            }
+        };
+    }
+    let result = builder
         .tcp_nodelay(true)
         // Large windows: a 100 KB batch must not wait for WINDOW_UPDATE round trips.
         .initial_stream_window_size(Some(8 * 1024 * 1024))
@@ -220,14 +290,17 @@ async fn run(
 pub struct RunningService {
     /// The bound address.
     pub addr: SocketAddr,
+    tls: bool,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ServeError>>,
 }
 
 impl RunningService {
-    /// The service URL clients connect with (`hstream://127.0.0.1:PORT`).
+    /// The service URL clients connect with (`hstream://127.0.0.1:PORT`, or
+    /// `hstreams://127.0.0.1:PORT` when serving TLS).
     pub fn url(&self) -> String {
-        format!("hstream://{}", self.addr)
+        let scheme = if self.tls { "hstreams" } else { "hstream" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Stops the service and waits until it has shut down.
@@ -252,14 +325,17 @@ impl Drop for RunningService {
 /// Starts the service in the background (handy for tests): binds first, so
 /// the returned [`RunningService::addr`] is ready for clients.
 pub async fn start(opts: ServeOptions) -> Result<RunningService, ServeError> {
+    let tls = load_tls(&opts)?;
+    let is_tls = tls.is_some();
     let (listener, addr) = bind(&opts).await?;
     let svc = open_service(&opts, addr)?;
     let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(run(svc, listener, addr, async move {
+    let task = tokio::spawn(run(svc, listener, addr, tls, async move {
         let _ = rx.await;
     }));
     Ok(RunningService {
         addr,
+        tls: is_tls,
         stop: Some(tx),
         task,
     })

@@ -2,9 +2,9 @@
 //! `hstream-io connector list|describe|logs|pause|resume|delete|alter|spec`,
 //! over gRPC to a running `hstream-io serve` (or an HServer).
 
-use hstream_io_runtime::stream::ServiceUrl;
 use hstream_io_runtime::stream::wire;
 use hstream_io_runtime::stream::wire::h_stream_api_client::HStreamApiClient;
+use hstream_io_runtime::stream::{ServiceUrl, StreamError};
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
@@ -77,26 +77,47 @@ pub fn describe_status(s: &tonic::Status) -> String {
             d["error"],
             s.message()
         ),
-        _ => format!("{:?}: {}", s.code(), s.message()),
+        _ => {
+            // tonic's transport failures say only "transport error": add the causes.
+            let mut m = format!("{:?}: {}", s.code(), s.message());
+            let mut src = std::error::Error::source(s);
+            while let Some(e) = src {
+                let t = e.to_string();
+                if !m.contains(&t) {
+                    m.push_str(": ");
+                    m.push_str(&t);
+                }
+                src = e.source();
+            }
+            if m.contains("transport error") || m.contains("h2 protocol error") {
+                m.push_str(
+                    " (check that the server is running and that the URL's scheme matches it: \
+                     hstreams:// for a TLS server, hstream:// otherwise)",
+                );
+            }
+            m
+        }
     }
 }
 
 async fn connect(url: &str) -> Result<HStreamApiClient<Channel>, CliError> {
     let parsed =
         ServiceUrl::parse(url).map_err(|e| CliError(format!("invalid --service-url: {e}")))?;
-    if parsed.tls {
-        return Err(CliError(
-            "hstreams:// (TLS) is not supported by this client; use hstream://".into(),
-        ));
-    }
-    let node = parsed.nodes.first().cloned().unwrap_or_default();
-    HStreamApiClient::connect(format!("http://{node}"))
+    // hstreams://: TLS, trusting the system CA store or the PEM file named by HSTREAM_TLS_CA.
+    let channel = hstream_io_runtime::stream::connect_channel(url, &Default::default())
         .await
-        .map_err(|e| {
-            CliError(format!(
-                "cannot connect to {url}: {e}; is `hstream-io serve` running there?"
-            ))
-        })
+        .map_err(|e| match e {
+            StreamError::Connect { reason, .. } => CliError(format!(
+                "cannot connect to {url}: {reason}{}; is `hstream-io serve` running there?",
+                if parsed.tls {
+                    ""
+                } else {
+                    " (if it serves TLS, use hstreams://)"
+                }
+            )),
+            other => CliError(other.to_string()),
+        })?;
+    Ok(HStreamApiClient::new(channel))
 }
 
 fn block_on<F: std::future::Future<Output = Result<String, CliError>>>(f: F) -> i32 {

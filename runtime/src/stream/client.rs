@@ -3,13 +3,14 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use super::codec::encode_batch;
-use super::error::StreamError;
+use super::error::{StreamError, chain, tls_failure_in, with_sources};
 use super::producer::{BufferedProducer, ProducerOptions};
 use super::reader::ShardReader;
 use super::types::{Compression, ReaderOffset, Record, RecordId, Shard, StreamOptions};
@@ -35,7 +36,16 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Per-request timeout. Default 60 s.
     pub request_timeout: Duration,
+    /// For `hstreams://`: PEM certificate(s) of the CA(s) to trust instead of
+    /// the system CA store. `None` (default): the file named by the
+    /// environment variable [`TLS_CA_ENV`] if set, else the system store.
+    pub tls_ca_pem: Option<Vec<u8>>,
 }
+
+/// Environment variable naming a PEM file with the CA certificate(s) that
+/// `hstreams://` connections trust instead of the system CA store (when
+/// [`ClientOptions::tls_ca_pem`] is not set).
+pub const TLS_CA_ENV: &str = "HSTREAM_TLS_CA";
 
 impl Default for ClientOptions {
     fn default() -> Self {
@@ -45,6 +55,7 @@ impl Default for ClientOptions {
             retry_backoff_max: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(60),
+            tls_ca_pem: None,
         }
     }
 }
@@ -113,6 +124,8 @@ impl Route {
 
 struct Inner {
     opts: ClientOptions,
+    /// For `hstreams://`: the TLS settings (roots); the domain is set per node.
+    tls: Option<ClientTlsConfig>,
     /// Known nodes (`host:port`); the first is used for unrouted requests.
     nodes: Mutex<Vec<String>>,
     channels: Mutex<HashMap<String, Channel>>,
@@ -152,6 +165,116 @@ fn node_addr(n: &wire::ServerNode) -> String {
     }
 }
 
+/// The endpoint of `node` (`host:port`): TLS with `tls` (domain = the host).
+fn endpoint(
+    node: &str,
+    opts: &ClientOptions,
+    tls: Option<&ClientTlsConfig>,
+) -> Result<Endpoint, StreamError> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut ep =
+        Endpoint::from_shared(format!("{scheme}://{node}")).map_err(|e| StreamError::Connect {
+            node: node.to_string(),
+            reason: format!("invalid address: {e}"),
+        })?;
+    if let Some(tls) = tls {
+        let host = node.rsplit_once(':').map_or(node, |(h, _)| h);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        ep = ep
+            .tls_config(tls.clone().domain_name(host))
+            .map_err(|e| StreamError::TlsConfig {
+                url: format!("hstreams://{node}"),
+                reason: format!(
+                    "{e}; install the system CA certificates (e.g. the ca-certificates \
+                     package) or set {TLS_CA_ENV} to the PEM file of the CA that signed \
+                     the server's certificate"
+                ),
+            })?;
+    }
+    Ok(ep
+        .connect_timeout(opts.connect_timeout)
+        .timeout(opts.request_timeout)
+        .tcp_nodelay(true)
+        // Large windows: big batches must not wait for WINDOW_UPDATE round trips.
+        .initial_stream_window_size(Some(8 * 1024 * 1024))
+        .initial_connection_window_size(Some(32 * 1024 * 1024)))
+}
+
+/// A gRPC channel to the first node of `service_url`, connected now, with TLS
+/// for `hstreams://` exactly as [`Client::connect_with`] (CA from
+/// [`ClientOptions::tls_ca_pem`], `HSTREAM_TLS_CA` or the system store). For
+/// callers that use the raw generated client (e.g. the `sql` CLI).
+pub async fn connect_channel(
+    service_url: &str,
+    opts: &ClientOptions,
+) -> Result<Channel, StreamError> {
+    let url = ServiceUrl::parse(service_url)?;
+    let tls = if url.tls {
+        Some(tls_config(
+            service_url,
+            opts,
+            std::env::var_os(TLS_CA_ENV).map(PathBuf::from),
+        )?)
+    } else {
+        None
+    };
+    let node = url.nodes.first().cloned().unwrap_or_default();
+    let ep = endpoint(&node, opts, tls.as_ref())?;
+    ep.connect().await.map_err(|e| {
+        let src: &(dyn std::error::Error + 'static) = &e;
+        match tls_failure_in(Some(src)) {
+            Some(reason) => StreamError::Tls {
+                node: node.clone(),
+                reason,
+            },
+            None => StreamError::Connect {
+                node: node.clone(),
+                reason: chain(String::new(), Some(src))
+                    .trim_start_matches(": ")
+                    .to_string(),
+            },
+        }
+    })
+}
+
+/// The TLS settings for `hstreams://`: the CA from `opts.tls_ca_pem`, else
+/// from the file `ca_file` (the value of `HSTREAM_TLS_CA`), else the system store.
+fn tls_config(
+    url: &str,
+    opts: &ClientOptions,
+    ca_file: Option<PathBuf>,
+) -> Result<ClientTlsConfig, StreamError> {
+    let bad = |reason: String| StreamError::TlsConfig {
+        url: url.to_string(),
+        reason,
+    };
+    let (pem, origin) = match (&opts.tls_ca_pem, ca_file) {
+        (Some(pem), _) => (pem.clone(), "ClientOptions::tls_ca_pem".to_string()),
+        (None, Some(path)) => {
+            let pem = std::fs::read(&path).map_err(|e| {
+                bad(format!(
+                    "cannot read the CA certificate file {} named by {TLS_CA_ENV}: {e}; \
+                     point {TLS_CA_ENV} at a readable PEM file, or unset it to trust the \
+                     system CA store",
+                    path.display()
+                ))
+            })?;
+            (
+                pem,
+                format!("the file {} named by {TLS_CA_ENV}", path.display()),
+            )
+        }
+        (None, None) => return Ok(ClientTlsConfig::new().with_native_roots()),
+    };
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(bad(format!(
+            "{origin} holds no PEM certificate (no -----BEGIN CERTIFICATE----- line); \
+             give the CA certificate in PEM format"
+        )));
+    }
+    Ok(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))
+}
+
 fn stream_target(stream: &str) -> String {
     format!("stream {stream:?}")
 }
@@ -181,8 +304,11 @@ impl Client {
     /// default port 6570) with default [`ClientOptions`].
     ///
     /// Tries the seed nodes in order; the first that answers `DescribeCluster`
-    /// provides the node list. `hstreams://` (TLS) returns
-    /// [`StreamError::TlsNotSupported`].
+    /// provides the node list. `hstreams://` connects with TLS (to every node,
+    /// also those `DescribeCluster` and lookups report as `host:port`),
+    /// verifying each node's certificate against its host name and the system
+    /// CA store, or the CA in [`ClientOptions::tls_ca_pem`] / the PEM file
+    /// named by `HSTREAM_TLS_CA` ([`TLS_CA_ENV`]).
     pub async fn connect(service_url: &str) -> Result<Client, StreamError> {
         Self::connect_with(service_url, ClientOptions::default()).await
     }
@@ -193,11 +319,15 @@ impl Client {
         opts: ClientOptions,
     ) -> Result<Client, StreamError> {
         let url = ServiceUrl::parse(service_url)?;
-        if url.tls {
-            return Err(StreamError::TlsNotSupported {
-                url: service_url.to_string(),
-            });
-        }
+        let tls = if url.tls {
+            Some(tls_config(
+                service_url,
+                &opts,
+                std::env::var_os(TLS_CA_ENV).map(PathBuf::from),
+            )?)
+        } else {
+            None
+        };
         if opts.retry_attempts == 0 {
             return Err(StreamError::InvalidArgument(
                 "ClientOptions::retry_attempts must be at least 1".into(),
@@ -206,6 +336,7 @@ impl Client {
         let client = Client {
             inner: Arc::new(Inner {
                 opts,
+                tls,
                 nodes: Mutex::new(url.nodes.clone()),
                 channels: Mutex::new(HashMap::new()),
                 routes: Mutex::new(HashMap::new()),
@@ -233,10 +364,24 @@ impl Client {
                 }
                 Err(s) => {
                     client.forget_node(seed);
-                    last = Some(StreamError::Connect {
-                        node: seed.clone(),
-                        reason: format!("{}: {}", s.code(), s.message()),
-                    });
+                    last = Some(
+                        match StreamError::from_status("DescribeCluster", "cluster", seed, &s) {
+                            e @ StreamError::Tls { .. } => e,
+                            _ => StreamError::Connect {
+                                node: seed.clone(),
+                                reason: format!(
+                                    "{}: {}{}",
+                                    s.code(),
+                                    with_sources(&s),
+                                    if url.tls {
+                                        ""
+                                    } else {
+                                        " (if the server serves TLS, connect with hstreams://)"
+                                    }
+                                ),
+                            },
+                        },
+                    );
                 }
             }
         }
@@ -593,17 +738,7 @@ impl Client {
             if let Some(c) = chans.get(node) {
                 c.clone()
             } else {
-                let ep = Endpoint::from_shared(format!("http://{node}"))
-                    .map_err(|e| StreamError::Connect {
-                        node: node.to_string(),
-                        reason: format!("invalid address: {e}"),
-                    })?
-                    .connect_timeout(self.inner.opts.connect_timeout)
-                    .timeout(self.inner.opts.request_timeout)
-                    .tcp_nodelay(true)
-                    // Large windows: big batches must not wait for WINDOW_UPDATE round trips.
-                    .initial_stream_window_size(Some(8 * 1024 * 1024))
-                    .initial_connection_window_size(Some(32 * 1024 * 1024));
+                let ep = endpoint(node, &self.inner.opts, self.inner.tls.as_ref())?;
                 let c = ep.connect_lazy();
                 chans.insert(node.to_string(), c.clone());
                 c
@@ -755,5 +890,37 @@ impl Client {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use super::*;
+
+    #[test]
+    fn tls_ca_errors_name_the_file_and_the_fix() {
+        let opts = ClientOptions::default();
+        let e = tls_config(
+            "hstreams://h:1",
+            &opts,
+            Some(PathBuf::from("/nonexistent/ca.pem")),
+        )
+        .unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, StreamError::TlsConfig { .. }), "{msg}");
+        assert!(
+            msg.contains("/nonexistent/ca.pem") && msg.contains(TLS_CA_ENV),
+            "{msg}"
+        );
+        let bad = ClientOptions {
+            tls_ca_pem: Some(b"not a certificate".to_vec()),
+            ..ClientOptions::default()
+        };
+        let msg = tls_config("hstreams://h:1", &bad, None)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("no PEM certificate"), "{msg}");
+        // No CA given: the system store (loaded when a node is first dialled).
+        assert!(tls_config("hstreams://h:1", &opts, None).is_ok());
     }
 }

@@ -71,13 +71,23 @@ pub enum StreamError {
         /// What is wrong with it.
         reason: String,
     },
-    /// `hstreams://` was requested.
-    #[error(
-        "TLS (hstreams://) is not supported yet by the hstream-io stream client ({url}); use hstream:// or put a TLS-terminating proxy in front of HServer"
-    )]
-    TlsNotSupported {
+    /// TLS (`hstreams://`) could not be set up: the CA file is unreadable or
+    /// holds no certificate, or no system CA certificates were found.
+    #[error("cannot set up TLS for {url}: {reason}")]
+    TlsConfig {
         /// The URL as given.
         url: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// The TLS handshake with a node failed (untrusted or mismatching
+    /// certificate, or the node does not speak TLS).
+    #[error("TLS handshake with HStream server {node} failed: {reason}")]
+    Tls {
+        /// `host:port`.
+        node: String,
+        /// The TLS error and how to fix it.
+        reason: String,
     },
     /// No connection could be made to a node.
     #[error(
@@ -205,11 +215,17 @@ impl StreamError {
         node: &str,
         s: &tonic::Status,
     ) -> Self {
+        if let Some(reason) = tls_failure(s) {
+            return Self::Tls {
+                node: node.to_string(),
+                reason,
+            };
+        }
         let status = StatusCode::from_tonic(s.code());
         if status == StatusCode::Unavailable && s.message().contains("transport error") {
             return Self::Connect {
                 node: node.to_string(),
-                reason: s.message().to_string(),
+                reason: with_sources(s),
             };
         }
         let hserver_code = serde_json::from_slice::<serde_json::Value>(s.details())
@@ -223,6 +239,69 @@ impl StreamError {
             hserver_code,
             message: s.message().to_string(),
         }
+    }
+}
+
+/// `status`'s message followed by its source chain (tonic's transport errors
+/// say only "transport error"; the cause is in the chain).
+pub(crate) fn with_sources(status: &tonic::Status) -> String {
+    chain(
+        status.message().to_string(),
+        std::error::Error::source(status),
+    )
+}
+
+/// `head` followed by the messages of `src` and its sources (duplicates skipped).
+pub(crate) fn chain(head: String, src: Option<&(dyn std::error::Error + 'static)>) -> String {
+    let mut out = head;
+    let mut src = src;
+    while let Some(e) = src {
+        let m = e.to_string();
+        if !out.contains(&m) {
+            out.push_str(": ");
+            out.push_str(&m);
+        }
+        src = e.source();
+    }
+    out
+}
+
+/// The rustls error inside `status`'s source chain, explained, if any.
+pub(crate) fn tls_failure(status: &tonic::Status) -> Option<String> {
+    tls_failure_in(std::error::Error::source(status))
+}
+
+/// The rustls error in `src` or its sources, explained, if any.
+pub(crate) fn tls_failure_in(src: Option<&(dyn std::error::Error + 'static)>) -> Option<String> {
+    let mut src = src;
+    while let Some(e) = src {
+        let tls = e.downcast_ref::<rustls::Error>().or_else(|| {
+            e.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(t) = tls {
+            return Some(explain_tls(t));
+        }
+        src = e.source();
+    }
+    None
+}
+
+fn explain_tls(e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::InvalidCertificate(_) => format!(
+            "{e}; the server's certificate is not trusted or does not name this host: \
+             point HSTREAM_TLS_CA (or ClientOptions::tls_ca_pem) at the PEM file of the CA \
+             that signed it (default: the system CA store), and connect with a host name \
+             the certificate lists"
+        ),
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => format!(
+            "{e}; the server does not seem to speak TLS: connect with hstream:// instead of hstreams://"
+        ),
+        _ => format!(
+            "{e}; check the server's TLS certificate and HSTREAM_TLS_CA (or ClientOptions::tls_ca_pem)"
+        ),
     }
 }
 

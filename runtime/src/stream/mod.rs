@@ -36,7 +36,7 @@ pub mod wire {
     tonic::include_proto!("hstream.server");
 }
 
-pub use client::{Client, ClientOptions, NodeInfo, StreamInfo};
+pub use client::{Client, ClientOptions, NodeInfo, StreamInfo, TLS_CA_ENV, connect_channel};
 pub use error::{StatusCode, StreamError};
 pub use producer::{AppendHandle, BufferedProducer, ProducerOptions};
 pub use reader::ShardReader;

@@ -1,4 +1,5 @@
-//! Parsing of HStream service URLs: `hstream://host1[:port][,host2[:port]…]`.
+//! Parsing of HStream service URLs: `hstream://host1[:port][,host2[:port]…]`
+//! (`hstreams://` for TLS).
 
 use super::error::StreamError;
 

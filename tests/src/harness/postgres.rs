@@ -120,6 +120,12 @@ impl PostgresDatabase {
         )
     }
 
+    /// The CA certificate (PEM) the server's TLS certificate is signed by,
+    /// for `tlsMode: verify-full` with `tlsCa`.
+    pub fn tls_ca_pem(&self) -> String {
+        super::tls::ca_pem(&super::run().dir.join("postgres"))
+    }
+
     /// Connection settings for this database (TCP, password auth).
     pub fn config(&self) -> Config {
         let mut c = Config::new();
@@ -225,7 +231,8 @@ async fn start(dir: &Path) -> Result<Postgres, String> {
                  host all all 127.0.0.1/32 trust\n\
                  host replication all 127.0.0.1/32 trust\n"
             );
-            fs::write(data.join("pg_hba.conf"), hba).map_err(|e| format!("pg_hba.conf: {e}"))
+            fs::write(data.join("pg_hba.conf"), hba).map_err(|e| format!("pg_hba.conf: {e}"))?;
+            super::tls::write_server_tls(&dir, user).map(|_| ())
         })
         .await?;
     }
@@ -253,6 +260,15 @@ async fn start(dir: &Path) -> Result<Postgres, String> {
             ("max_wal_size", "4GB".into()),
             ("timezone", "UTC".into()),
             ("password_encryption", "scram-sha-256".into()),
+            ("ssl", "on".into()),
+            (
+                "ssl_cert_file",
+                dir.join("tls/server.pem").to_string_lossy().into_owned(),
+            ),
+            (
+                "ssl_key_file",
+                dir.join("tls/server.key").to_string_lossy().into_owned(),
+            ),
         ] {
             cmd.arg("-c").arg(format!("{k}={v}"));
         }

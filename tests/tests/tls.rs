@@ -1,4 +1,4 @@
-//! The SQL sinks' TLS modes against the harness servers, which run with TLS
+//! The connectors' TLS modes against the harness servers, which run with TLS
 //! enabled (a CA made for the test run): `require` connects, `verify-full`
 //! connects only with the right CA in `tlsCa`, and a wrong or missing CA is a
 //! CONNECTION failure that names the certificate problem, never a silent
@@ -45,6 +45,9 @@ fn foreign_ca() -> String {
         .pem()
 }
 
+/// `connector`'s check passes with `disable`, `require` and `verify-full` +
+/// the right CA, and fails as CONNECTION naming the fix with `verify-full`
+/// against the web roots or a foreign CA.
 fn assert_modes(connector: &str, base: &Value, ca: &str) {
     for (mode, extra) in [
         ("disable", json!({"tlsMode": "disable"})),
@@ -100,4 +103,18 @@ async fn sink_mysql_tls_modes_against_a_tls_server() {
     let base = json!({"stream": "s", "host": "127.0.0.1", "port": db.port, "user": db.user,
                       "password": db.password, "database": db.name, "table": "t"});
     assert_modes("sink-mysql", &base, &db.tls_ca_pem());
+}
+
+#[tokio::test]
+async fn source_mysql_tls_modes_against_a_tls_server() {
+    use mysql_async::prelude::Queryable;
+    let db = harness::mariadb().await.create_database().await;
+    let mut conn = db.connect().await;
+    conn.query_drop("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        .await
+        .unwrap();
+    conn.disconnect().await.unwrap();
+    let base = json!({"stream": "s", "host": "127.0.0.1", "port": db.port, "user": db.user,
+                      "password": db.password, "database": db.name, "table": "t"});
+    assert_modes("source-mysql", &base, &db.tls_ca_pem());
 }

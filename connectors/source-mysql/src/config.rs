@@ -80,6 +80,30 @@ pub struct MysqlSourceConfig {
     #[serde(default = "default_heartbeat")]
     #[schemars(range(min = 0, max = 3600))]
     pub heartbeat_interval_seconds: u32,
+    /// TLS mode of the connections (snapshot and binlog).
+    #[serde(default)]
+    pub tls_mode: MysqlSourceTlsMode,
+    /// CA certificate(s) (PEM text) trusted for `verify-full`; unset: the
+    /// built-in web PKI roots.
+    #[serde(default)]
+    #[schemars(extend("ui:type" = "file", "ui:options" = {"sensitive": true}))]
+    pub tls_ca: Option<String>,
+}
+
+/// TLS modes, as the SQL sinks and MySQL's `--ssl-mode` name them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum MysqlSourceTlsMode {
+    /// Never use TLS.
+    Disable,
+    /// Use TLS when the server offers it, without verifying its certificate.
+    #[default]
+    Prefer,
+    /// Require TLS, without verifying the server's certificate.
+    Require,
+    /// Require TLS and verify the certificate chain (against `tlsCa` when set)
+    /// and that it names `host`.
+    VerifyFull,
 }
 
 /// When the connector copies existing rows.
@@ -255,6 +279,12 @@ impl MysqlSourceConfig {
                 ));
             }
         }
+        if self.tls_ca.is_some() && self.tls_mode != MysqlSourceTlsMode::VerifyFull {
+            issues.push(ConfigIssue::new(
+                "/tlsCa",
+                "is only used with tlsMode `verify-full`",
+            ));
+        }
         issues
     }
 }
@@ -271,6 +301,18 @@ mod tests {
     fn base() -> serde_json::Value {
         json!({"stream": "s", "host": "h", "user": "u", "password": "p",
                "database": "shop", "table": "orders"})
+    }
+
+    #[test]
+    fn tls_defaults_to_prefer_and_a_ca_needs_verify_full() {
+        let c = parse(base());
+        assert_eq!(c.tls_mode, MysqlSourceTlsMode::Prefer);
+        let mut v = base();
+        v["tlsCa"] = json!("-----BEGIN CERTIFICATE-----");
+        let issues = parse(v.clone()).validate();
+        assert_eq!(issues.len(), 1);
+        v["tlsMode"] = json!("verify-full");
+        assert!(parse(v).validate().is_empty());
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! opens connections.
 
 use hstream_io_runtime::{Error, ErrorKind};
-use mysql_async::{Conn, OptsBuilder};
+use mysql_async::{Conn, DriverError, OptsBuilder, SslOpts};
 
-use crate::config::MysqlSourceConfig;
+use crate::config::{MysqlSourceConfig, MysqlSourceTlsMode};
 
 /// ER_ACCESS_DENIED_ERROR: bad user or password.
 const ER_ACCESS_DENIED: u16 = 1045;
@@ -67,7 +67,7 @@ pub fn classify(e: mysql_async::Error, what: impl Into<String>) -> Error {
     error
 }
 
-/// Connection options of `config` (no TLS; UTF-8 connection).
+/// Connection options of `config` without TLS (UTF-8 connection).
 pub fn opts(config: &MysqlSourceConfig) -> OptsBuilder {
     OptsBuilder::default()
         .ip_or_hostname(config.host.clone())
@@ -77,13 +77,48 @@ pub fn opts(config: &MysqlSourceConfig) -> OptsBuilder {
         .prefer_socket(false)
 }
 
-/// Opens a connection to the configured server.
+/// The TLS options of `mode`: `None` for plain text.
+fn tls_opts(config: &MysqlSourceConfig, mode: MysqlSourceTlsMode) -> Option<SslOpts> {
+    match mode {
+        MysqlSourceTlsMode::Disable => None,
+        MysqlSourceTlsMode::Prefer | MysqlSourceTlsMode::Require => Some(
+            SslOpts::default()
+                .with_danger_accept_invalid_certs(true)
+                .with_danger_skip_domain_validation(true),
+        ),
+        MysqlSourceTlsMode::VerifyFull => {
+            let opts = SslOpts::default();
+            Some(match &config.tls_ca {
+                Some(ca) => opts
+                    .with_root_certs(vec![ca.clone().into_bytes().into()])
+                    .with_disable_built_in_roots(true),
+                None => opts,
+            })
+        }
+    }
+}
+
+/// Opens a connection to the configured server, with TLS per `tlsMode`
+/// (`prefer` falls back to plain text only when the server has no TLS).
 pub async fn connect(config: &MysqlSourceConfig) -> Result<Conn, Error> {
-    Conn::new(opts(config)).await.map_err(|e| {
-        classify(
-            e,
-            format!("cannot connect to MySQL at {}:{}", config.host, config.port),
-        )
+    let what = || format!("cannot connect to MySQL at {}:{}", config.host, config.port);
+    let attempt = |mode| Conn::new(opts(config).ssl_opts(tls_opts(config, mode)));
+    let result = match attempt(config.tls_mode).await {
+        Err(mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer))
+            if config.tls_mode == MysqlSourceTlsMode::Prefer =>
+        {
+            tracing::info!("the server offers no TLS; connecting without (tlsMode prefer)");
+            attempt(MysqlSourceTlsMode::Disable).await
+        }
+        other => other,
+    };
+    result.map_err(|e| {
+        let certificate = hstream_io_runtime::error::tls_certificate_hint(&e);
+        let error = classify(e, what());
+        match certificate {
+            Some(hint) => error.with_hint(hint),
+            None => error,
+        }
     })
 }
 

@@ -91,8 +91,9 @@ async fn sink_postgresql_tls_modes_against_a_tls_server() {
     assert_modes("sink-postgresql", &base, &db.tls_ca_pem());
 }
 
-#[tokio::test]
-async fn sink_mysql_tls_modes_against_a_tls_server() {
+/// A fresh MariaDB database with table `t`: the connector config fields for
+/// it (TLS fields left out) and the server's CA.
+async fn mariadb_table() -> (Value, String) {
     use mysql_async::prelude::Queryable;
     let db = harness::mariadb().await.create_database().await;
     let mut conn = db.connect().await;
@@ -102,19 +103,17 @@ async fn sink_mysql_tls_modes_against_a_tls_server() {
     conn.disconnect().await.unwrap();
     let base = json!({"stream": "s", "host": "127.0.0.1", "port": db.port, "user": db.user,
                       "password": db.password, "database": db.name, "table": "t"});
-    assert_modes("sink-mysql", &base, &db.tls_ca_pem());
+    (base, db.tls_ca_pem())
+}
+
+#[tokio::test]
+async fn sink_mysql_tls_modes_against_a_tls_server() {
+    let (base, ca) = mariadb_table().await;
+    assert_modes("sink-mysql", &base, &ca);
 }
 
 #[tokio::test]
 async fn source_mysql_tls_modes_against_a_tls_server() {
-    use mysql_async::prelude::Queryable;
-    let db = harness::mariadb().await.create_database().await;
-    let mut conn = db.connect().await;
-    conn.query_drop("CREATE TABLE t (id int PRIMARY KEY, v text)")
-        .await
-        .unwrap();
-    conn.disconnect().await.unwrap();
-    let base = json!({"stream": "s", "host": "127.0.0.1", "port": db.port, "user": db.user,
-                      "password": db.password, "database": db.name, "table": "t"});
-    assert_modes("source-mysql", &base, &db.tls_ca_pem());
+    let (base, ca) = mariadb_table().await;
+    assert_modes("source-mysql", &base, &ca);
 }

@@ -23,7 +23,7 @@ use hstream_io_runtime::task::{KvBackend, RunOptions, TaskCommand};
     name = "hstream-io",
     version,
     about = "HStream IO connector runtime: CDC sources and SQL sinks for HStreamDB",
-    after_help = "Connector verbs (as HServer runs them):\n  hstream-io <connector> spec\n  hstream-io <connector> check --config /data/config.json\n  hstream-io <connector> run --config /data/config.json\n\nList connectors with `hstream-io connectors`."
+    after_help = "Connector verbs (as HServer runs them):\n  hstream-io <connector> spec\n  hstream-io <connector> check --config /data/config.json\n  hstream-io <connector> run --config /data/config.json\n  hstream-io <connector> cleanup --config /data/config.json   (only hstream-io serve, on delete)\n\nList connectors with `hstream-io connectors`."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -211,6 +211,14 @@ enum Verb {
     /// Validate a config and the environment; print one CheckResult JSON line.
     Check {
         /// Task file (config.json as HServer writes it, or YAML).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Drop what a deleted task owns outside HStream (e.g. source-postgresql's
+    /// replication slot, when its config says so); print one result JSON line.
+    /// Run by `hstream-io serve` on DROP CONNECTOR; HServer never runs it.
+    Cleanup {
+        /// Task file of the deleted task (config.json as HServer writes it, or YAML).
         #[arg(long)]
         config: PathBuf,
     },
@@ -507,6 +515,7 @@ fn connector_verb(args: Vec<String>) -> i32 {
     let command = match task.verb {
         Verb::Spec => TaskCommand::Spec,
         Verb::Check { config } => TaskCommand::Check { config },
+        Verb::Cleanup { config } => TaskCommand::Cleanup { config },
         Verb::Run {
             config,
             kv,

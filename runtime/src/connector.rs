@@ -67,6 +67,19 @@ pub trait Connector: Send + Sync + 'static {
     fn check(_config: &Self::Config) -> impl Future<Output = Result<(), CheckFailure>> + Send {
         async { Ok(()) }
     }
+
+    /// Drops what the task owns outside HStream once it is deleted for good
+    /// (e.g. a replication slot), as its config says; the `cleanup` verb runs
+    /// it after the task process has stopped. `task_id` is the task file's
+    /// `task`. Must be idempotent (a retried delete runs it again) and must
+    /// return an error, never silently skip, when something it should drop
+    /// cannot be dropped. Default: nothing to clean up.
+    fn cleanup(
+        _config: &Self::Config,
+        _task_id: Option<&str>,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// A source: produces records and positions; the runtime appends them and

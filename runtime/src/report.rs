@@ -1,7 +1,9 @@
 //! Delivery counters and offsets, and the 3-second `Report` to HServer.
 //!
 //! `deliveredRecords` and `deliveredBytes` are deltas since the previous report;
-//! `offsets` is the array of the latest *persisted* positions.
+//! `offsets` is the array of the latest *persisted* positions. Ours on top
+//! (HServer ignores unknown fields): `snapshot` (a source's initial-snapshot
+//! progress) and `lagMs` (how far behind the task is; [`Metrics::observe_lag`]).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -17,13 +19,27 @@ use crate::shutdown::Shutdown;
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(3);
 
 /// Counters shared by the runtime's drivers.
-#[derive(Default)]
 pub struct Metrics {
     records: AtomicU64,
     bytes: AtomicU64,
     total_records: AtomicU64,
     offsets: Mutex<Vec<Value>>,
     snapshot: Mutex<Option<SnapshotProgress>>,
+    /// Milliseconds of the latest [`Metrics::observe_lag`]; `u64::MAX` = none yet.
+    lag_ms: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            records: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            total_records: AtomicU64::new(0),
+            offsets: Mutex::default(),
+            snapshot: Mutex::default(),
+            lag_ms: AtomicU64::new(u64::MAX),
+        }
+    }
 }
 
 /// A source's initial-snapshot progress, shown in every `Report` under
@@ -114,6 +130,26 @@ impl Metrics {
             .map(SnapshotProgress::to_json)
     }
 
+    /// Records how far behind the task is, from the newest change it just got
+    /// acknowledged downstream: `event_unix_ms` is that change's time at its
+    /// origin (a source: the commit timestamp in the binlog / WAL; a sink: the
+    /// record's append time in HStream). Reports carry `lagMs` = now − that
+    /// time, as measured at the acknowledgement (Debezium's "behind source"):
+    /// it keeps its last value while nothing changes.
+    pub fn observe_lag(&self, event_unix_ms: i64) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let lag = u64::try_from(now.saturating_sub(event_unix_ms)).unwrap_or(0);
+        self.lag_ms.store(lag.min(u64::MAX - 1), Ordering::Relaxed);
+    }
+
+    /// The lag of the latest [`Metrics::observe_lag`], if any.
+    pub fn lag_ms(&self) -> Option<u64> {
+        let lag = self.lag_ms.load(Ordering::Relaxed);
+        (lag != u64::MAX).then_some(lag)
+    }
+
     /// Records delivered since the task started.
     pub fn total_records(&self) -> u64 {
         self.total_records.load(Ordering::Relaxed)
@@ -130,6 +166,9 @@ impl Metrics {
         });
         if let Some(snapshot) = self.snapshot_report() {
             report["snapshot"] = snapshot;
+        }
+        if let Some(lag) = self.lag_ms() {
+            report["lagMs"] = json!(lag);
         }
         report
     }
@@ -200,6 +239,22 @@ mod tests {
         assert_eq!(m.take_report()["deliveredRecords"], 0);
         assert_eq!(m.total_records(), 5);
         assert!(m.take_report().get("snapshot").is_none());
+        assert!(m.take_report().get("lagMs").is_none());
+    }
+
+    #[test]
+    fn report_carries_the_latest_lag() {
+        let m = Metrics::default();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        m.observe_lag(now - 5_000);
+        let lag = m.take_report()["lagMs"].as_u64().unwrap();
+        assert!((5_000..60_000).contains(&lag), "{lag}");
+        // A clock ahead of ours is no lag, not a huge number.
+        m.observe_lag(now + 10_000);
+        assert_eq!(m.take_report()["lagMs"], 0);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The three verbs HServer runs — `spec`, `check --config`, `run --config` —
-//! and everything around a task's life: config loading, logging, the channel,
-//! KV, reports, signals and the shutdown deadline.
+//! plus `cleanup --config` (only our worker runs it, when a connector is
+//! deleted), and everything around a task's life: config loading, logging,
+//! the channel, KV, reports, signals and the shutdown deadline.
 //!
 //! Exit codes: 0 clean stop, 1 runtime failure, 2 invalid config,
 //! 3 environment failure (connection, permission, setup), 128+signum when a
@@ -26,6 +27,8 @@ use crate::validate::{ConfigIssue, SchemaValidator};
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// `check` must answer before HServer's 15 s timeout.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(12);
+/// How long `cleanup` may take before it gives up (exit 3).
+pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(50);
 
 /// One verb.
 #[derive(Debug, Clone)]
@@ -35,6 +38,13 @@ pub enum TaskCommand {
     /// Validate the config and the environment; print one CheckResult line.
     Check {
         /// The task file.
+        config: PathBuf,
+    },
+    /// Drop what a deleted task owns outside HStream (its connector's
+    /// [`Connector::cleanup`]); print one line `{"result":true}` or
+    /// `{"result":false,"type":…,"message":…}`. HServer never runs it.
+    Cleanup {
+        /// The task file of the deleted task.
         config: PathBuf,
     },
     /// Run the task until it is done or stopped.
@@ -163,7 +173,57 @@ where
             );
             0
         }
+        TaskCommand::Cleanup { config } => {
+            crate::logging::init_stderr();
+            let (result, code) = cleanup::<C>(&config);
+            println!("{result}");
+            code
+        }
         TaskCommand::Run { config, options } => run::<C, F, Fut>(&config, options, driver),
+    }
+}
+
+/// The `cleanup` verb: the result line and the exit code (0 when done, else
+/// the error's exit code: 2 invalid config, 3 environment, 1 otherwise).
+pub fn cleanup<C: Connector>(path: &std::path::Path) -> (serde_json::Value, i32) {
+    let failed = |kind: &str, message: String, code: i32| {
+        tracing::error!(%message, "cleanup failed");
+        (
+            serde_json::json!({"result": false, "type": kind, "message": message}),
+            code,
+        )
+    };
+    let (file, config) = match load::<C>(path) {
+        Ok(loaded) => loaded,
+        Err(LoadError::File(error)) => return failed("CONFIG", error.to_string(), 2),
+        Err(LoadError::Invalid(issues)) => {
+            let list: Vec<String> = issues.iter().map(ToString::to_string).collect();
+            return failed("CONFIG", format!("invalid config: {}", list.join("; ")), 2);
+        }
+    };
+    let scrubber = Scrubber::new(&crate::spec::spec::<C>(), &file.connector);
+    let task_id = file.task_id.clone();
+    let outcome = runtime().block_on(async {
+        tokio::time::timeout(CLEANUP_TIMEOUT, C::cleanup(&config, task_id.as_deref())).await
+    });
+    match outcome {
+        Ok(Ok(())) => {
+            tracing::info!(connector = C::NAME, "cleanup done");
+            (serde_json::json!({"result": true}), 0)
+        }
+        Ok(Err(error)) => failed(
+            error.kind().check_type(),
+            scrubber.scrub(&error.to_string()),
+            error.kind().exit_code(),
+        ),
+        Err(_) => failed(
+            "CONNECTION",
+            format!(
+                "cleanup did not finish within {} s; a server is probably unreachable",
+                CLEANUP_TIMEOUT.as_secs()
+            ),
+            3,
+        ),
     }
 }
 

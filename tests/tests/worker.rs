@@ -900,3 +900,157 @@ fn metrics_endpoint_reports_every_task() {
         "{open_files}"
     );
 }
+
+/// The replication slots named `slot` and publications named `publication`
+/// on the harness's PostgreSQL.
+async fn slot_and_publication(
+    pg: &tokio_postgres::Client,
+    slot: &str,
+    publication: &str,
+) -> (bool, bool) {
+    let slots: i64 = pg
+        .query_one(
+            "SELECT count(*) FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let publications: i64 = pg
+        .query_one(
+            "SELECT count(*) FROM pg_catalog.pg_publication WHERE pubname = $1",
+            &[&publication],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    (slots == 1, publications == 1)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drop_connector_drops_the_postgresql_slot_only_when_asked() {
+    let db = hstream_io_tests::harness::postgres()
+        .await
+        .create_database()
+        .await;
+    let pg = db.connect().await;
+    pg.batch_execute("CREATE TABLE t1 (k1 INT PRIMARY KEY, v1 TEXT); INSERT INTO t1 VALUES (1, 'a')")
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let w = Worker::start(&tmp.path().join("data"));
+    let create = |name: &str, extra: &str| {
+        format!(
+            r#"CREATE SOURCE CONNECTOR {name} FROM postgresql WITH ("stream" = "{name}", "host" = "{}", "port" = {}, "user" = "{}", "password" = "{}", "database" = "{}", "table" = "t1"{extra});"#,
+            db.host, db.port, db.user, db.password, db.name
+        )
+    };
+
+    // slotOnDelete = drop, default slot and publication (named after the task id): both dropped.
+    tokio::task::block_in_place(|| w.sql(&create("pgdrop", r#", "slotOnDelete" = "drop""#)));
+    let task_id = tokio::task::block_in_place(|| w.describe("pgdrop"))["taskId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let slot = format!("hstream_io_{}", task_id.replace('-', "_"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while slot_and_publication(&pg, &slot, &slot).await != (true, true) {
+        assert!(Instant::now() < deadline, "slot {slot} was never created");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let dropped = tokio::task::block_in_place(|| w.sql("DROP CONNECTOR pgdrop;"));
+    assert!(dropped.contains("pgdrop"), "{dropped}");
+    assert_eq!(
+        slot_and_publication(&pg, &slot, &slot).await,
+        (false, false),
+        "DROP CONNECTOR with slotOnDelete = drop must drop the slot and the task's own publication"
+    );
+
+    // slotOnDelete = keep (the default): the slot and the named publication stay.
+    tokio::task::block_in_place(|| {
+        w.sql(&create(
+            "pgkeep",
+            r#", "slotName" = "kept_slot", "publication" = "kept_pub""#,
+        ))
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while slot_and_publication(&pg, "kept_slot", "kept_pub").await != (true, true) {
+        assert!(Instant::now() < deadline, "slot kept_slot was never created");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::task::block_in_place(|| w.sql("DROP CONNECTOR pgkeep;"));
+    assert_eq!(
+        slot_and_publication(&pg, "kept_slot", "kept_pub").await,
+        (true, true),
+        "slotOnDelete = keep must keep the slot"
+    );
+    // A kept slot may still be held for a moment by the stopped task's walsender.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(e) = pg
+        .batch_execute("SELECT pg_drop_replication_slot('kept_slot')")
+        .await
+    {
+        assert!(Instant::now() < deadline, "cannot drop kept_slot: {e}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A cleanup that cannot run (the slot is held by another session) is an error
+    // and keeps the connector, stopped, with the error; it is not half-deleted.
+    tokio::task::block_in_place(|| {
+        w.sql(&create(
+            "pgheld",
+            r#", "slotOnDelete" = "drop", "slotName" = "held_slot""#,
+        ))
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !slot_and_publication(&pg, "held_slot", "held_slot").await.0 {
+        assert!(Instant::now() < deadline, "slot held_slot was never created");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::task::block_in_place(|| w.sql("PAUSE CONNECTOR pgheld;"));
+    // Another session holds the slot: pg_recvlogical reading it.
+    let recvlogical = std::fs::read_dir("/usr/lib/postgresql")
+        .unwrap()
+        .filter_map(|e| Some(e.ok()?.path().join("bin/pg_recvlogical")))
+        .find(|p| p.exists())
+        .expect("pg_recvlogical next to the harness's PostgreSQL");
+    let mut holder = Command::new(recvlogical)
+        .args(["-h", &db.host, "-p", &db.port.to_string(), "-U", &db.user, "-d", &db.name])
+        .args(["--slot", "held_slot", "--start", "-f", "/dev/null"])
+        .args(["-o", "proto_version=1", "-o", "publication_names=held_slot"])
+        .env("PGPASSWORD", &db.password)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start pg_recvlogical");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let active: i64 = pg
+            .query_one(
+                "SELECT count(*) FROM pg_catalog.pg_replication_slots WHERE slot_name = 'held_slot' AND active_pid IS NOT NULL",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if active == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the holder never took the slot");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (code, _, err) = tokio::task::block_in_place(|| w.cli(&["sql", "DROP CONNECTOR pgheld;"]));
+    assert_ne!(code, 0, "DROP must fail while the slot is held");
+    assert!(
+        err.contains("cleanup failed") && err.contains("held_slot"),
+        "{err}"
+    );
+    let described = tokio::task::block_in_place(|| w.describe("pgheld"));
+    assert_eq!(described["status"], "STOPPED", "{described}");
+    let _ = holder.kill();
+    let _ = holder.wait();
+    // Once the slot is free, DROP goes through and drops it.
+    tokio::task::block_in_place(|| w.sql("DROP CONNECTOR pgheld;"));
+    assert!(!slot_and_publication(&pg, "held_slot", "held_slot").await.0);
+}

@@ -65,6 +65,59 @@ pub(crate) async fn run_check(
     }
 }
 
+/// Runs `<program> <connector> cleanup --config <config>` with output to
+/// `<dir>/cleanup.log`; `Err(message)` unless it printed `result: true`.
+pub(crate) async fn run_cleanup(
+    program: &Path,
+    connector: &str,
+    config: &Path,
+    dir: &Path,
+    timeout: Duration,
+) -> Result<(), String> {
+    let log_path = dir.join("cleanup.log");
+    let log = std::fs::File::create(&log_path)
+        .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+    let log2 = log
+        .try_clone()
+        .map_err(|e| format!("cannot share {}: {e}", log_path.display()))?;
+    let mut cmd = command(program, connector, "cleanup", config, dir);
+    cmd.stdout(Stdio::from(log)).stderr(Stdio::from(log2));
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {} {connector} cleanup: {e}", program.display()))?;
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(status) => status.map_err(|e| format!("cleanup process: {e}"))?,
+        Err(_) => {
+            if let Some(pid) = child.id() {
+                signal_group(pid, rustix::process::Signal::KILL);
+            }
+            let _ = child.wait().await;
+            return Err(format!(
+                "cleanup did not finish within {} s (is the target reachable?); see {}",
+                timeout.as_secs(),
+                log_path.display()
+            ));
+        }
+    };
+    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+    match first_check_result(&text) {
+        Some(result) if result["result"] == Value::Bool(true) => Ok(()),
+        Some(result) => Err(check_message_of(&result)),
+        None => Err(format!(
+            "cleanup process exited ({status}) without a result line: {}",
+            last_lines(&text, 3)
+        )),
+    }
+}
+
+fn check_message_of(result: &Value) -> String {
+    let message = result["message"].as_str().unwrap_or("no message");
+    match result["type"].as_str() {
+        Some(kind) => format!("{kind}: {message}"),
+        None => message.to_string(),
+    }
+}
+
 /// The first line that decodes as an object with a boolean `result`.
 fn first_check_result(text: &str) -> Option<Value> {
     text.lines()

@@ -41,6 +41,17 @@ pub enum WorkerError {
         /// Targets this worker has for that type.
         available: String,
     },
+    /// Code 0, FAILED_PRECONDITION: DROP CONNECTOR stopped the task but its
+    /// connector could not drop what it owns; the connector is kept (STOPPED).
+    #[error(
+        "connector {name:?} was stopped but not deleted: its cleanup failed: {why}. Fix the cause and drop it again, or ALTER the setting that asks for the cleanup (e.g. slotOnDelete = keep) and drop it"
+    )]
+    CleanupFailed {
+        /// The connector.
+        name: String,
+        /// The cleanup's error.
+        why: String,
+    },
     /// Code 0, INVALID_ARGUMENT: a malformed request field.
     #[error("{0}")]
     InvalidArgument(String),
@@ -71,6 +82,7 @@ impl WorkerError {
             Self::CheckFailed(_) => (604, "ConnectorCheckFailed"),
             Self::Unimplemented { .. } => (605, "ConnectorUnimplemented"),
             Self::InvalidArgument(_) => (0, "InvalidArgument"),
+            Self::CleanupFailed { .. } => (0, "ConnectorCleanupFailed"),
             Self::Process(_) => (0, "ConnectorProcessError"),
             Self::Meta(_) => (0, "MetaStoreError"),
         }
@@ -83,7 +95,7 @@ impl WorkerError {
             Self::InvalidType(_) | Self::InvalidName { .. } | Self::InvalidArgument(_) => {
                 Code::InvalidArgument
             }
-            Self::CheckFailed(_) => Code::FailedPrecondition,
+            Self::CheckFailed(_) | Self::CleanupFailed { .. } => Code::FailedPrecondition,
             Self::Unimplemented { .. } => Code::Unimplemented,
             Self::Process(_) | Self::Meta(_) => Code::Internal,
         }

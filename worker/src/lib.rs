@@ -75,6 +75,8 @@ pub struct WorkerOptions {
     pub stop_grace: Duration,
     /// How long `check` may take.
     pub check_timeout: Duration,
+    /// How long a connector's `cleanup` (on delete) may take.
+    pub cleanup_timeout: Duration,
     /// Resource limits applied to every task process.
     pub task_limits: TaskLimits,
 }
@@ -90,7 +92,7 @@ pub struct TaskLimits {
 }
 
 impl WorkerOptions {
-    /// Defaults: 5 restarts from 1 s, 10 s stop grace, 15 s check timeout.
+    /// Defaults: 5 restarts from 1 s, 10 s stop grace, 15 s check timeout, 60 s cleanup timeout.
     pub fn new(data_dir: PathBuf, program: PathBuf, service_url: String, node: String) -> Self {
         Self {
             data_dir,
@@ -102,6 +104,7 @@ impl WorkerOptions {
             restart_backoff: Duration::from_secs(1),
             stop_grace: Duration::from_secs(10),
             check_timeout: Duration::from_secs(15),
+            cleanup_timeout: Duration::from_secs(60),
             task_limits: TaskLimits::default(),
         }
     }

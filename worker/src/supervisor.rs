@@ -74,6 +74,10 @@ pub(crate) struct Live {
     pub(crate) ignored_lines: u64,
     /// The offsets last stored (a report with the same offsets writes nothing).
     pub(crate) stored_offsets: Option<Vec<Value>>,
+    /// The latest reported snapshot progress (a source's `snapshot` object).
+    pub(crate) snapshot: Option<Value>,
+    /// The latest reported lag in milliseconds (`lagMs`).
+    pub(crate) lag_ms: Option<u64>,
 }
 
 /// A running supervisor.
@@ -443,6 +447,12 @@ async fn report(ctx: &Ctx, task_id: &str, body: &Value, live: &Mutex<Live>) -> V
         let mut l = lock(live);
         l.delivered_records += body["deliveredRecords"].as_u64().unwrap_or(0);
         l.delivered_bytes += body["deliveredBytes"].as_u64().unwrap_or(0);
+        if let Some(snapshot) = body.get("snapshot").filter(|s| s.is_object()) {
+            l.snapshot = Some(snapshot.clone());
+        }
+        if let Some(lag) = body.get("lagMs").and_then(Value::as_u64) {
+            l.lag_ms = Some(lag);
+        }
     }
     if let Some(offsets) = body.get("offsets").and_then(Value::as_array)
         && lock(live).stored_offsets.as_ref() != Some(offsets)

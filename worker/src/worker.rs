@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use hstream_io_runtime::stream::wire;
 use serde_json::{Map, Value, json};
 
-use crate::check::run_check;
+use crate::check::{run_check, run_cleanup};
 use crate::errors::{WorkerError, validate_name};
 use crate::meta::{Desired, MetaStore, TaskMeta, TaskStatus};
 use crate::process::{command_line, is_task_process, signal_group};
@@ -34,8 +34,26 @@ pub struct Worker {
 
 type Result<T, E = WorkerError> = std::result::Result<T, E>;
 
-/// A per-task metric: name, Prometheus type, help text, value.
-type MetricFamily = (&'static str, &'static str, &'static str, fn(&Live) -> u64);
+/// A per-task metric: name, Prometheus type, help text, value (if the task has one).
+type MetricFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&Live) -> Option<f64>,
+);
+
+/// One connector's HServer stats (`ConnectorStats`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectorStat {
+    /// Connector name.
+    pub name: String,
+    /// `DeliveredInRecords`: records reported as delivered since the worker started.
+    pub delivered_in_records: u64,
+    /// `DeliveredInBytes`: bytes reported as delivered since the worker started.
+    pub delivered_in_bytes: u64,
+    /// `IsAlive`: the status is RUNNING.
+    pub is_alive: bool,
+}
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -200,6 +218,12 @@ impl Worker {
                         tracing::error!(task = %task.name, error = %e, "cannot recover task");
                     }
                 }
+                Desired::Deleted => {
+                    tracing::info!(task = %task.name, "finishing an interrupted delete");
+                    if let Err(e) = self.finish_delete(&task).await {
+                        tracing::error!(task = %task.name, error = %e, "cannot finish the delete");
+                    }
+                }
                 Desired::Paused => {
                     self.ctx
                         .meta
@@ -359,8 +383,11 @@ impl Worker {
         Ok(())
     }
 
-    /// `DeleteConnector`: stops the task, marks it DELETED, frees the name and
-    /// removes its KV and directory.
+    /// `DeleteConnector`: stops the task, runs its connector's `cleanup` verb
+    /// (drops what the connector owns, as its config says), then marks it
+    /// DELETED, frees the name and removes its KV and directory. A failed
+    /// cleanup keeps the connector (STOPPED, the error in its meta) and is
+    /// returned: the caller sees it, nothing is half-deleted.
     pub async fn delete(&self, name: &str) -> Result<()> {
         let _ops = self.ops.lock().await;
         let task = self.task_by_name(name).await?;
@@ -369,16 +396,59 @@ impl Worker {
             .update(&task.id, |m| m.desired = Desired::Deleted)
             .await?;
         self.stop(&task.id).await;
+        self.finish_delete(&task).await
+    }
+
+    /// The part of a delete after the task process stopped (also resumed by
+    /// [`Worker::recover`] when the worker died half-way through a delete).
+    async fn finish_delete(&self, task: &TaskMeta) -> Result<()> {
+        if let Err(why) = self.cleanup(task).await {
+            tracing::error!(connector = %task.name, %why, "cleanup failed; the connector is kept, stopped");
+            let error = WorkerError::CleanupFailed {
+                name: task.name.clone(),
+                why,
+            };
+            let message = error.to_string();
+            self.ctx
+                .meta
+                .update(&task.id, |m| {
+                    m.desired = Desired::Paused;
+                    m.status = TaskStatus::Stopped;
+                    m.last_error = Some(message);
+                })
+                .await?;
+            return Err(error);
+        }
         self.ctx
             .meta
             .update(&task.id, |m| m.status = TaskStatus::Deleted)
             .await?;
-        self.store().unbind_name(name).await?;
+        self.store().unbind_name(&task.name).await?;
         self.store().kv_clear(&task.id).await?;
         lock(&self.lives).remove(&task.id);
         let _ = std::fs::remove_dir_all(self.opts().task_dir(&task.id));
-        tracing::info!(connector = name, "connector deleted");
+        tracing::info!(connector = %task.name, "connector deleted");
         Ok(())
+    }
+
+    /// Runs `<connector> cleanup` for a stopped task.
+    async fn cleanup(&self, task: &TaskMeta) -> Result<(), String> {
+        let entry = self
+            .entry(&task.kind, &task.target)
+            .map_err(|e| e.to_string())?
+            .name
+            .clone();
+        let dir = self.opts().task_dir(&task.id);
+        let path = dir.join("config.json");
+        write_config_value(&dir, &path, &self.opts().service_url, &task.config, &task.id)?;
+        run_cleanup(
+            &self.opts().program,
+            &entry,
+            &path,
+            &dir,
+            self.opts().cleanup_timeout,
+        )
+        .await
     }
 
     /// `AlterConnectorConfig`: shallow-merges `config` (a JSON object) into the
@@ -415,55 +485,118 @@ impl Worker {
     }
 
     /// Prometheus text: per-task counters (since this worker started),
-    /// restarts, liveness and status. Labels carry names only, never config.
+    /// restarts, liveness, status, lag and snapshot progress. Labels carry
+    /// names only, never config. A task that has no value for a gauge (no
+    /// snapshot, no lag reported yet) has no sample in that family.
     pub async fn metrics(&self) -> Result<String> {
         let tasks = self.store().list_tasks().await?;
-        let tasks: Vec<&TaskMeta> = tasks
+        let tasks: Vec<(&TaskMeta, Live)> = tasks
             .iter()
             .filter(|t| t.status != TaskStatus::Deleted)
+            .map(|t| (t, lock(&self.live(&t.id)).clone()))
             .collect();
-        let mut out = String::new();
-        let families: [MetricFamily; 5] = [
+        let families: [MetricFamily; 14] = [
             (
                 "hstream_io_task_delivered_records_total",
                 "counter",
                 "Records the task reported as delivered.",
-                |l| l.delivered_records,
+                |l| Some(l.delivered_records as f64),
             ),
             (
                 "hstream_io_task_delivered_bytes_total",
                 "counter",
                 "Bytes the task reported as delivered.",
-                |l| l.delivered_bytes,
+                |l| Some(l.delivered_bytes as f64),
             ),
             (
                 "hstream_io_task_restarts_total",
                 "counter",
                 "Restarts after crashes.",
-                |l| u64::from(l.restarts),
+                |l| Some(f64::from(l.restarts)),
             ),
             (
                 "hstream_io_task_ignored_lines_total",
                 "counter",
                 "Task output lines that were not protocol requests.",
-                |l| l.ignored_lines,
+                |l| Some(l.ignored_lines as f64),
             ),
             (
                 "hstream_io_task_up",
                 "gauge",
                 "1 while the task process runs.",
-                |l| u64::from(l.pid.is_some()),
+                |l| Some(if l.pid.is_some() { 1.0 } else { 0.0 }),
+            ),
+            (
+                "hstream_io_task_lag_seconds",
+                "gauge",
+                "How far behind the task was at its latest acknowledged change: acknowledgement time minus the change's origin time (source: commit time in the source database; sink: append time in the stream).",
+                |l| l.lag_ms.map(|ms| ms as f64 / 1000.0),
+            ),
+            (
+                "hstream_io_task_snapshot_done",
+                "gauge",
+                "1 once the source's initial snapshot is complete.",
+                |l| l.snapshot.as_ref().map(|s| if s["done"] == true { 1.0 } else { 0.0 }),
+            ),
+            (
+                "hstream_io_task_snapshot_rows_done",
+                "gauge",
+                "Rows the initial snapshot has read.",
+                |l| snapshot_value(l, "rowsDone"),
+            ),
+            (
+                "hstream_io_task_snapshot_rows_estimate",
+                "gauge",
+                "Estimated rows of the initial snapshot (exact for finished tables).",
+                |l| snapshot_value(l, "rowsTotalEstimate"),
+            ),
+            (
+                "hstream_io_task_snapshot_tables_done",
+                "gauge",
+                "Tables whose snapshot is complete.",
+                |l| snapshot_value(l, "tablesDone"),
+            ),
+            (
+                "hstream_io_task_snapshot_tables",
+                "gauge",
+                "Tables in the initial snapshot.",
+                |l| snapshot_value(l, "tables"),
+            ),
+            (
+                "hstream_io_task_snapshot_rows_per_second",
+                "gauge",
+                "Average snapshot read rate since it started.",
+                |l| snapshot_value(l, "rowsPerSecond"),
+            ),
+            (
+                "hstream_io_task_snapshot_eta_seconds",
+                "gauge",
+                "Estimated seconds until the snapshot is complete.",
+                |l| snapshot_value(l, "etaSeconds"),
+            ),
+            (
+                "hstream_io_task_snapshot_progress_ratio",
+                "gauge",
+                "Snapshot rows done / estimated rows (0..1).",
+                |l| {
+                    let s = l.snapshot.as_ref()?;
+                    let total = s["rowsTotalEstimate"].as_f64()?;
+                    let done = s["rowsDone"].as_f64()?;
+                    Some(if s["done"] == true || total <= 0.0 { 1.0 } else { (done / total).min(1.0) })
+                },
             ),
         ];
+        let mut out = String::new();
         for (name, kind, help, get) in families {
             out += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n");
-            for t in &tasks {
-                let live = lock(&self.live(&t.id)).clone();
-                out += &format!("{name}{{{}}} {}\n", labels(t), get(&live));
+            for (t, live) in &tasks {
+                if let Some(v) = get(live) {
+                    out += &format!("{name}{{{}}} {v}\n", labels(t));
+                }
             }
         }
         out += "# HELP hstream_io_task_status 1 for the task's current status.\n# TYPE hstream_io_task_status gauge\n";
-        for t in &tasks {
+        for (t, _) in &tasks {
             out += &format!(
                 "hstream_io_task_status{{{},status=\"{}\"}} 1\n",
                 labels(t),
@@ -471,6 +604,26 @@ impl Worker {
             );
         }
         Ok(out)
+    }
+
+    /// HStreamDB's connector stats (`GetStats` with `ConnectorStats`): per
+    /// connector name, records and bytes delivered since this worker started,
+    /// and `IsAlive` (1 iff the status is RUNNING, as HServer computes it).
+    pub async fn connector_stats(&self) -> Result<Vec<ConnectorStat>> {
+        let tasks = self.store().list_tasks().await?;
+        Ok(tasks
+            .iter()
+            .filter(|t| t.status != TaskStatus::Deleted)
+            .map(|t| {
+                let live = lock(&self.live(&t.id)).clone();
+                ConnectorStat {
+                    name: t.name.clone(),
+                    delivered_in_records: live.delivered_records,
+                    delivered_in_bytes: live.delivered_bytes,
+                    is_alive: t.status == TaskStatus::Running,
+                }
+            })
+            .collect())
     }
 
     /// The `Connector` message for `task`, secrets redacted.
@@ -495,6 +648,20 @@ impl Worker {
         } else {
             process
         };
+        if let Some(s) = live.snapshot.as_ref().filter(|s| s["done"] != true) {
+            let done = s["rowsDone"].as_u64().unwrap_or(0);
+            let total = s["rowsTotalEstimate"].as_u64().unwrap_or(0);
+            let eta = s["etaSeconds"]
+                .as_f64()
+                .map_or("unknown".to_string(), |e| format!("{e:.0} s"));
+            process = format!(
+                "{process}; snapshot: {done} of ~{total} rows, {}/{} tables, ETA {eta}",
+                s["tablesDone"], s["tables"]
+            );
+        }
+        if let Some(lag) = live.lag_ms {
+            process = format!("{process}; lag: {:.1} s", lag as f64 / 1000.0);
+        }
         if let Some(err) = &task.last_error {
             process = format!("{process}; last error: {err}");
         }
@@ -518,6 +685,11 @@ impl Worker {
                 .unwrap_or_default(),
         }
     }
+}
+
+/// A number from the task's latest snapshot progress.
+fn snapshot_value(l: &Live, key: &str) -> Option<f64> {
+    l.snapshot.as_ref().and_then(|s| s[key].as_f64())
 }
 
 fn labels(t: &TaskMeta) -> String {
@@ -569,6 +741,11 @@ mod tests {
 # $1 = connector, $2 = verb, $4 = config
 case "$2" in
   check) echo '{"result":true}'; exit 0 ;;
+  cleanup)
+    if grep -q '"cleanup":"fail"' "$4"; then
+      echo '{"result":false,"type":"CONNECTION","message":"cannot reach the server to drop the slot"}'; exit 3
+    fi
+    echo '{"result":true}'; exit 0 ;;
 esac
 mode=$(grep -o '"mode":"[a-z]*"' "$4" | cut -d'"' -f4)
 case "$mode" in
@@ -578,7 +755,7 @@ case "$mode" in
     head -c 3000000 /dev/zero | tr '\0' 'x'; echo
     i=0; while [ $i -lt 3000 ]; do echo "garbage $i {not json"; i=$((i+1)); done
     echo '{"name":"KvSet","id":"1","body":{"key":"k","value":"v1"}}'
-    echo '{"name":"Report","id":"2","body":{"deliveredRecords":5,"deliveredBytes":50,"offsets":[{"n":5}]}}'
+    echo '{"name":"Report","id":"2","body":{"deliveredRecords":5,"deliveredBytes":50,"offsets":[{"n":5}],"lagMs":1500,"snapshot":{"done":false,"rowsDone":40,"rowsTotalEstimate":100,"tablesDone":0,"tables":1,"rowsPerSecond":10,"etaSeconds":6}}}'
     while true; do sleep 1; done ;;
 esac
 "#;
@@ -653,6 +830,35 @@ esac
         assert!(live.ignored_lines >= 3000, "{live:?}");
         assert_eq!(live.delivered_records, 5);
         let pid = live.pid.expect("running");
+        // Lag and snapshot progress: in GetConnector's process text and in /metrics.
+        assert!(
+            got.docker_status
+                .contains("snapshot: 40 of ~100 rows, 0/1 tables, ETA 6 s; lag: 1.5 s"),
+            "{}",
+            got.docker_status
+        );
+        let metrics = w.metrics().await.unwrap();
+        let labels = r#"{connector="f1",type="SOURCE",target="fake"}"#;
+        for line in [
+            format!("hstream_io_task_lag_seconds{labels} 1.5"),
+            format!("hstream_io_task_snapshot_rows_done{labels} 40"),
+            format!("hstream_io_task_snapshot_rows_estimate{labels} 100"),
+            format!("hstream_io_task_snapshot_progress_ratio{labels} 0.4"),
+            format!("hstream_io_task_snapshot_eta_seconds{labels} 6"),
+            format!("hstream_io_task_snapshot_done{labels} 0"),
+        ] {
+            assert!(metrics.lines().any(|l| l == line), "{line} missing in\n{metrics}");
+        }
+        let stats = w.connector_stats().await.unwrap();
+        assert_eq!(
+            stats,
+            [ConnectorStat {
+                name: "f1".into(),
+                delivered_in_records: 5,
+                delivered_in_bytes: 50,
+                is_alive: true
+            }]
+        );
 
         // It ignores the stop message and SIGTERM: SIGKILL after the grace period.
         w.pause("f1").await.unwrap();
@@ -694,5 +900,36 @@ esac
             (c.status == "RUNNING" && c.docker_status.contains("restarts: 1")).then_some(())
         })
         .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_failed_cleanup_keeps_the_connector_stopped_with_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = worker(dir.path(), 3).await;
+        w.create("d1", "SOURCE", "fake", r#"{"mode":"idle","cleanup":"fail"}"#)
+            .await
+            .unwrap();
+        let err = w.delete("d1").await.unwrap_err();
+        assert!(matches!(err, WorkerError::CleanupFailed { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("CONNECTION: cannot reach the server to drop the slot"),
+            "{err}"
+        );
+        // Still there, stopped, the error kept; a worker restart does not run it.
+        let c = w.get("d1").await.unwrap();
+        assert_eq!(c.status, "STOPPED");
+        assert!(c.docker_status.contains("cleanup failed"), "{}", c.docker_status);
+        drop(w);
+        let w = worker(dir.path(), 3).await;
+        w.recover().await.unwrap();
+        assert_eq!(w.get("d1").await.unwrap().status, "STOPPED");
+        // Fixed: the delete goes through.
+        w.alter("d1", r#"{"cleanup":"ok"}"#).await.unwrap();
+        w.delete("d1").await.unwrap();
+        assert!(matches!(
+            w.get("d1").await.unwrap_err(),
+            WorkerError::NotFound(_)
+        ));
     }
 }

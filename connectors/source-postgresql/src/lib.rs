@@ -12,6 +12,7 @@
 
 mod catalog;
 mod check;
+mod cleanup;
 mod config;
 mod error;
 mod pgoutput;
@@ -46,6 +47,10 @@ impl Connector for PgSource {
 
     async fn check(config: &Self::Config) -> Result<(), CheckFailure> {
         check::check(config).await
+    }
+
+    async fn cleanup(config: &Self::Config, task_id: Option<&str>) -> Result<()> {
+        cleanup::cleanup(config, task_id).await
     }
 }
 

@@ -48,6 +48,13 @@ enum Cmd {
         /// Folder for the service's data and the task logs (default: a temporary one).
         #[arg(long)]
         work_dir: Option<std::path::PathBuf>,
+        /// The benchmark instead: start from empty tables and WRITE the rows to
+        /// MariaDB while the pipeline runs; report rows/s, lag at the end and peak RSS.
+        #[arg(long)]
+        live: bool,
+        /// With --live: rows per MariaDB transaction.
+        #[arg(long, default_value_t = 1000)]
+        txn_rows: u64,
     },
 }
 
@@ -67,7 +74,18 @@ async fn main() {
             url,
             repeat,
         } => (target, rows, quick, url, repeat),
-        Cmd::Pipeline { rows, work_dir } => return pipeline(rows, work_dir).await,
+        Cmd::Pipeline {
+            rows,
+            work_dir,
+            live: false,
+            ..
+        } => return pipeline(rows, work_dir).await,
+        Cmd::Pipeline {
+            rows,
+            work_dir,
+            live: true,
+            txn_rows,
+        } => return pipeline_live(rows, txn_rows.max(1), work_dir).await,
     };
     let rows = rows.unwrap_or(if quick { QUICK_ROWS } else { FULL_ROWS });
     // Private servers stop when this process exits.
@@ -155,6 +173,45 @@ async fn pipeline(rows: u64, work_dir: Option<std::path::PathBuf>) {
             }
         }
         Err(e) => fail(&e),
+    }
+}
+
+async fn pipeline_live(rows: u64, txn_rows: u64, work_dir: Option<std::path::PathBuf>) {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| fail(&format!("temporary folder: {e}")));
+    let work = work_dir.unwrap_or_else(|| tmp.path().to_path_buf());
+    let r = hstream_io_bench::pipeline::run_live(rows, txn_rows, &work)
+        .await
+        .unwrap_or_else(|e| fail(&e));
+    let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!();
+    println!("              rows      id sum          checksum");
+    for (side, c) in [("expected", &r.expected), ("mariadb", &r.mariadb), ("postgresql", &r.postgres)] {
+        println!("  {side:<11} {:<9} {:<15} {}", c.rows, c.id_sum, c.hash_sum);
+    }
+    println!();
+    let rate = r.rows as f64 / r.total.as_secs_f64();
+    println!(
+        "{} rows written in transactions of {}: MariaDB writer alone {:.1} s ({:.0} rows/s, the limit of this run)",
+        r.rows,
+        r.txn_rows,
+        r.write.as_secs_f64(),
+        r.rows as f64 / r.write.as_secs_f64()
+    );
+    println!(
+        "pipeline: PostgreSQL matched {:.1} s after the first write = {:.0} rows/s ({:.0}% of the writer); {:.2} s behind the last commit",
+        r.total.as_secs_f64(),
+        rate,
+        100.0 * r.total.as_secs_f64().recip() * r.write.as_secs_f64(),
+        r.lag_at_end.as_secs_f64()
+    );
+    println!("peak RSS (VmHWM): hstream-io serve (stream service + worker) {:.1} MB", mb(r.serve_hwm));
+    for (name, hwm) in &r.task_hwm {
+        println!("                  task {name} {:.1} MB", mb(*hwm));
+    }
+    if r.mariadb == r.postgres && r.postgres == r.expected {
+        println!("OK: PostgreSQL matches MariaDB and the workload");
+    } else {
+        fail("PostgreSQL does not match MariaDB");
     }
 }
 

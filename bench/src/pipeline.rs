@@ -1,11 +1,14 @@
 //! The whole pipeline on one machine: MariaDB → `source-mysql` → stream →
 //! `sink-postgresql` → PostgreSQL, managed by `hstream-io serve` through SQL.
 //!
-//! Used by `scripts/quickstart` (the README's main job) and as the pipeline
-//! benchmark: private MariaDB and PostgreSQL servers, the standard workload
-//! loaded into MariaDB, connectors created with HStreamDB's SQL, then live
-//! updates, deletes and inserts; success = identical row count and checksum on
-//! both sides.
+//! Two runs:
+//! - [`run`], used by `scripts/quickstart` (the README's main job): private
+//!   MariaDB and PostgreSQL servers, the standard workload loaded into MariaDB,
+//!   connectors created with HStreamDB's SQL, then live updates, deletes and
+//!   inserts; success = identical row count and checksum on both sides.
+//! - [`run_live`], the issue's benchmark: the workload **written** to MariaDB
+//!   in transactions while the pipeline runs, measured until PostgreSQL
+//!   matches: rows/s, lag when the load ends, worker and per-task peak RSS.
 
 use std::path::Path;
 use std::process::Command;
@@ -32,6 +35,11 @@ pub struct PipelineReport {
     /// See `mariadb`.
     pub postgres: Checksum,
 }
+
+/// Sink options the pipeline sets (the defaults write one transaction per
+/// stream read, i.e. per 1000-row source batch): gather up to 4 MB or 50 ms.
+pub const SINK_BATCHING: &str =
+    r#", "buffer.batch.maxBytesSize" = 4000000, "buffer.batch.maxAge" = 50"#;
 
 fn sql(url: &str, statement: &str) -> Result<String, String> {
     let out = Command::new(binary())
@@ -117,7 +125,7 @@ pub async fn run(rows: u64, work: &Path) -> Result<PipelineReport, String> {
         my.host, my.port, my.user, my.password, my.name
     );
     let sink = format!(
-        r#"CREATE SINK CONNECTOR orders_sink TO postgresql WITH ("host" = "{}", "port" = {}, "user" = "{}", "password" = "{}", "database" = "{}", "table" = "orders", "stream" = "orders");"#,
+        r#"CREATE SINK CONNECTOR orders_sink TO postgresql WITH ("host" = "{}", "port" = {}, "user" = "{}", "password" = "{}", "database" = "{}", "table" = "orders", "stream" = "orders"{SINK_BATCHING});"#,
         pgdb.host, pgdb.port, pgdb.user, pgdb.password, pgdb.name
     );
     println!(
@@ -165,5 +173,203 @@ pub async fn run(rows: u64, work: &Path) -> Result<PipelineReport, String> {
         catch_up,
         mariadb: target,
         postgres,
+    })
+}
+
+/// What a live run measured.
+#[derive(Debug)]
+pub struct LiveReport {
+    /// Rows written to MariaDB.
+    pub rows: u64,
+    /// Rows per MariaDB transaction.
+    pub txn_rows: u64,
+    /// From the first write until the last commit (the writer alone).
+    pub write: Duration,
+    /// From the first write until PostgreSQL matched.
+    pub total: Duration,
+    /// From the last MariaDB commit until PostgreSQL matched.
+    pub lag_at_end: Duration,
+    /// Peak RSS (VmHWM) of `hstream-io serve` (stream service + worker), bytes.
+    pub serve_hwm: u64,
+    /// Peak RSS (VmHWM) of each task process: (connector, bytes).
+    pub task_hwm: Vec<(String, u64)>,
+    /// The final checksums (equal on success).
+    pub mariadb: Checksum,
+    /// See `mariadb`.
+    pub postgres: Checksum,
+    /// The expected checksum of the workload.
+    pub expected: Checksum,
+}
+
+/// `VmHWM` (peak resident set) of process `pid`, in bytes.
+fn vm_hwm(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The pid of the `hstream-io serve` whose data folder is `data_dir`.
+fn serve_pid(data_dir: &Path) -> Option<u32> {
+    let needle = data_dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc").ok()?.find_map(|e| {
+        let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        let is_serve = args.get(1) == Some(&&b"serve"[..])
+            && args.iter().any(|a| a == &needle.as_bytes());
+        is_serve.then_some(pid)
+    })
+}
+
+/// The task processes of the worker in `data_dir`: (connector name, pid).
+fn task_pids(url: &str, data_dir: &Path) -> Result<Vec<(String, u32)>, String> {
+    let listed: serde_json::Value = serde_json::from_str(&Command::new(binary())
+        .args(["connector", "list", "--output", "json", "--service-url", url])
+        .output()
+        .map_err(|e| format!("connector list: {e}"))
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())?)
+    .map_err(|e| format!("connector list output: {e}"))?;
+    let mut out = Vec::new();
+    for c in listed.as_array().into_iter().flatten() {
+        let (Some(name), Some(task)) = (c["name"].as_str(), c["taskId"].as_str()) else {
+            continue;
+        };
+        let pid = std::fs::read_to_string(data_dir.join("tasks").join(task).join("pid"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok());
+        if let Some(pid) = pid {
+            out.push((name.to_string(), pid));
+        }
+    }
+    Ok(out)
+}
+
+/// One multi-row INSERT of rows `from..to` (one transaction with autocommit).
+fn insert_statement(from: u64, to: u64) -> String {
+    let mut sql = String::with_capacity(((to - from) * 80) as usize);
+    sql.push_str("INSERT INTO orders (id, customer_id, amount, status, note, created_at) VALUES ");
+    for i in from..to {
+        let o = crate::workload::Order::new(i);
+        if i > from {
+            sql.push(',');
+        }
+        sql.push_str(&format!(
+            "({},{},{},'{}','{}','{}')",
+            o.id,
+            o.customer_id,
+            o.amount(),
+            o.status,
+            o.note,
+            o.created_at()
+        ));
+    }
+    sql
+}
+
+/// The issue's benchmark: empty tables, the pipeline created, then `rows`
+/// rows of the standard workload written to MariaDB in transactions of
+/// `txn_rows` while the pipeline runs; measured until PostgreSQL has every
+/// row with the workload's checksum.
+pub async fn run_live(rows: u64, txn_rows: u64, work: &Path) -> Result<LiveReport, String> {
+    harness::own_servers();
+    println!("==> starting private MariaDB and PostgreSQL servers");
+    let my = harness::mariadb().await.create_database().await;
+    let pgdb = harness::postgres().await.create_database().await;
+    let mut conn = my.connect().await;
+    conn.query_drop(create_table(Dialect::MariaDb, "orders"))
+        .await
+        .map_err(|e| e.to_string())?;
+    conn.query_drop("SET time_zone = '+00:00'")
+        .await
+        .map_err(|e| e.to_string())?;
+    let pg = pgdb.connect().await;
+    pg.batch_execute(&create_table(Dialect::Postgres, "orders"))
+        .await
+        .map_err(|e| e.to_string())?;
+
+    println!("==> starting hstream-io serve; creating the connectors on the empty table");
+    std::fs::create_dir_all(work).map_err(|e| e.to_string())?;
+    let data_dir = work.join("data");
+    let serve = Serve::start(&data_dir);
+    let source = format!(
+        r#"CREATE SOURCE CONNECTOR orders_source FROM mysql WITH ("host" = "{}", "port" = {}, "user" = "{}", "password" = "{}", "database" = "{}", "table" = "orders", "stream" = "orders");"#,
+        my.host, my.port, my.user, my.password, my.name
+    );
+    let sink = format!(
+        r#"CREATE SINK CONNECTOR orders_sink TO postgresql WITH ("host" = "{}", "port" = {}, "user" = "{}", "password" = "{}", "database" = "{}", "table" = "orders", "stream" = "orders"{SINK_BATCHING});"#,
+        pgdb.host, pgdb.port, pgdb.user, pgdb.password, pgdb.name
+    );
+    sql(&serve.url, &source)?;
+    sql(&serve.url, &sink)?;
+    // Both tasks up (the source past its empty snapshot) before the load starts.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    print!("{}", sql(&serve.url, "SHOW CONNECTORS;")?);
+
+    println!("==> writing {rows} rows to MariaDB in transactions of {txn_rows} while the pipeline runs");
+    let writer = {
+        let mut conn = my.connect().await;
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let mut from = 0;
+            while from < rows {
+                let to = (from + txn_rows).min(rows);
+                let statement = insert_statement(from, to);
+                conn.query_drop(statement)
+                    .await
+                    .map_err(|e| format!("insert {from}..{to}: {e}"))?;
+                from = to;
+            }
+            Ok::<_, String>((started, Instant::now()))
+        })
+    };
+    // Rows are applied in commit order (one shard, one sink writer): the last id
+    // arriving means every row did; the checksum below confirms it.
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(1800);
+    let mut last_print = Instant::now();
+    let matched = loop {
+        let max: Option<i64> = pg
+            .query_one("SELECT max(id) FROM orders", &[])
+            .await
+            .map_err(|e| format!("max(id): {e}"))?
+            .get(0);
+        let now = Instant::now();
+        if max == Some(rows as i64 - 1) {
+            break now;
+        }
+        if now > deadline {
+            return Err(format!("PostgreSQL did not get row {} within 1800 s (max id {max:?})", rows - 1));
+        }
+        if last_print.elapsed() >= Duration::from_secs(5) {
+            println!("    {:>5.1} s: postgresql max id {}", started.elapsed().as_secs_f64(), max.unwrap_or(-1));
+            last_print = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let (write_started, write_ended) = writer
+        .await
+        .map_err(|e| format!("writer: {e}"))??;
+    let serve_hwm = serve_pid(&data_dir).and_then(vm_hwm).unwrap_or(0);
+    let task_hwm = task_pids(&serve.url, &data_dir)?
+        .into_iter()
+        .map(|(name, pid)| (name, vm_hwm(pid).unwrap_or(0)))
+        .collect();
+    let postgres = checksum_postgres(&pg, "orders").await?;
+    let mariadb = checksum_mariadb(&mut conn).await?;
+    sql(&serve.url, "DROP CONNECTOR orders_source;")?;
+    sql(&serve.url, "DROP CONNECTOR orders_sink;")?;
+    drop(serve);
+    Ok(LiveReport {
+        rows,
+        txn_rows,
+        write: write_ended - write_started,
+        total: matched.saturating_duration_since(write_started),
+        lag_at_end: matched.saturating_duration_since(write_ended),
+        serve_hwm,
+        task_hwm,
+        mariadb,
+        postgres,
+        expected: Checksum::expected(rows),
     })
 }

@@ -41,6 +41,16 @@ pub struct PipelineReport {
 pub const SINK_BATCHING: &str =
     r#", "buffer.batch.maxBytesSize" = 4000000, "buffer.batch.maxAge" = 50"#;
 
+/// [`SINK_BATCHING`], or nothing (the sink's defaults) when the environment
+/// has `HSTREAM_IO_BENCH_SINK_DEFAULTS=1` (for A/B comparisons).
+fn sink_batching() -> &'static str {
+    if std::env::var("HSTREAM_IO_BENCH_SINK_DEFAULTS").as_deref() == Ok("1") {
+        ""
+    } else {
+        SINK_BATCHING
+    }
+}
+
 fn sql(url: &str, statement: &str) -> Result<String, String> {
     let out = Command::new(binary())
         .args(["sql", "--service-url", url, statement])
@@ -125,8 +135,13 @@ pub async fn run(rows: u64, work: &Path) -> Result<PipelineReport, String> {
         my.host, my.port, my.user, my.password, my.name
     );
     let sink = format!(
-        r#"CREATE SINK CONNECTOR orders_sink TO postgresql WITH ("host" = "{}", "port" = {}, "user" = "{}", "password" = "{}", "database" = "{}", "table" = "orders", "stream" = "orders"{SINK_BATCHING});"#,
-        pgdb.host, pgdb.port, pgdb.user, pgdb.password, pgdb.name
+        r#"CREATE SINK CONNECTOR orders_sink TO postgresql WITH ("host" = "{}", "port" = {}, "user" = "{}", "password" = "{}", "database" = "{}", "table" = "orders", "stream" = "orders"{});"#,
+        pgdb.host,
+        pgdb.port,
+        pgdb.user,
+        pgdb.password,
+        pgdb.name,
+        sink_batching()
     );
     println!(
         "==> CREATE SOURCE CONNECTOR orders_source FROM mysql …; CREATE SINK CONNECTOR orders_sink TO postgresql …"
@@ -245,6 +260,25 @@ fn task_pids(url: &str, data_dir: &Path) -> Result<Vec<(String, u32)>, String> {
     Ok(out)
 }
 
+/// Records each connector reported as delivered (HStreamDB's `GetStats`):
+/// shows which side of the stream the pipeline waits on.
+async fn delivered(url: &str) -> Option<std::collections::HashMap<String, i64>> {
+    use hstream_io_runtime::stream::wire;
+    let endpoint = url.replace("hstream://", "http://");
+    let mut api = wire::h_stream_api_client::HStreamApiClient::connect(endpoint)
+        .await
+        .ok()?;
+    let request = wire::GetStatsRequest {
+        stats: vec![wire::StatType {
+            stat: Some(wire::stat_type::Stat::ConnStat(
+                wire::ConnectorStats::DeliveredInRecords as i32,
+            )),
+        }],
+    };
+    let response = api.get_stats(request).await.ok()?.into_inner();
+    Some(response.stats_values.into_iter().next()?.stat_values)
+}
+
 /// One multi-row INSERT of rows `from..to` (one transaction with autocommit).
 fn insert_statement(from: u64, to: u64) -> String {
     let mut sql = String::with_capacity(((to - from) * 80) as usize);
@@ -297,8 +331,13 @@ pub async fn run_live(rows: u64, txn_rows: u64, work: &Path) -> Result<LiveRepor
         my.host, my.port, my.user, my.password, my.name
     );
     let sink = format!(
-        r#"CREATE SINK CONNECTOR orders_sink TO postgresql WITH ("host" = "{}", "port" = {}, "user" = "{}", "password" = "{}", "database" = "{}", "table" = "orders", "stream" = "orders"{SINK_BATCHING});"#,
-        pgdb.host, pgdb.port, pgdb.user, pgdb.password, pgdb.name
+        r#"CREATE SINK CONNECTOR orders_sink TO postgresql WITH ("host" = "{}", "port" = {}, "user" = "{}", "password" = "{}", "database" = "{}", "table" = "orders", "stream" = "orders"{});"#,
+        pgdb.host,
+        pgdb.port,
+        pgdb.user,
+        pgdb.password,
+        pgdb.name,
+        sink_batching()
     );
     sql(&serve.url, &source)?;
     sql(&serve.url, &sink)?;
@@ -342,7 +381,14 @@ pub async fn run_live(rows: u64, txn_rows: u64, work: &Path) -> Result<LiveRepor
             return Err(format!("PostgreSQL did not get row {} within 1800 s (max id {max:?})", rows - 1));
         }
         if last_print.elapsed() >= Duration::from_secs(5) {
-            println!("    {:>5.1} s: postgresql max id {}", started.elapsed().as_secs_f64(), max.unwrap_or(-1));
+            let d = delivered(&serve.url).await.unwrap_or_default();
+            println!(
+                "    {:>5.1} s: source appended {} records, sink applied {} (reports every 3 s); postgresql max id {}",
+                started.elapsed().as_secs_f64(),
+                d.get("orders_source").copied().unwrap_or(0),
+                d.get("orders_sink").copied().unwrap_or(0),
+                max.unwrap_or(-1)
+            );
             last_print = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

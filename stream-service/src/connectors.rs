@@ -1,7 +1,7 @@
 //! The plug for connector RPCs: the stream service does not manage connectors
 //! itself; a host (e.g. `hstream-io serve` with the IO worker) hands it a
 //! [`ConnectorApi`] in [`crate::ServeOptions::connectors`] and the service
-//! forwards the nine connector RPCs of `HStreamApi` to it, on the same gRPC
+//! forwards the nine connector RPCs of `HStreamApi` and `GetStats` to it, on the same gRPC
 //! endpoint. Without one, those RPCs answer UNIMPLEMENTED.
 
 use std::fmt;
@@ -59,6 +59,11 @@ pub trait ConnectorApi: Send + Sync + 'static {
         &self,
         req: Request<wire::AlterConnectorConfigRequest>,
     ) -> Result<Response<()>, Status>;
+    /// `GetStats` (the connector stats; the host answers the whole request).
+    async fn get_stats(
+        &self,
+        req: Request<wire::GetStatsRequest>,
+    ) -> Result<Response<wire::GetStatsResponse>, Status>;
 }
 
 /// A shared [`ConnectorApi`] (cheap to clone), as [`crate::ServeOptions`] holds it.

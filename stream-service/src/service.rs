@@ -918,4 +918,14 @@ impl HStreamApi for Service {
             None => Err(crate::connectors::not_served("AlterConnectorConfig")),
         }
     }
+
+    async fn get_stats(
+        &self,
+        req: Request<wire::GetStatsRequest>,
+    ) -> Result<Response<wire::GetStatsResponse>, Status> {
+        match &self.connectors {
+            Some(c) => c.0.get_stats(req).await,
+            None => Err(crate::connectors::not_served("GetStats")),
+        }
+    }
 }

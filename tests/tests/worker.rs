@@ -1054,3 +1054,57 @@ async fn drop_connector_drops_the_postgresql_slot_only_when_asked() {
     tokio::task::block_in_place(|| w.sql("DROP CONNECTOR pgheld;"));
     assert!(!slot_and_publication(&pg, "held_slot", "held_slot").await.0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn get_stats_answers_connector_stats_per_name() {
+    use wire::stat_type::Stat;
+    let tmp = tempfile::tempdir().unwrap();
+    let w = Worker::start(&tmp.path().join("data"));
+    tokio::task::block_in_place(|| {
+        w.sql(r#"CREATE SOURCE CONNECTOR gen1 FROM generator WITH ("stream" = "s1", "period" = 1, "batchSize" = 4);"#)
+    });
+    let mut api = HStreamApiClient::connect(format!("http://127.0.0.1:{}", w.port))
+        .await
+        .unwrap();
+    let conn = |k: wire::ConnectorStats| wire::StatType {
+        stat: Some(Stat::ConnStat(k as i32)),
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let response = loop {
+        let r = api
+            .get_stats(wire::GetStatsRequest {
+                stats: vec![
+                    conn(wire::ConnectorStats::DeliveredInRecords),
+                    conn(wire::ConnectorStats::IsAlive),
+                    wire::StatType { stat: None },
+                ],
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if r.stats_values[0].stat_values.get("gen1").is_some_and(|&n| n > 0) {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "no delivered records in {r:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(response.stats_values.len(), 2, "{response:?}");
+    assert_eq!(
+        response.stats_values[1].stat_values.get("gen1"),
+        Some(&1),
+        "IsAlive of a RUNNING connector: {response:?}"
+    );
+    assert_eq!(response.errors.len(), 1, "{response:?}");
+    assert!(response.errors[0].message.contains("connector stats"));
+
+    // Paused: not alive any more.
+    tokio::task::block_in_place(|| w.sql("PAUSE CONNECTOR gen1;"));
+    let r = api
+        .get_stats(wire::GetStatsRequest {
+            stats: vec![conn(wire::ConnectorStats::IsAlive)],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.stats_values[0].stat_values.get("gen1"), Some(&0), "{r:?}");
+}

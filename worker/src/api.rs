@@ -103,4 +103,54 @@ impl ConnectorApi for ConnectorService {
         self.worker.alter(&r.name, &r.config).await?;
         Ok(Response::new(()))
     }
+
+    /// HStreamDB's `GetStats` for `connStat` types: per connector name, as
+    /// HServer keys them. An empty request asks for every connector stat;
+    /// other stat kinds get a `StatError`.
+    async fn get_stats(
+        &self,
+        req: Request<wire::GetStatsRequest>,
+    ) -> Result<Response<wire::GetStatsResponse>, Status> {
+        use wire::stat_type::Stat;
+        let mut asked = req.into_inner().stats;
+        if asked.is_empty() {
+            asked = [
+                wire::ConnectorStats::DeliveredInRecords,
+                wire::ConnectorStats::DeliveredInBytes,
+                wire::ConnectorStats::IsAlive,
+            ]
+            .into_iter()
+            .map(|k| wire::StatType {
+                stat: Some(Stat::ConnStat(k as i32)),
+            })
+            .collect();
+        }
+        let stats = self.worker.connector_stats().await?;
+        let mut response = wire::GetStatsResponse::default();
+        for stat_type in asked {
+            let kind = match stat_type.stat {
+                Some(Stat::ConnStat(k)) => wire::ConnectorStats::try_from(k).ok(),
+                None => None,
+            };
+            let Some(kind) = kind else {
+                response.errors.push(wire::StatError {
+                    stat_type: Some(stat_type),
+                    message: "unsupported stat type: hstream-io serve answers connector stats (connStat: DeliveredInRecords, DeliveredInBytes, IsAlive) only".into(),
+                });
+                continue;
+            };
+            let value = |s: &crate::worker::ConnectorStat| -> i64 {
+                match kind {
+                    wire::ConnectorStats::DeliveredInRecords => s.delivered_in_records as i64,
+                    wire::ConnectorStats::DeliveredInBytes => s.delivered_in_bytes as i64,
+                    wire::ConnectorStats::IsAlive => i64::from(s.is_alive),
+                }
+            };
+            response.stats_values.push(wire::StatValue {
+                stat_type: Some(stat_type),
+                stat_values: stats.iter().map(|s| (s.name.clone(), value(s))).collect(),
+            });
+        }
+        Ok(Response::new(response))
+    }
 }

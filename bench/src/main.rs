@@ -185,7 +185,11 @@ async fn pipeline_live(rows: u64, txn_rows: u64, work_dir: Option<std::path::Pat
     let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
     println!();
     println!("              rows      id sum          checksum");
-    for (side, c) in [("expected", &r.expected), ("mariadb", &r.mariadb), ("postgresql", &r.postgres)] {
+    for (side, c) in [
+        ("expected", &r.expected),
+        ("mariadb", &r.mariadb),
+        ("postgresql", &r.postgres),
+    ] {
         println!("  {side:<11} {:<9} {:<15} {}", c.rows, c.id_sum, c.hash_sum);
     }
     println!();
@@ -204,7 +208,10 @@ async fn pipeline_live(rows: u64, txn_rows: u64, work_dir: Option<std::path::Pat
         100.0 * r.total.as_secs_f64().recip() * r.write.as_secs_f64(),
         r.lag_at_end.as_secs_f64()
     );
-    println!("peak RSS (VmHWM): hstream-io serve (stream service + worker) {:.1} MB", mb(r.serve_hwm));
+    println!(
+        "peak RSS (VmHWM): hstream-io serve (stream service + worker) {:.1} MB",
+        mb(r.serve_hwm)
+    );
     for (name, hwm) in &r.task_hwm {
         println!("                  task {name} {:.1} MB", mb(*hwm));
     }

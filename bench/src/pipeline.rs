@@ -231,19 +231,28 @@ fn serve_pid(data_dir: &Path) -> Option<u32> {
         let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
         let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-        let is_serve = args.get(1) == Some(&&b"serve"[..])
-            && args.iter().any(|a| a == &needle.as_bytes());
+        let is_serve =
+            args.get(1) == Some(&&b"serve"[..]) && args.iter().any(|a| a == &needle.as_bytes());
         is_serve.then_some(pid)
     })
 }
 
 /// The task processes of the worker in `data_dir`: (connector name, pid).
 fn task_pids(url: &str, data_dir: &Path) -> Result<Vec<(String, u32)>, String> {
-    let listed: serde_json::Value = serde_json::from_str(&Command::new(binary())
-        .args(["connector", "list", "--output", "json", "--service-url", url])
-        .output()
-        .map_err(|e| format!("connector list: {e}"))
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())?)
+    let listed: serde_json::Value = serde_json::from_str(
+        &Command::new(binary())
+            .args([
+                "connector",
+                "list",
+                "--output",
+                "json",
+                "--service-url",
+                url,
+            ])
+            .output()
+            .map_err(|e| format!("connector list: {e}"))
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())?,
+    )
     .map_err(|e| format!("connector list output: {e}"))?;
     let mut out = Vec::new();
     for c in listed.as_array().into_iter().flatten() {
@@ -345,7 +354,9 @@ pub async fn run_live(rows: u64, txn_rows: u64, work: &Path) -> Result<LiveRepor
     tokio::time::sleep(Duration::from_secs(3)).await;
     print!("{}", sql(&serve.url, "SHOW CONNECTORS;")?);
 
-    println!("==> writing {rows} rows to MariaDB in transactions of {txn_rows} while the pipeline runs");
+    println!(
+        "==> writing {rows} rows to MariaDB in transactions of {txn_rows} while the pipeline runs"
+    );
     let writer = {
         let mut conn = my.connect().await;
         tokio::spawn(async move {
@@ -378,7 +389,10 @@ pub async fn run_live(rows: u64, txn_rows: u64, work: &Path) -> Result<LiveRepor
             break now;
         }
         if now > deadline {
-            return Err(format!("PostgreSQL did not get row {} within 1800 s (max id {max:?})", rows - 1));
+            return Err(format!(
+                "PostgreSQL did not get row {} within 1800 s (max id {max:?})",
+                rows - 1
+            ));
         }
         if last_print.elapsed() >= Duration::from_secs(5) {
             let d = delivered(&serve.url).await.unwrap_or_default();
@@ -393,9 +407,7 @@ pub async fn run_live(rows: u64, txn_rows: u64, work: &Path) -> Result<LiveRepor
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let (write_started, write_ended) = writer
-        .await
-        .map_err(|e| format!("writer: {e}"))??;
+    let (write_started, write_ended) = writer.await.map_err(|e| format!("writer: {e}"))??;
     let serve_hwm = serve_pid(&data_dir).and_then(vm_hwm).unwrap_or(0);
     let task_hwm = task_pids(&serve.url, &data_dir)?
         .into_iter()

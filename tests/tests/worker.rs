@@ -934,9 +934,11 @@ async fn drop_connector_drops_the_postgresql_slot_only_when_asked() {
         .create_database()
         .await;
     let pg = db.connect().await;
-    pg.batch_execute("CREATE TABLE t1 (k1 INT PRIMARY KEY, v1 TEXT); INSERT INTO t1 VALUES (1, 'a')")
-        .await
-        .unwrap();
+    pg.batch_execute(
+        "CREATE TABLE t1 (k1 INT PRIMARY KEY, v1 TEXT); INSERT INTO t1 VALUES (1, 'a')",
+    )
+    .await
+    .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let w = Worker::start(&tmp.path().join("data"));
     let create = |name: &str, extra: &str| {
@@ -975,7 +977,10 @@ async fn drop_connector_drops_the_postgresql_slot_only_when_asked() {
     });
     let deadline = Instant::now() + Duration::from_secs(60);
     while slot_and_publication(&pg, "kept_slot", "kept_pub").await != (true, true) {
-        assert!(Instant::now() < deadline, "slot kept_slot was never created");
+        assert!(
+            Instant::now() < deadline,
+            "slot kept_slot was never created"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::task::block_in_place(|| w.sql("DROP CONNECTOR pgkeep;"));
@@ -1004,7 +1009,10 @@ async fn drop_connector_drops_the_postgresql_slot_only_when_asked() {
     });
     let deadline = Instant::now() + Duration::from_secs(60);
     while !slot_and_publication(&pg, "held_slot", "held_slot").await.0 {
-        assert!(Instant::now() < deadline, "slot held_slot was never created");
+        assert!(
+            Instant::now() < deadline,
+            "slot held_slot was never created"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::task::block_in_place(|| w.sql("PAUSE CONNECTOR pgheld;"));
@@ -1015,7 +1023,16 @@ async fn drop_connector_drops_the_postgresql_slot_only_when_asked() {
         .find(|p| p.exists())
         .expect("pg_recvlogical next to the harness's PostgreSQL");
     let mut holder = Command::new(recvlogical)
-        .args(["-h", &db.host, "-p", &db.port.to_string(), "-U", &db.user, "-d", &db.name])
+        .args([
+            "-h",
+            &db.host,
+            "-p",
+            &db.port.to_string(),
+            "-U",
+            &db.user,
+            "-d",
+            &db.name,
+        ])
         .args(["--slot", "held_slot", "--start", "-f", "/dev/null"])
         .args(["-o", "proto_version=1", "-o", "publication_names=held_slot"])
         .env("PGPASSWORD", &db.password)
@@ -1082,7 +1099,11 @@ async fn get_stats_answers_connector_stats_per_name() {
             .await
             .unwrap()
             .into_inner();
-        if r.stats_values[0].stat_values.get("gen1").is_some_and(|&n| n > 0) {
+        if r.stats_values[0]
+            .stat_values
+            .get("gen1")
+            .is_some_and(|&n| n > 0)
+        {
             break r;
         }
         assert!(Instant::now() < deadline, "no delivered records in {r:?}");

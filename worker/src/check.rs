@@ -82,9 +82,12 @@ pub(crate) async fn run_cleanup(
         .map_err(|e| format!("cannot share {}: {e}", log_path.display()))?;
     let mut cmd = command(program, connector, "cleanup", config, dir);
     cmd.stdout(Stdio::from(log)).stderr(Stdio::from(log2));
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {} {connector} cleanup: {e}", program.display()))?;
+    let mut child = cmd.spawn().map_err(|e| {
+        format!(
+            "cannot start {} {connector} cleanup: {e}",
+            program.display()
+        )
+    })?;
     let status = match tokio::time::timeout(timeout, child.wait()).await {
         Ok(status) => status.map_err(|e| format!("cleanup process: {e}"))?,
         Err(_) => {

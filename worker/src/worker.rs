@@ -440,7 +440,13 @@ impl Worker {
             .clone();
         let dir = self.opts().task_dir(&task.id);
         let path = dir.join("config.json");
-        write_config_value(&dir, &path, &self.opts().service_url, &task.config, &task.id)?;
+        write_config_value(
+            &dir,
+            &path,
+            &self.opts().service_url,
+            &task.config,
+            &task.id,
+        )?;
         run_cleanup(
             &self.opts().program,
             &entry,
@@ -536,7 +542,11 @@ impl Worker {
                 "hstream_io_task_snapshot_done",
                 "gauge",
                 "1 once the source's initial snapshot is complete.",
-                |l| l.snapshot.as_ref().map(|s| if s["done"] == true { 1.0 } else { 0.0 }),
+                |l| {
+                    l.snapshot
+                        .as_ref()
+                        .map(|s| if s["done"] == true { 1.0 } else { 0.0 })
+                },
             ),
             (
                 "hstream_io_task_snapshot_rows_done",
@@ -582,7 +592,11 @@ impl Worker {
                     let s = l.snapshot.as_ref()?;
                     let total = s["rowsTotalEstimate"].as_f64()?;
                     let done = s["rowsDone"].as_f64()?;
-                    Some(if s["done"] == true || total <= 0.0 { 1.0 } else { (done / total).min(1.0) })
+                    Some(if s["done"] == true || total <= 0.0 {
+                        1.0
+                    } else {
+                        (done / total).min(1.0)
+                    })
                 },
             ),
         ];
@@ -847,7 +861,10 @@ esac
             format!("hstream_io_task_snapshot_eta_seconds{labels} 6"),
             format!("hstream_io_task_snapshot_done{labels} 0"),
         ] {
-            assert!(metrics.lines().any(|l| l == line), "{line} missing in\n{metrics}");
+            assert!(
+                metrics.lines().any(|l| l == line),
+                "{line} missing in\n{metrics}"
+            );
         }
         let stats = w.connector_stats().await.unwrap();
         assert_eq!(
@@ -906,9 +923,14 @@ esac
     async fn a_failed_cleanup_keeps_the_connector_stopped_with_the_error() {
         let dir = tempfile::tempdir().unwrap();
         let w = worker(dir.path(), 3).await;
-        w.create("d1", "SOURCE", "fake", r#"{"mode":"idle","cleanup":"fail"}"#)
-            .await
-            .unwrap();
+        w.create(
+            "d1",
+            "SOURCE",
+            "fake",
+            r#"{"mode":"idle","cleanup":"fail"}"#,
+        )
+        .await
+        .unwrap();
         let err = w.delete("d1").await.unwrap_err();
         assert!(matches!(err, WorkerError::CleanupFailed { .. }), "{err}");
         assert!(
@@ -919,7 +941,11 @@ esac
         // Still there, stopped, the error kept; a worker restart does not run it.
         let c = w.get("d1").await.unwrap();
         assert_eq!(c.status, "STOPPED");
-        assert!(c.docker_status.contains("cleanup failed"), "{}", c.docker_status);
+        assert!(
+            c.docker_status.contains("cleanup failed"),
+            "{}",
+            c.docker_status
+        );
         drop(w);
         let w = worker(dir.path(), 3).await;
         w.recover().await.unwrap();

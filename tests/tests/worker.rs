@@ -393,7 +393,7 @@ async fn grpc_api_answers_with_hserver_codes() {
         (c.name.as_str(), c.r#type.as_str(), c.status.as_str()),
         ("gen1", "SOURCE", "RUNNING")
     );
-    assert_eq!(uuid_like(&c.task_id), true, "{}", c.task_id);
+    assert!(uuid_like(&c.task_id), "{}", c.task_id);
     assert_eq!(c.node, format!("127.0.0.1:{}", w.port));
     assert!(
         c.image.ends_with(&format!(

@@ -197,14 +197,24 @@ struct Committed {
 /// defaults (100 records / 4 KiB / 100 ms), which cap a CDC source at a few
 /// thousand rows per second; a batch is also what a sink later applies in one
 /// transaction.
+///
+/// In flight at most 8 MiB of payload (the client's default is 100 MiB): 16
+/// full batches keep the stream service's group commit busy, and a source
+/// reading a backlog faster than HStream acknowledges waits here instead of
+/// holding hundreds of thousands of decoded records (the task's memory goal
+/// is tens of MB).
 fn source_producer_options() -> ProducerOptions {
     ProducerOptions {
         batch_records: 1000,
         batch_bytes: 512 * 1024,
         batch_age: Duration::from_millis(20),
+        flow_control_bytes: SOURCE_IN_FLIGHT_BYTES,
         ..ProducerOptions::default()
     }
 }
+
+/// Payload bytes a source may have buffered or in flight to HStream.
+const SOURCE_IN_FLIGHT_BYTES: usize = 8 * 1024 * 1024;
 
 /// Runs source `C` under the runtime (called by `run`).
 pub async fn drive<C: Source>(config: C::Config, env: TaskEnv) -> Result<()> {

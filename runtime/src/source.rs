@@ -44,6 +44,8 @@ struct PendingSend {
     handles: Vec<AppendHandle>,
     bytes: u64,
     position: Option<Value>,
+    /// The origin time (unix ms) of the newest change in the send, for lag.
+    event_unix_ms: Option<i64>,
 }
 
 /// What a running source gets from the runtime; cheap to clone.
@@ -128,6 +130,20 @@ impl SourceContext {
         records: Vec<Record>,
         position: Option<Value>,
     ) -> Result<()> {
+        self.send_at(stream, records, position, None).await
+    }
+
+    /// [`SourceContext::send`], plus the origin time (unix ms; e.g. the
+    /// binlog event's or the WAL commit's timestamp) of the newest change in
+    /// `records`: when they are acknowledged the task's lag (Reports' `lagMs`,
+    /// the worker's metrics) becomes now − that time.
+    pub async fn send_at(
+        &self,
+        stream: &str,
+        records: Vec<Record>,
+        position: Option<Value>,
+        event_unix_ms: Option<i64>,
+    ) -> Result<()> {
         if let Some(failure) = self.inner.failure.lock().expect("lock poisoned").clone() {
             return Err(Error::new(ErrorKind::Stream, failure));
         }
@@ -163,6 +179,7 @@ impl SourceContext {
                 handles,
                 bytes,
                 position,
+                event_unix_ms,
             })
             .await
             .map_err(|_| Error::new(ErrorKind::Stream, "the append finalizer has stopped"))
@@ -331,6 +348,9 @@ async fn finalize(
             continue;
         }
         metrics.delivered(count, send.bytes);
+        if let Some(at) = send.event_unix_ms {
+            metrics.observe_lag(at);
+        }
         if let Some(position) = send.position {
             {
                 let mut c = committed.lock().expect("lock poisoned");
@@ -395,19 +415,26 @@ mod tests {
         let (committed_tx, mut committed_rx) = watch::channel(None);
         let failure = Arc::new(Mutex::new(None));
         let (trigger, _shutdown) = crate::shutdown::channel();
+        let metrics = Arc::new(Metrics::default());
         let finalizer = tokio::spawn(finalize(
             rx,
             committed.clone(),
             committed_tx,
-            Arc::new(Metrics::default()),
+            metrics.clone(),
             failure,
             trigger,
         ));
+        let an_hour_ago = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+            - 3_600_000;
         for (position, lsn) in [(None, 0), (Some(1), 1), (None, 1), (Some(2), 2)] {
             tx.send(PendingSend {
                 handles: Vec::new(),
                 bytes: 0,
                 position: position.map(|p| serde_json::json!({ "lsn": p })),
+                event_unix_ms: position.map(|_| an_hour_ago),
             })
             .await
             .unwrap();
@@ -424,5 +451,8 @@ mod tests {
             committed.lock().unwrap().position,
             Some(serde_json::json!({ "lsn": 2 }))
         );
+        // The lag of the acknowledged changes: about an hour.
+        let lag = metrics.lag_ms().expect("lag observed");
+        assert!((3_600_000..3_660_000).contains(&lag), "{lag}");
     }
 }

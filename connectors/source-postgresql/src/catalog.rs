@@ -92,6 +92,23 @@ pub struct TableInfo {
     pub columns: Vec<(String, u32)>,
     /// Primary-key columns, in key order.
     pub primary_key: Vec<String>,
+    /// The primary-key columns' types and collations, in key order.
+    pub key_columns: Vec<KeyColumn>,
+    /// The planner's row estimate (`pg_class.reltuples`; 0 when never analysed).
+    pub rows_estimate: u64,
+}
+
+/// A primary-key column's type, as needed to order keys like PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyColumn {
+    /// Column name.
+    pub name: String,
+    /// Type OID.
+    pub type_oid: u32,
+    /// `format_type` of the column (e.g. `character varying(20)`).
+    pub type_sql: String,
+    /// Schema-qualified, quoted collation (`pg_catalog."C"`), for collatable types.
+    pub collation: Option<String>,
 }
 
 /// Describes `table`, or fails with what is wrong and how to fix it.
@@ -99,7 +116,7 @@ pub async fn describe_table(client: &Client, table: &TableName) -> Result<TableI
     let what = format!("cannot read the definition of `{table}`");
     let row = client
         .query_opt(
-            "SELECT c.oid FROM pg_catalog.pg_class c \
+            "SELECT c.oid, greatest(c.reltuples, 0)::float8 FROM pg_catalog.pg_class c \
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
             &[&table.schema, &table.name],
@@ -111,6 +128,7 @@ pub async fn describe_table(client: &Client, table: &TableName) -> Result<TableI
                 .with_hint("Check `table`/`tables` (without a dot a table is looked up in schema `public`; names are case-sensitive).")
         })?;
     let oid: u32 = row.get(0);
+    let rows_estimate = row.get::<_, f64>(1) as u64;
     let columns = client
         .query(
             "SELECT attname::text, atttypid FROM pg_catalog.pg_attribute \
@@ -123,9 +141,13 @@ pub async fn describe_table(client: &Client, table: &TableName) -> Result<TableI
         .iter()
         .map(|r| (r.get::<_, String>(0), r.get::<_, u32>(1)))
         .collect();
-    let primary_key = client
+    let key_columns: Vec<KeyColumn> = client
         .query(
-            "SELECT a.attname::text FROM pg_catalog.pg_index i \
+            "SELECT a.attname::text, a.atttypid, format_type(a.atttypid, a.atttypmod), \
+             (SELECT quote_ident(n.nspname) || '.' || quote_ident(c.collname) \
+              FROM pg_catalog.pg_collation c JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace \
+              WHERE c.oid = a.attcollation) \
+             FROM pg_catalog.pg_index i \
              JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
              WHERE i.indrelid = $1 AND i.indisprimary \
              ORDER BY array_position(i.indkey::int2[], a.attnum)",
@@ -134,12 +156,19 @@ pub async fn describe_table(client: &Client, table: &TableName) -> Result<TableI
         .await
         .map_err(|e| error::sql(what, e))?
         .iter()
-        .map(|r| r.get::<_, String>(0))
+        .map(|r| KeyColumn {
+            name: r.get(0),
+            type_oid: r.get(1),
+            type_sql: r.get(2),
+            collation: r.get(3),
+        })
         .collect();
     Ok(TableInfo {
         name: table.clone(),
         columns,
-        primary_key,
+        primary_key: key_columns.iter().map(|k| k.name.clone()).collect(),
+        key_columns,
+        rows_estimate,
     })
 }
 

@@ -20,6 +20,9 @@ const fn default_status_interval() -> u32 {
 const fn default_snapshot_batch_rows() -> u32 {
     1000
 }
+const fn default_snapshot_chunk_size() -> u32 {
+    10000
+}
 
 /// When the connector reads the tables' existing rows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -111,6 +114,12 @@ pub struct PgSourceConfig {
     /// When the tables' existing rows are read.
     #[serde(default)]
     pub snapshot_mode: SnapshotMode,
+    /// Rows per snapshot chunk: each table is read in primary-key order, this
+    /// many rows at a time; after a crash the snapshot resumes after the last
+    /// chunk HStream acknowledged. A chunk is held in memory while it is sent.
+    #[serde(default = "default_snapshot_chunk_size")]
+    #[schemars(range(min = 1, max = 1000000))]
+    pub snapshot_chunk_size: u32,
     /// Rows per append while reading existing rows.
     #[serde(default = "default_snapshot_batch_rows")]
     #[schemars(range(min = 1, max = 100000))]

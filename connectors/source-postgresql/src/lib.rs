@@ -18,6 +18,7 @@ mod error;
 mod pgoutput;
 mod record;
 mod replication;
+mod resume;
 mod snapshot;
 mod types;
 

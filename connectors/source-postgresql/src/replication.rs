@@ -9,6 +9,7 @@
 //! snapshot has not completed. `initial_only` stores `{"snapshot":"done"}`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hstream_io_runtime::stream::Record;
@@ -20,9 +21,10 @@ use tokio_postgres::Client;
 use crate::catalog::{self, TableInfo};
 use crate::config::{PgSourceConfig, SlotOnDelete, SnapshotMode, TableName, quote_ident};
 use crate::error;
-use crate::pgoutput::{self, Message};
+use crate::pgoutput::{self, Cell, Message};
 use crate::record::Target;
-use crate::snapshot;
+use crate::resume::{ColumnOrder, ResumeFilter, Seen, SnapshotState};
+use crate::snapshot::{self, Progress, Snapshot};
 use crate::types::{SESSION_OPTIONS, TypeCache};
 
 /// Records buffered in a transaction before they are sent without a position.
@@ -50,15 +52,19 @@ enum Plan {
     Reuse,
     /// Create the slot; read the snapshot it exports first when `true`.
     Create { snapshot: bool },
+    /// Continue an unfinished snapshot on the existing slot after its last committed chunk.
+    ResumeSnapshot,
 }
 
 /// Decides the plan; `drop_first` when an unusable slot must be dropped.
+/// `resumable`: a snapshot of this slot was started (its state is stored).
 fn plan(
     mode: SnapshotMode,
     stored: Option<Lsn>,
     slot: Option<&catalog::SlotState>,
     problem: Option<String>,
     slot_name: &str,
+    resumable: bool,
 ) -> Result<(Plan, bool)> {
     let wants_snapshot = !matches!(mode, SnapshotMode::Never);
     match (stored, slot, problem) {
@@ -85,9 +91,11 @@ fn plan(
             }
         }
         (None, Some(_), None) if !wants_snapshot => Ok((Plan::Reuse, false)),
-        // An unfinished snapshot (or an unusable slot): the exported snapshot
-        // died with its session, so start over with a fresh slot. Nothing was
-        // confirmed on the old slot past its creation, so nothing is lost.
+        (None, Some(_), None) if resumable => Ok((Plan::ResumeSnapshot, false)),
+        // A slot whose snapshot state was never stored (a crash right after
+        // creating it), or an unusable slot: start over with a fresh slot.
+        // Nothing was confirmed on the old slot past its creation, so
+        // nothing is lost.
         (None, Some(_), _) => Ok((
             Plan::Create {
                 snapshot: wants_snapshot,
@@ -120,18 +128,27 @@ pub async fn run(config: PgSourceConfig, ctx: SourceContext) -> Result<()> {
         .iter()
         .map(|info| target_of(&config, info, &info.columns, &[], &types))
         .collect();
-    let batch_rows = config.snapshot_batch_rows as usize;
+    let reader = Snapshot {
+        sql: &sql,
+        targets: &targets,
+        infos: &infos,
+        chunk_rows: config.snapshot_chunk_size as usize,
+        batch_rows: config.snapshot_batch_rows as usize,
+        ctx: &ctx,
+    };
 
     if config.snapshot_mode == SnapshotMode::InitialOnly {
         if ctx
             .start_position()
             .and_then(|p| p.get("snapshot"))
-            .is_some()
+            .is_some_and(|s| s == "done")
         {
             tracing::info!("snapshot already done (snapshotMode initial_only)");
             return Ok(());
         }
-        let outcome = snapshot::read(&sql, None, &targets, batch_rows, &ctx).await?;
+        let progress = Progress::from_position(ctx.start_position(), names.len())
+            .unwrap_or_else(|| Progress::start(None, names.len()));
+        let outcome = reader.read(None, progress, None).await?;
         if !outcome.interrupted {
             ctx.send(
                 &targets[0].stream,
@@ -150,15 +167,33 @@ pub async fn run(config: PgSourceConfig, ctx: SourceContext) -> Result<()> {
     let slot = config.slot(ctx.task_id());
     let publication = config.publication_name(&slot);
     catalog::ensure_publication(&sql, &publication, &names, config.create_publication).await?;
-    let state = wait_until_slot_is_free(&sql, &slot, &ctx).await?;
-    let problem = state
+    let slot_state = wait_until_slot_is_free(&sql, &slot, &ctx).await?;
+    let problem = slot_state
         .as_ref()
         .and_then(|s| s.problem(&slot, &config.database));
-    let stored = position_lsn(ctx.start_position());
-    if let (Some(lsn), Some(s)) = (stored, state.as_ref()) {
+    let table_list: Vec<String> = names.iter().map(ToString::to_string).collect();
+    // The snapshot state of this slot, if one was started with these tables.
+    let snapshot_state = snapshot::load_state(&ctx)
+        .await?
+        .filter(|s| s.slot == slot && s.tables == table_list);
+    // A position older than the state's consistent point belongs to an
+    // earlier slot (re-snapshot after `when_needed`): not a resume point.
+    let stored = position_lsn(ctx.start_position()).filter(|lsn| {
+        snapshot_state
+            .as_ref()
+            .is_none_or(|s| *lsn >= s.consistent_lsn())
+    });
+    if let (Some(lsn), Some(s)) = (stored, slot_state.as_ref()) {
         tracing::info!(slot, position = %lsn, confirmed_flush_lsn = ?s.confirmed_flush_lsn, "resuming on the existing slot");
     }
-    let (plan, drop_first) = plan(config.snapshot_mode, stored, state.as_ref(), problem, &slot)?;
+    let (plan, drop_first) = plan(
+        config.snapshot_mode,
+        stored,
+        slot_state.as_ref(),
+        problem,
+        &slot,
+        snapshot_state.is_some(),
+    )?;
     if drop_first {
         tracing::info!(slot, "dropping the unusable or half-initialised slot");
         catalog::drop_slot(&sql, &slot).await?;
@@ -187,58 +222,68 @@ pub async fn run(config: PgSourceConfig, ctx: SourceContext) -> Result<()> {
         .await
         .map_err(|e| error::replication("cannot open the replication session", e))?;
 
-    if let Plan::Create {
-        snapshot: with_snapshot,
-    } = plan
-    {
-        let mode = if with_snapshot {
-            "EXPORT_SNAPSHOT"
-        } else {
-            "NOEXPORT_SNAPSHOT"
-        };
-        let rows = repl
-            .simple_query(&format!(
-                "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput {mode}",
-                quote_ident(&slot)
-            ))
-            .await
-            .map_err(|e| {
-                error::replication(format!("cannot create replication slot `{slot}`"), e)
-                    .with_hint("The user needs the REPLICATION attribute (`ALTER ROLE <user> WITH REPLICATION;`), and max_replication_slots must have room.")
-            })?;
-        let cell = |i: usize| {
-            rows.first()
-                .and_then(|r| r.get(i))
-                .and_then(|c| c.as_ref())
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-        };
-        let consistent = cell(1).and_then(|s| Lsn::parse(&s).ok()).ok_or_else(|| {
-            Error::new(
-                ErrorKind::Protocol,
-                "CREATE_REPLICATION_SLOT answered no consistent point",
-            )
-        })?;
-        tracing::info!(slot, consistent_point = %consistent, "created replication slot");
-        if with_snapshot {
-            let name = cell(2).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Protocol,
-                    "CREATE_REPLICATION_SLOT exported no snapshot",
-                )
-            })?;
-            let outcome = snapshot::read(&sql, Some(&name), &targets, batch_rows, &ctx).await?;
+    let mut start = start;
+    let mut filter_state = snapshot_state.clone();
+    match plan {
+        Plan::Create {
+            snapshot: with_snapshot,
+        } => {
+            let (consistent, exported) = create_slot(&mut repl, &slot, with_snapshot).await?;
+            if let Some(name) = exported {
+                let mut state = SnapshotState {
+                    slot: slot.clone(),
+                    consistent_point: consistent.to_pg_string(),
+                    tables: table_list.clone(),
+                    runs: Vec::new(),
+                };
+                let progress = Progress::start(Some(state.consistent_point.clone()), names.len());
+                let outcome = reader.read(Some(&name), progress, Some(&mut state)).await?;
+                if outcome.interrupted {
+                    return interrupted(repl, outcome.rows).await;
+                }
+                tracing::info!(rows = outcome.rows, "snapshot done; streaming changes");
+                filter_state = Some(state);
+            }
+            ctx.send(&targets[0].stream, Vec::new(), Some(position(consistent)))
+                .await?;
+            start = consistent;
+        }
+        Plan::ResumeSnapshot => {
+            let mut state = snapshot_state.clone().expect("resumable only with a state");
+            let consistent = state.consistent_lsn();
+            let progress = Progress::from_position(ctx.start_position(), names.len())
+                .filter(|p| p.consistent_point.as_deref() == Some(state.consistent_point.as_str()))
+                .unwrap_or_else(|| {
+                    Progress::start(Some(state.consistent_point.clone()), names.len())
+                });
+            tracing::info!(
+                slot,
+                consistent_point = %consistent,
+                table = progress.point.table,
+                after = ?progress.point.after,
+                "resuming the snapshot after its last committed chunk, in a new snapshot"
+            );
+            let outcome = reader.read(None, progress, Some(&mut state)).await?;
             if outcome.interrupted {
-                tracing::info!(
-                    rows = outcome.rows,
-                    "snapshot interrupted by the shutdown; it restarts on the next run"
-                );
-                let _ = repl.shutdown().await;
-                return Ok(());
+                return interrupted(repl, outcome.rows).await;
             }
             tracing::info!(rows = outcome.rows, "snapshot done; streaming changes");
+            ctx.send(&targets[0].stream, Vec::new(), Some(position(consistent)))
+                .await?;
+            start = consistent;
+            filter_state = Some(state);
         }
-        ctx.send(&targets[0].stream, Vec::new(), Some(position(consistent)))
-            .await?;
+        Plan::Resume(_) | Plan::Reuse => {}
+    }
+    let filter = match &filter_state {
+        Some(state) => ResumeFilter::new(state)?.filter(|f| f.horizon() > start),
+        None => None,
+    };
+    if let Some(filter) = &filter {
+        tracing::info!(
+            until = %filter.horizon(),
+            "changes already read by a resumed snapshot are skipped until this LSN"
+        );
     }
 
     repl.start()
@@ -254,6 +299,18 @@ pub async fn run(config: PgSourceConfig, ctx: SourceContext) -> Result<()> {
         sql: &sql,
         types,
         infos: infos.iter().map(|i| (i.name.clone(), i)).collect(),
+        orders: infos
+            .iter()
+            .map(|i| {
+                (
+                    i.name.clone(),
+                    i.key_columns.iter().map(ColumnOrder::of).collect(),
+                )
+            })
+            .collect(),
+        filter,
+        seen: Seen::default(),
+        skipped: AtomicU64::new(0),
         relations: HashMap::new(),
         ctx: &ctx,
         buffered: Vec::new(),
@@ -268,6 +325,62 @@ pub async fn run(config: PgSourceConfig, ctx: SourceContext) -> Result<()> {
         catalog::drop_slot(&sql, &slot).await?;
     }
     Ok(())
+}
+
+/// A snapshot stopped by the shutdown: it resumes on the next run.
+async fn interrupted(mut repl: ReplicationClient, rows: u64) -> Result<()> {
+    tracing::info!(
+        rows,
+        "snapshot interrupted by the shutdown; it resumes after the last committed chunk"
+    );
+    let _ = repl.shutdown().await;
+    Ok(())
+}
+
+/// Creates the slot; its consistent point and exported snapshot name.
+async fn create_slot(
+    repl: &mut ReplicationClient,
+    slot: &str,
+    export: bool,
+) -> Result<(Lsn, Option<String>)> {
+    let mode = if export {
+        "EXPORT_SNAPSHOT"
+    } else {
+        "NOEXPORT_SNAPSHOT"
+    };
+    let rows = repl
+        .simple_query(&format!(
+            "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput {mode}",
+            quote_ident(slot)
+        ))
+        .await
+        .map_err(|e| {
+            error::replication(format!("cannot create replication slot `{slot}`"), e)
+                .with_hint("The user needs the REPLICATION attribute (`ALTER ROLE <user> WITH REPLICATION;`), and max_replication_slots must have room.")
+        })?;
+    let cell = |i: usize| {
+        rows.first()
+            .and_then(|r| r.get(i))
+            .and_then(|c| c.as_ref())
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+    };
+    let consistent = cell(1).and_then(|s| Lsn::parse(&s).ok()).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Protocol,
+            "CREATE_REPLICATION_SLOT answered no consistent point",
+        )
+    })?;
+    tracing::info!(slot, consistent_point = %consistent, "created replication slot");
+    if !export {
+        return Ok((consistent, None));
+    }
+    let name = cell(2).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Protocol,
+            "CREATE_REPLICATION_SLOT exported no snapshot",
+        )
+    })?;
+    Ok((consistent, Some(name)))
 }
 
 /// How long a slot held by another session (typically the server process of
@@ -322,6 +435,14 @@ struct ChangeStream<'a> {
     sql: &'a Client,
     types: TypeCache,
     infos: HashMap<TableName, &'a TableInfo>,
+    /// Each table's primary-key order.
+    orders: HashMap<TableName, Vec<ColumnOrder>>,
+    /// Skips what a resumed snapshot already read (until its horizon).
+    filter: Option<ResumeFilter>,
+    /// The runs whose snapshot holds the current transaction.
+    seen: Seen,
+    /// Changes skipped by the filter.
+    skipped: AtomicU64,
     /// Relation OID → target, from Relation messages (`None`: not captured).
     relations: HashMap<u32, Option<Target>>,
     ctx: &'a SourceContext,
@@ -377,7 +498,21 @@ impl ChangeStream<'_> {
 
     async fn handle(&mut self, event: ReplicationEvent) -> Result<()> {
         match event {
-            ReplicationEvent::Begin { .. } => self.in_transaction = true,
+            ReplicationEvent::Begin { xid, final_lsn, .. } => {
+                self.in_transaction = true;
+                if let Some(filter) = &self.filter {
+                    if final_lsn >= filter.horizon() {
+                        tracing::info!(
+                            skipped = self.skipped.load(Ordering::Relaxed),
+                            "past the resumed snapshot's horizon; no more changes are skipped"
+                        );
+                        self.filter = None;
+                        self.seen = Seen::default();
+                    } else {
+                        self.seen = filter.seen_by(xid, final_lsn);
+                    }
+                }
+            }
             ReplicationEvent::Commit { end_lsn, .. } => {
                 self.in_transaction = false;
                 self.flush(Some(end_lsn)).await?;
@@ -437,6 +572,9 @@ impl ChangeStream<'_> {
             }
             Message::Insert { relation, new } => {
                 if let Some(t) = self.target(relation)? {
+                    if self.skip(t, &new, None).await? {
+                        return Ok(());
+                    }
                     let record = t.record(t.key(&new, None), Some(t.value(&new)));
                     self.buffered.push((t.stream.clone(), record));
                 }
@@ -447,12 +585,14 @@ impl ChangeStream<'_> {
                     let mut records = Vec::with_capacity(2);
                     if let Some(old) = &old {
                         let old_key = t.key(old, None);
-                        if old_key != key {
+                        if old_key != key && !self.skip(t, old, None).await? {
                             // The key changed: the old row is gone.
                             records.push(t.record(old_key, None));
                         }
                     }
-                    records.push(t.record(key, Some(t.value(&new))));
+                    if !self.skip(t, &new, old.as_deref()).await? {
+                        records.push(t.record(key, Some(t.value(&new))));
+                    }
                     let stream = t.stream.clone();
                     self.buffered
                         .extend(records.into_iter().map(|r| (stream.clone(), r)));
@@ -460,6 +600,9 @@ impl ChangeStream<'_> {
             }
             Message::Delete { relation, old } => {
                 if let Some(t) = self.target(relation)? {
+                    if self.skip(t, &old, None).await? {
+                        return Ok(());
+                    }
                     let record = t.record(t.key(&old, None), None);
                     self.buffered.push((t.stream.clone(), record));
                 }
@@ -478,6 +621,36 @@ impl ChangeStream<'_> {
             | Message::Other(_) => {}
         }
         Ok(())
+    }
+
+    /// Whether the change of the row `cells` (unchanged key cells taken from
+    /// `old`) is already in what a resumed snapshot read.
+    async fn skip(&self, t: &Target, cells: &[Cell], old: Option<&[Cell]>) -> Result<bool> {
+        let Some(filter) = &self.filter else {
+            return Ok(false);
+        };
+        if self.seen.is_empty() {
+            return Ok(false);
+        }
+        let Some(order) = self.orders.get(&t.table) else {
+            return Ok(false);
+        };
+        let key: Vec<String> = t
+            .key
+            .iter()
+            .map(|&i| match (cells.get(i), old.and_then(|o| o.get(i))) {
+                (Some(Cell::Text(text)), _) | (_, Some(Cell::Text(text))) => text.clone(),
+                _ => String::new(),
+            })
+            .collect();
+        let skip = filter
+            .skip(&self.seen, &t.table.to_string(), order, &key, self.sql)
+            .await?;
+        if skip {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(table = %t.table, ?key, "change already in the resumed snapshot; skipped");
+        }
+        Ok(skip)
     }
 
     fn target(&self, relation: u32) -> Result<Option<&Target>> {
@@ -548,7 +721,7 @@ mod tests {
         let s = healthy();
         let lsn = Some(Lsn(42));
         assert_eq!(
-            plan(SnapshotMode::Initial, lsn, Some(&s), None, "x").unwrap(),
+            plan(SnapshotMode::Initial, lsn, Some(&s), None, "x", false).unwrap(),
             (Plan::Resume(Lsn(42)), false)
         );
         // Lost slot with a stored position: a clear error naming cause and fix…
@@ -558,12 +731,13 @@ mod tests {
             Some(&s),
             Some("wal_status = lost".into()),
             "x",
+            false,
         )
         .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Setup);
         assert!(err.message().contains("wal_status = lost"));
         assert!(err.hint().unwrap().contains("when_needed"));
-        let err = plan(SnapshotMode::Never, lsn, None, None, "x").unwrap_err();
+        let err = plan(SnapshotMode::Never, lsn, None, None, "x", false).unwrap_err();
         assert!(err.message().contains("does not exist"));
         // …unless when_needed asks for a new snapshot.
         assert_eq!(
@@ -572,23 +746,46 @@ mod tests {
                 lsn,
                 Some(&s),
                 Some("lost".into()),
-                "x"
+                "x",
+                false
             )
             .unwrap(),
             (Plan::Create { snapshot: true }, true)
         );
         // First run, or a snapshot that never completed.
         assert_eq!(
-            plan(SnapshotMode::Initial, None, None, None, "x").unwrap(),
+            plan(SnapshotMode::Initial, None, None, None, "x", false).unwrap(),
             (Plan::Create { snapshot: true }, false)
         );
         assert_eq!(
-            plan(SnapshotMode::Initial, None, Some(&s), None, "x").unwrap(),
+            plan(SnapshotMode::Initial, None, Some(&s), None, "x", false).unwrap(),
             (Plan::Create { snapshot: true }, true)
         );
         assert_eq!(
-            plan(SnapshotMode::Never, None, Some(&s), None, "x").unwrap(),
+            plan(SnapshotMode::Never, None, Some(&s), None, "x", false).unwrap(),
             (Plan::Reuse, false)
+        );
+        // A started snapshot of this slot resumes on it…
+        assert_eq!(
+            plan(SnapshotMode::Initial, None, Some(&s), None, "x", true).unwrap(),
+            (Plan::ResumeSnapshot, false)
+        );
+        // …unless the slot is unusable or gone.
+        assert_eq!(
+            plan(
+                SnapshotMode::Initial,
+                None,
+                Some(&s),
+                Some("lost".into()),
+                "x",
+                true
+            )
+            .unwrap(),
+            (Plan::Create { snapshot: true }, true)
+        );
+        assert_eq!(
+            plan(SnapshotMode::Initial, None, None, None, "x", true).unwrap(),
+            (Plan::Create { snapshot: true }, false)
         );
     }
 }

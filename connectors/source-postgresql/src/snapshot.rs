@@ -1,131 +1,373 @@
-//! The initial load: every existing row once, read inside the snapshot the
-//! replication slot exported (`SET TRANSACTION SNAPSHOT`), so the stream that
-//! follows starts exactly where the snapshot ends — no gap, no duplicate.
+//! The initial load: every existing row once, read table by table in
+//! primary-key chunks (`snapshotChunkSize` rows each, `WHERE (pk) > (last
+//! key) ORDER BY pk LIMIT n`, through `COPY … TO STDOUT` in text format: the
+//! same text output functions as pgoutput, converted by the same
+//! [`crate::types`] mapping).
 //!
-//! Rows come through `COPY (SELECT …) TO STDOUT` in text format: the same
-//! text output functions as pgoutput, converted by the same
-//! [`crate::types`] mapping, and read as a stream (memory stays bounded).
+//! The first run reads inside the snapshot the replication slot exported
+//! (`SET TRANSACTION SNAPSHOT`), so the stream that follows starts exactly
+//! where the snapshot ends. Progress is the position of the chunk's last
+//! send ([`progress_position`]): committed — and stored by the runtime —
+//! only once HStream acknowledged every row of the chunk. A crash resumes
+//! after the last committed chunk, in a new repeatable-read snapshot; the
+//! [`crate::resume`] module keeps that exact.
 
 use futures::StreamExt;
 use hstream_io_runtime::stream::Record;
-use hstream_io_runtime::{Result, SourceContext};
+use hstream_io_runtime::{Error, ErrorKind, Result, SourceContext};
+use serde_json::{Value, json};
 use tokio_postgres::Client;
 
+use crate::catalog::{TableInfo, simple_rows};
 use crate::config::{quote_ident, quote_literal};
 use crate::error;
 use crate::pgoutput::Cell;
 use crate::record::Target;
+use crate::resume::{Point, Run, SNAPSHOT_STATE_KEY, SnapshotState};
 
 /// How a snapshot ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SnapshotOutcome {
-    /// Rows sent.
+    /// Rows sent by this run.
     pub rows: u64,
     /// Whether the shutdown stopped it before the end.
     pub interrupted: bool,
 }
 
-/// Reads every row of `targets` inside `snapshot` (an exported snapshot
-/// name, or a fresh repeatable-read snapshot when `None`) and sends them in
-/// batches of `batch_rows`, without positions.
-pub async fn read(
-    client: &Client,
-    snapshot: Option<&str>,
-    targets: &[Target],
-    batch_rows: usize,
-    ctx: &SourceContext,
-) -> Result<SnapshotOutcome> {
-    client
-        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .await
-        .map_err(|e| error::sql("cannot start the snapshot transaction", e))?;
-    if let Some(name) = snapshot {
-        client
-            .batch_execute(&format!("SET TRANSACTION SNAPSHOT {}", quote_literal(name)))
-            .await
-            .map_err(|e| error::sql(format!("cannot import exported snapshot `{name}`"), e))?;
+/// Committed snapshot progress: the position's `"snapshot"` object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// The slot's consistent point the snapshot belongs to (`None` for `initial_only`).
+    pub consistent_point: Option<String>,
+    /// Where the next row is read.
+    pub point: Point,
+    /// Rows done per table.
+    pub rows: Vec<u64>,
+}
+
+impl Progress {
+    /// Nothing read yet.
+    pub fn start(consistent_point: Option<String>, tables: usize) -> Self {
+        Self {
+            consistent_point,
+            point: Point::start(),
+            rows: vec![0; tables],
+        }
     }
-    let mut rows = 0u64;
-    for target in targets {
-        let started = std::time::Instant::now();
-        let table_rows = match copy_table(client, target, batch_rows, ctx).await? {
-            Some(n) => n,
-            None => {
-                let _ = client.batch_execute("ROLLBACK").await;
+
+    /// The progress stored in `position` (`{"snapshot":{…}}`), if any.
+    pub fn from_position(position: Option<&Value>, tables: usize) -> Option<Self> {
+        let s = position?.get("snapshot")?;
+        let point = Point {
+            table: usize::try_from(s.get("table")?.as_u64()?).ok()?,
+            after: match s.get("after")? {
+                Value::Null => None,
+                Value::Array(values) => Some(
+                    values
+                        .iter()
+                        .map(|v| v.as_str().map(str::to_string))
+                        .collect::<Option<_>>()?,
+                ),
+                _ => return None,
+            },
+        };
+        let mut rows: Vec<u64> = s
+            .get("rows")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().map(|n| n.as_u64().unwrap_or(0)).collect())
+            .unwrap_or_default();
+        rows.resize(tables, 0);
+        Some(Self {
+            consistent_point: s
+                .get("consistentPoint")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            point,
+            rows,
+        })
+    }
+}
+
+/// The position committed after a chunk: `{"snapshot":{"consistentPoint":
+/// "0/16B3748","table":0,"after":["42"],"rows":[42]}}` (table index in
+/// reading order, text of the last key's columns, rows done per table).
+pub fn progress_position(progress: &Progress) -> Value {
+    let mut snapshot = json!({
+        "table": progress.point.table,
+        "after": progress.point.after,
+        "rows": progress.rows,
+    });
+    if let Some(lsn) = &progress.consistent_point {
+        snapshot["consistentPoint"] = Value::String(lsn.clone());
+    }
+    json!({ "snapshot": snapshot })
+}
+
+/// What a snapshot run reads and where it sends it.
+pub struct Snapshot<'a> {
+    /// The SQL session.
+    pub sql: &'a Client,
+    /// The tables' targets, in reading order.
+    pub targets: &'a [Target],
+    /// The tables, in reading order.
+    pub infos: &'a [TableInfo],
+    /// Rows per chunk.
+    pub chunk_rows: usize,
+    /// Rows per send.
+    pub batch_rows: usize,
+    /// The task.
+    pub ctx: &'a SourceContext,
+}
+
+impl Snapshot<'_> {
+    /// Reads every row after `progress` inside `exported` (a snapshot name)
+    /// or a fresh repeatable-read snapshot. With `state`, the run is
+    /// recorded in it (and the KV) before anything is sent.
+    pub async fn read(
+        &self,
+        exported: Option<&str>,
+        mut progress: Progress,
+        mut state: Option<&mut SnapshotState>,
+    ) -> Result<SnapshotOutcome> {
+        let sql = self.sql;
+        sql.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(|e| error::sql("cannot start the snapshot transaction", e))?;
+        if let Some(name) = exported {
+            sql.batch_execute(&format!("SET TRANSACTION SNAPSHOT {}", quote_literal(name)))
+                .await
+                .map_err(|e| error::sql(format!("cannot import exported snapshot `{name}`"), e))?;
+        }
+        // The first statement fixes the snapshot; the WAL position read after
+        // it is past the commit of every transaction it sees.
+        let rows = simple_rows(
+            sql,
+            "SELECT pg_catalog.pg_current_snapshot()::text, \
+             (CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn() \
+              ELSE pg_catalog.pg_current_wal_insert_lsn() END)::text",
+            "cannot read the snapshot's transaction ids",
+        )
+        .await?;
+        let (snapshot_text, wal_lsn) = match rows.first().map(Vec::as_slice) {
+            Some([Some(s), Some(l)]) => (s.clone(), l.clone()),
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::Protocol,
+                    "pg_current_snapshot() answered nothing",
+                ));
+            }
+        };
+        if let Some(state) = state.as_deref_mut() {
+            state.runs.push(Run {
+                exported: exported.is_some(),
+                snapshot: snapshot_text.clone(),
+                wal_lsn: wal_lsn.clone(),
+                start: progress.point.clone(),
+                reached: progress.point.clone(),
+            });
+            store_state(self.ctx, state).await?;
+        }
+        tracing::info!(
+            snapshot = snapshot_text,
+            wal_lsn,
+            exported = exported.is_some(),
+            table = progress.point.table,
+            after = ?progress.point.after,
+            "snapshot run starts"
+        );
+        for (i, info) in self.infos.iter().enumerate() {
+            if i < progress.point.table {
+                self.ctx.metrics().snapshot_progress(
+                    &info.name.to_string(),
+                    progress.rows[i],
+                    info.rows_estimate,
+                    true,
+                );
+            }
+        }
+        let mut sent = 0u64;
+        while progress.point.table < self.targets.len() {
+            if self.ctx.shutdown().is_triggered() {
+                let _ = sql.batch_execute("ROLLBACK").await;
                 return Ok(SnapshotOutcome {
-                    rows,
+                    rows: sent,
                     interrupted: true,
                 });
             }
-        };
-        rows += table_rows;
-        tracing::info!(
-            table = %target.table,
-            rows = table_rows,
-            seconds = started.elapsed().as_secs_f64(),
-            "snapshot of table done"
-        );
+            sent += self.chunk(&mut progress, state.as_deref_mut()).await?;
+        }
+        sql.batch_execute("COMMIT")
+            .await
+            .map_err(|e| error::sql("cannot end the snapshot transaction", e))?;
+        Ok(SnapshotOutcome {
+            rows: sent,
+            interrupted: false,
+        })
     }
-    client
-        .batch_execute("COMMIT")
-        .await
-        .map_err(|e| error::sql("cannot end the snapshot transaction", e))?;
-    Ok(SnapshotOutcome {
-        rows,
-        interrupted: false,
-    })
-}
 
-/// Copies one table; `None` when the shutdown interrupted it.
-async fn copy_table(
-    client: &Client,
-    target: &Target,
-    batch_rows: usize,
-    ctx: &SourceContext,
-) -> Result<Option<u64>> {
-    let columns = target
-        .columns
-        .iter()
-        .map(|(name, _)| quote_ident(name))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!(
-        "COPY (SELECT {columns} FROM {}) TO STDOUT",
-        target.table.quoted()
-    );
-    let what = || format!("cannot read the rows of `{}`", target.table);
-    let stream = client
-        .copy_out(sql.as_str())
-        .await
-        .map_err(|e| error::sql(what(), e))?;
-    futures::pin_mut!(stream);
-    let mut pending: Vec<u8> = Vec::new();
-    let mut batch: Vec<Record> = Vec::with_capacity(batch_rows);
-    let mut rows = 0u64;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| error::sql(what(), e))?;
-        pending.extend_from_slice(&chunk);
-        let mut start = 0;
-        while let Some(end) = pending[start..].iter().position(|&b| b == b'\n') {
-            let line = &pending[start..start + end];
-            let cells = parse_line(line);
-            batch.push(target.record(target.key(&cells, None), Some(target.value(&cells))));
-            rows += 1;
-            start += end + 1;
-            if batch.len() >= batch_rows {
-                ctx.send(&target.stream, std::mem::take(&mut batch), None)
+    /// Reads and sends the next chunk of `progress`'s table, advancing it.
+    async fn chunk(
+        &self,
+        progress: &mut Progress,
+        state: Option<&mut SnapshotState>,
+    ) -> Result<u64> {
+        let t = progress.point.table;
+        let target = &self.targets[t];
+        let info = &self.infos[t];
+        let started = std::time::Instant::now();
+        let cells = self
+            .read_chunk(target, progress.point.after.as_deref())
+            .await?;
+        let n = cells.len();
+        let table_done = n < self.chunk_rows;
+        let last_key: Option<Vec<String>> = cells.last().map(|row| key_text(target, row));
+        progress.point = if table_done {
+            Point {
+                table: t + 1,
+                after: None,
+            }
+        } else {
+            Point {
+                table: t,
+                after: last_key,
+            }
+        };
+        progress.rows[t] += n as u64;
+        if let Some(state) = state {
+            if let Some(run) = state.runs.last_mut() {
+                run.reached = progress.point.clone();
+            }
+            // Before any row of the chunk is sent (see `crate::resume`).
+            store_state(self.ctx, state).await?;
+        }
+        let mut records: Vec<Record> = Vec::with_capacity(n.min(self.batch_rows));
+        let mut remaining = n;
+        for row in cells {
+            records.push(target.record(target.key(&row, None), Some(target.value(&row))));
+            remaining -= 1;
+            if records.len() >= self.batch_rows && remaining > 0 {
+                self.ctx
+                    .send(&target.stream, std::mem::take(&mut records), None)
                     .await?;
-                if ctx.shutdown().is_triggered() {
-                    return Ok(None);
-                }
             }
         }
-        pending.drain(..start);
+        self.ctx
+            .send(&target.stream, records, Some(progress_position(progress)))
+            .await?;
+        let name = info.name.to_string();
+        self.ctx.metrics().snapshot_progress(
+            &name,
+            progress.rows[t],
+            info.rows_estimate.max(progress.rows[t]),
+            table_done,
+        );
+        tracing::debug!(
+            table = name,
+            rows = n,
+            seconds = started.elapsed().as_secs_f64(),
+            "snapshot chunk sent"
+        );
+        if table_done || progress.rows[t].is_multiple_of(self.chunk_rows as u64 * 10) {
+            tracing::info!(
+                table = name,
+                rows_done = progress.rows[t],
+                rows_estimate = info.rows_estimate,
+                finished = table_done,
+                "snapshot progress"
+            );
+        }
+        Ok(n as u64)
     }
-    if !batch.is_empty() {
-        ctx.send(&target.stream, batch, None).await?;
+
+    /// The rows of the chunk after `after` (all columns, text cells).
+    async fn read_chunk(
+        &self,
+        target: &Target,
+        after: Option<&[String]>,
+    ) -> Result<Vec<Vec<Cell>>> {
+        let columns = target
+            .columns
+            .iter()
+            .map(|(name, _)| quote_ident(name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let key_columns = target
+            .key
+            .iter()
+            .map(|&i| quote_ident(&target.columns[i].0))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let filter = match after {
+            Some(after) => format!(
+                " WHERE ({key_columns}) > ({})",
+                after
+                    .iter()
+                    .map(|v| quote_literal(v))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => String::new(),
+        };
+        let sql = format!(
+            "COPY (SELECT {columns} FROM {}{filter} ORDER BY {key_columns} LIMIT {}) TO STDOUT",
+            target.table.quoted(),
+            self.chunk_rows
+        );
+        let what = || format!("cannot read the rows of `{}`", target.table);
+        let stream = self
+            .sql
+            .copy_out(sql.as_str())
+            .await
+            .map_err(|e| error::sql(what(), e))?;
+        futures::pin_mut!(stream);
+        let mut pending: Vec<u8> = Vec::new();
+        let mut rows = Vec::with_capacity(self.chunk_rows.min(100_000));
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| error::sql(what(), e))?;
+            pending.extend_from_slice(&chunk);
+            let mut start = 0;
+            while let Some(end) = pending[start..].iter().position(|&b| b == b'\n') {
+                rows.push(parse_line(&pending[start..start + end]));
+                start += end + 1;
+            }
+            pending.drain(..start);
+        }
+        Ok(rows)
     }
-    Ok(Some(rows))
+}
+
+/// The text of the key columns of `row`.
+fn key_text(target: &Target, row: &[Cell]) -> Vec<String> {
+    target
+        .key
+        .iter()
+        .map(|&i| match row.get(i) {
+            Some(Cell::Text(text)) => text.clone(),
+            _ => String::new(),
+        })
+        .collect()
+}
+
+/// Stores `state` under [`SNAPSHOT_STATE_KEY`] (durable when it returns).
+pub async fn store_state(ctx: &SourceContext, state: &SnapshotState) -> Result<()> {
+    let text = serde_json::to_string(state).map_err(|e| {
+        Error::new(ErrorKind::Internal, "cannot encode the snapshot state").with_source(e)
+    })?;
+    ctx.kv().set(SNAPSHOT_STATE_KEY, text).await
+}
+
+/// The stored snapshot state, if any (an unreadable one is treated as absent: the snapshot restarts).
+pub async fn load_state(ctx: &SourceContext) -> Result<Option<SnapshotState>> {
+    Ok(match ctx.kv().get(SNAPSHOT_STATE_KEY).await? {
+        Some(text) => match serde_json::from_str(&text) {
+            Ok(state) => Some(state),
+            Err(error) => {
+                tracing::warn!(%error, "the stored snapshot state is unreadable; ignoring it");
+                None
+            }
+        },
+        None => None,
+    })
 }
 
 /// One line of COPY text output: tab-separated fields, `\N` for NULL,

@@ -3,4 +3,5 @@
 
 pub mod load;
 pub mod pipeline;
+pub mod source_pg;
 pub mod workload;

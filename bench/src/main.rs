@@ -56,6 +56,19 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         txn_rows: u64,
     },
+    /// source-postgresql on the standard workload: snapshot vs `COPY TO STDOUT`, streaming of
+    /// 1000-row transactions (rate, lag), backlog vs `pg_recvlogical`, start-up, peak RSS.
+    SourcePostgresql {
+        /// Rows per phase (default: the full workload, 1,000,000).
+        #[arg(long)]
+        rows: Option<u64>,
+        /// The quick variant: 100,000 rows (unless --rows is given).
+        #[arg(long)]
+        quick: bool,
+        /// Folder for the service's data and the task logs (default: a temporary one).
+        #[arg(long)]
+        work_dir: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -86,6 +99,14 @@ async fn main() {
             live: true,
             txn_rows,
         } => return pipeline_live(rows, txn_rows.max(1), work_dir).await,
+        Cmd::SourcePostgresql {
+            rows,
+            quick,
+            work_dir,
+        } => {
+            let rows = rows.unwrap_or(if quick { QUICK_ROWS } else { FULL_ROWS });
+            return source_postgresql(rows, work_dir).await;
+        }
     };
     let rows = rows.unwrap_or(if quick { QUICK_ROWS } else { FULL_ROWS });
     // Private servers stop when this process exits.
@@ -220,6 +241,41 @@ async fn pipeline_live(rows: u64, txn_rows: u64, work_dir: Option<std::path::Pat
     } else {
         fail("PostgreSQL does not match MariaDB");
     }
+}
+
+async fn source_postgresql(rows: u64, work_dir: Option<std::path::PathBuf>) {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| fail(&format!("temporary folder: {e}")));
+    let work = work_dir.unwrap_or_else(|| tmp.path().to_path_buf());
+    let r = hstream_io_bench::source_pg::run(rows, &work)
+        .await
+        .unwrap_or_else(|e| fail(&e));
+    let pct = |a: f64, b: f64| 100.0 * a / b;
+    println!();
+    println!("source-postgresql, {} rows per phase", r.rows);
+    println!(
+        "  snapshot        {:>9.0} rows/s   COPY TO STDOUT {:>9.0} rows/s ({:.0} %)   goal >= 400000",
+        r.snapshot_rate,
+        r.copy_out_rate,
+        pct(r.snapshot_rate, r.copy_out_rate)
+    );
+    println!(
+        "  streaming       {:>9.0} rows/s   inserts        {:>9.0} rows/s           lag at the end {:.3} s (goal <= 1)",
+        r.stream_rate,
+        r.insert_rate,
+        r.lag.as_secs_f64()
+    );
+    println!(
+        "  backlog         {:>9.0} rows/s   pg_recvlogical {:>9.0} rows/s ({:.0} %)   goal >= 90 %",
+        r.backlog_rate,
+        r.recvlogical_rate,
+        pct(r.backlog_rate, r.recvlogical_rate)
+    );
+    println!(
+        "  start (run -> streaming) {:.3} s (goal <= 0.1); peak RSS {:.1} MB (snapshot+streaming), {:.1} MB (backlog) (goal <= 30)",
+        r.start.as_secs_f64(),
+        r.rss_first_kib as f64 / 1024.0,
+        r.rss_backlog_kib as f64 / 1024.0
+    );
 }
 
 fn fail(msg: &str) -> ! {

@@ -1026,3 +1026,103 @@ async fn kill_9_mid_snapshot_resumes_mid_table_and_ends_exact() {
     drop(pg);
     db.drop_database().await;
 }
+
+/// TRUNCATE with `truncate: record` becomes one control record in order with
+/// the table's changes (and with the default `skip`, nothing); a table without
+/// a primary key but with REPLICA IDENTITY FULL is keyed by the whole row in
+/// the snapshot and in the stream.
+#[tokio::test(flavor = "multi_thread")]
+async fn truncate_records_and_whole_row_keys() {
+    let db = harness::postgres().await.create_database().await;
+    let pg = db.connect().await;
+    pg.batch_execute(
+        "CREATE TABLE t1 (id int PRIMARY KEY, v text);
+         INSERT INTO t1 VALUES (1, 'a');
+         CREATE TABLE nopk (a int, b text);
+         ALTER TABLE nopk REPLICA IDENTITY FULL;
+         INSERT INTO nopk VALUES (1, 'x'), (1, 'x'), (2, NULL);
+         CREATE TABLE quiet (id int PRIMARY KEY);
+         INSERT INTO quiet VALUES (1);",
+    )
+    .await
+    .unwrap();
+    let s = streams().await;
+    let task_id = unique_task(&db);
+    let task = Task::start(
+        &s.service.url(),
+        &task_id,
+        connector(
+            &db,
+            "pg_{table}",
+            json!({"tables": ["nopk"], "truncate": "record", "format": "raw"}),
+        ),
+        Arc::new(MemoryKv::default()),
+    );
+    let nopk = wait_records(&s.client, "pg_nopk", 3).await;
+    assert_eq!(
+        nopk,
+        vec![
+            json!({"key":{"a":1,"b":"x"},"value":{"a":1,"b":"x"}}),
+            json!({"key":{"a":1,"b":"x"},"value":{"a":1,"b":"x"}}),
+            json!({"key":{"a":2,"b":null},"value":{"a":2,"b":null}}),
+        ],
+        "a table without a primary key is read whole, keyed by the whole row"
+    );
+    pg.batch_execute(
+        "UPDATE nopk SET b = 'y' WHERE a = 2;
+         DELETE FROM nopk WHERE a = 2;
+         TRUNCATE t1;
+         INSERT INTO t1 VALUES (2, 'b');",
+    )
+    .await
+    .unwrap();
+    let nopk = wait_records(&s.client, "pg_nopk", 6).await;
+    assert_eq!(
+        nopk[3..],
+        [
+            json!({"key":{"a":2,"b":null},"value":null}),
+            json!({"key":{"a":2,"b":"y"},"value":{"a":2,"b":"y"}}),
+            json!({"key":{"a":2,"b":"y"},"value":null}),
+        ],
+        "an update of a whole-row key is a delete of the old row and the new row"
+    );
+    let t1 = wait_records(&s.client, "pg_t1", 3).await;
+    task.stop().await.unwrap();
+    assert_eq!(
+        t1,
+        vec![
+            json!({"key":{"id":1},"value":{"id":1,"v":"a"}}),
+            json!({"key":null,"value":null,"op":"truncate","table":"public.t1"}),
+            json!({"key":{"id":2},"value":{"id":2,"v":"b"}}),
+        ]
+    );
+    drop_slot(&pg, &slot_of(&task_id)).await;
+
+    // The default policy writes nothing for a TRUNCATE.
+    let task_id = format!("{task_id}-skip");
+    let task = Task::start(
+        &s.service.url(),
+        &task_id,
+        connector(&db, "quiet", json!({"table": "quiet"})),
+        Arc::new(MemoryKv::default()),
+    );
+    assert_eq!(wait_records(&s.client, "quiet", 1).await.len(), 1);
+    pg.batch_execute("TRUNCATE quiet; INSERT INTO quiet VALUES (2);")
+        .await
+        .unwrap();
+    let quiet = wait_records(&s.client, "quiet", 2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let quiet_after = read_stream(&s.client, "quiet").await;
+    task.stop().await.unwrap();
+    assert_eq!(quiet, quiet_after);
+    assert_eq!(
+        quiet_after,
+        vec![
+            json!({"key":{"id":1},"value":{"id":1}}),
+            json!({"key":{"id":2},"value":{"id":2}}),
+        ]
+    );
+    drop_slot(&pg, &slot_of(&task_id)).await;
+    drop(pg);
+    db.drop_database().await;
+}

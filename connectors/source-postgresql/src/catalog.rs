@@ -96,6 +96,9 @@ pub struct TableInfo {
     pub key_columns: Vec<KeyColumn>,
     /// The planner's row estimate (`pg_class.reltuples`; 0 when never analysed).
     pub rows_estimate: u64,
+    /// No primary key, but REPLICA IDENTITY FULL: the key is the whole row
+    /// (`primary_key` and `key_columns` then list every column).
+    pub whole_row_key: bool,
 }
 
 /// A primary-key column's type, as needed to order keys like PostgreSQL.
@@ -116,7 +119,7 @@ pub async fn describe_table(client: &Client, table: &TableName) -> Result<TableI
     let what = format!("cannot read the definition of `{table}`");
     let row = client
         .query_opt(
-            "SELECT c.oid, greatest(c.reltuples, 0)::float8 FROM pg_catalog.pg_class c \
+            "SELECT c.oid, greatest(c.reltuples, 0)::float8, c.relreplident::text FROM pg_catalog.pg_class c \
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
             &[&table.schema, &table.name],
@@ -129,6 +132,7 @@ pub async fn describe_table(client: &Client, table: &TableName) -> Result<TableI
         })?;
     let oid: u32 = row.get(0);
     let rows_estimate = row.get::<_, f64>(1) as u64;
+    let replica_identity_full = row.get::<_, String>(2) == "f";
     let columns = client
         .query(
             "SELECT attname::text, atttypid FROM pg_catalog.pg_attribute \
@@ -141,7 +145,7 @@ pub async fn describe_table(client: &Client, table: &TableName) -> Result<TableI
         .iter()
         .map(|r| (r.get::<_, String>(0), r.get::<_, u32>(1)))
         .collect();
-    let key_columns: Vec<KeyColumn> = client
+    let mut key_columns: Vec<KeyColumn> = client
         .query(
             "SELECT a.attname::text, a.atttypid, format_type(a.atttypid, a.atttypmod), \
              (SELECT quote_ident(n.nspname) || '.' || quote_ident(c.collname) \
@@ -154,7 +158,7 @@ pub async fn describe_table(client: &Client, table: &TableName) -> Result<TableI
             &[&oid],
         )
         .await
-        .map_err(|e| error::sql(what, e))?
+        .map_err(|e| error::sql(what.clone(), e))?
         .iter()
         .map(|r| KeyColumn {
             name: r.get(0),
@@ -163,24 +167,49 @@ pub async fn describe_table(client: &Client, table: &TableName) -> Result<TableI
             collation: r.get(3),
         })
         .collect();
+    let whole_row_key = key_columns.is_empty() && replica_identity_full;
+    if whole_row_key {
+        key_columns = client
+            .query(
+                "SELECT a.attname::text, a.atttypid, format_type(a.atttypid, a.atttypmod), \
+                 (SELECT quote_ident(n.nspname) || '.' || quote_ident(c.collname) \
+                  FROM pg_catalog.pg_collation c JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace \
+                  WHERE c.oid = a.attcollation) \
+                 FROM pg_catalog.pg_attribute a \
+                 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' \
+                 ORDER BY a.attnum",
+                &[&oid],
+            )
+            .await
+            .map_err(|e| error::sql(what, e))?
+            .iter()
+            .map(|r| KeyColumn {
+                name: r.get(0),
+                type_oid: r.get(1),
+                type_sql: r.get(2),
+                collation: r.get(3),
+            })
+            .collect();
+    }
     Ok(TableInfo {
         name: table.clone(),
         columns,
         primary_key: key_columns.iter().map(|k| k.name.clone()).collect(),
         key_columns,
         rows_estimate,
+        whole_row_key,
     })
 }
 
-/// The error for a table without a primary key.
+/// The error for a table without a primary key (nor REPLICA IDENTITY FULL).
 pub fn no_primary_key(table: &TableName) -> Error {
     Error::new(
         ErrorKind::Setup,
         format!("table `{table}` has no primary key"),
     )
     .with_hint(format!(
-        "Records are keyed by the primary key: add one, e.g. `ALTER TABLE {} ADD PRIMARY KEY (<columns>);`.",
-        table.quoted()
+        "Records are keyed by the primary key: add one, e.g. `ALTER TABLE {t} ADD PRIMARY KEY (<columns>);`, or key them by the whole row with `ALTER TABLE {t} REPLICA IDENTITY FULL;`.",
+        t = table.quoted()
     ))
 }
 

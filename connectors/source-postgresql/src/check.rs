@@ -29,8 +29,8 @@ pub static CHECKS: [CheckSpec; 6] = [
     CheckSpec {
         id: "tables",
         kind: CheckType::Keys,
-        description: "each table exists, has a primary key and is readable",
-        hint: "Create the table with a primary key (`ALTER TABLE <table> ADD PRIMARY KEY (<columns>);`) and `GRANT SELECT ON <table> TO <user>;`.",
+        description: "each table exists, has a primary key (or REPLICA IDENTITY FULL) and is readable",
+        hint: "Create the table with a primary key (`ALTER TABLE <table> ADD PRIMARY KEY (<columns>);`, or `ALTER TABLE <table> REPLICA IDENTITY FULL;` to key records by the whole row) and `GRANT SELECT ON <table> TO <user>;`.",
     },
     CheckSpec {
         id: "publication",

@@ -63,6 +63,24 @@ pub enum SlotOnDelete {
     Drop,
 }
 
+/// What a `TRUNCATE` of a captured table becomes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TruncatePolicy {
+    /// Nothing in the stream (as Debezium's default `skipped.operations = t`):
+    /// a warning in the log with the running count of skipped truncates.
+    #[default]
+    Skip,
+    /// A control record `{"key":null,"value":null,"op":"truncate","table":"schema.table"}`
+    /// (header attributes `table` and `op=truncate`, partition key the table name), in order
+    /// with the table's changes. sink-postgresql and sink-mysql do not apply it: use it
+    /// with consumers that do.
+    Record,
+    /// Stop the task with an error naming the table (the truncate is not acknowledged, so it
+    /// is read again after a restart with another policy).
+    Fail,
+}
+
 /// Config of `source-postgresql`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -127,6 +145,9 @@ pub struct PgSourceConfig {
     /// Record encoding.
     #[serde(default)]
     pub format: RecordFormat,
+    /// What a `TRUNCATE` of a captured table becomes.
+    #[serde(default)]
+    pub truncate: TruncatePolicy,
     /// What happens to the slot when the task completes.
     #[serde(default)]
     pub slot_on_delete: SlotOnDelete,

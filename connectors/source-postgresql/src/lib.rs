@@ -25,7 +25,7 @@ mod types;
 use hstream_io_runtime::validate::ConfigIssue;
 use hstream_io_runtime::{CheckFailure, Connector, Kind, Result, Source, SourceContext};
 
-pub use config::{PgSourceConfig, RecordFormat, SlotOnDelete, SnapshotMode};
+pub use config::{PgSourceConfig, RecordFormat, SlotOnDelete, SnapshotMode, TruncatePolicy};
 
 /// The connector's name.
 pub const NAME: &str = "source-postgresql";

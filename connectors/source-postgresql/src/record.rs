@@ -130,6 +130,28 @@ impl Target {
     }
 }
 
+impl Target {
+    /// The control record of a `TRUNCATE` of this table (see `TruncatePolicy::Record`).
+    pub fn truncate_record(&self) -> Record {
+        let table = self.table.to_string();
+        let mut payload = Map::with_capacity(4);
+        payload.insert("key".into(), Value::Null);
+        payload.insert("value".into(), Value::Null);
+        payload.insert("op".into(), Value::String("truncate".into()));
+        payload.insert("table".into(), Value::String(table.clone()));
+        let record = match self.format {
+            RecordFormat::Json => Record::json(table.clone(), payload),
+            RecordFormat::Raw => Record::raw(
+                table.clone(),
+                serde_json::to_vec(&Value::Object(payload)).unwrap_or_default(),
+            ),
+        };
+        record
+            .with_attribute(TABLE_ATTRIBUTE, table)
+            .with_attribute("op", "truncate")
+    }
+}
+
 /// The canonical text of a key: a single column's value as text (strings
 /// unquoted), several columns as the compact JSON array of their values.
 pub fn partition_key(key: &Map<String, Value>) -> String {

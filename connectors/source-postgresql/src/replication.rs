@@ -19,7 +19,9 @@ use serde_json::{Value, json};
 use tokio_postgres::Client;
 
 use crate::catalog::{self, TableInfo};
-use crate::config::{PgSourceConfig, SlotOnDelete, SnapshotMode, TableName, quote_ident};
+use crate::config::{
+    PgSourceConfig, SlotOnDelete, SnapshotMode, TableName, TruncatePolicy, quote_ident,
+};
 use crate::error;
 use crate::pgoutput::{self, Cell, Message};
 use crate::record::Target;
@@ -121,6 +123,9 @@ pub async fn run(config: PgSourceConfig, ctx: SourceContext) -> Result<()> {
         let info = catalog::describe_table(&sql, name).await?;
         if info.primary_key.is_empty() {
             return Err(catalog::no_primary_key(name));
+        }
+        if info.whole_row_key {
+            tracing::info!(table = %name, "no primary key, REPLICA IDENTITY FULL: records are keyed by the whole row");
         }
         infos.push(info);
     }
@@ -311,6 +316,7 @@ pub async fn run(config: PgSourceConfig, ctx: SourceContext) -> Result<()> {
         filter,
         seen: Seen::default(),
         skipped: AtomicU64::new(0),
+        truncates_skipped: 0,
         relations: HashMap::new(),
         ctx: &ctx,
         buffered: Vec::new(),
@@ -443,6 +449,8 @@ struct ChangeStream<'a> {
     seen: Seen,
     /// Changes skipped by the filter.
     skipped: AtomicU64,
+    /// TRUNCATEs not written to the stream (`truncate: skip`).
+    truncates_skipped: u64,
     /// Relation OID → target, from Relation messages (`None`: not captured).
     relations: HashMap<u32, Option<Target>>,
     ctx: &'a SourceContext,
@@ -609,8 +617,30 @@ impl ChangeStream<'_> {
             }
             Message::Truncate { relations } => {
                 for oid in relations {
-                    if let Some(Some(t)) = self.relations.get(&oid) {
-                        tracing::warn!(table = %t.table, "TRUNCATE is not captured (no record shape expresses it); sinks keep their rows");
+                    let Some(Some(t)) = self.relations.get(&oid) else {
+                        continue;
+                    };
+                    match self.config.truncate {
+                        TruncatePolicy::Skip => {
+                            self.truncates_skipped += 1;
+                            tracing::warn!(
+                                table = %t.table,
+                                skipped_truncates = self.truncates_skipped,
+                                "TRUNCATE not written to the stream (truncate: skip); consumers keep their rows"
+                            );
+                        }
+                        TruncatePolicy::Record => {
+                            tracing::info!(table = %t.table, "TRUNCATE written as a control record");
+                            let record = t.truncate_record();
+                            self.buffered.push((t.stream.clone(), record));
+                        }
+                        TruncatePolicy::Fail => {
+                            return Err(Error::new(
+                                ErrorKind::Setup,
+                                format!("table `{}` was truncated (truncate: fail)", t.table),
+                            )
+                            .with_hint("Empty the target by hand and set `truncate` to skip (or record) to continue; the truncate is read again on restart."));
+                        }
                     }
                 }
             }

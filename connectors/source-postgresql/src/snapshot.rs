@@ -214,6 +214,9 @@ impl Snapshot<'_> {
         let t = progress.point.table;
         let target = &self.targets[t];
         let info = &self.infos[t];
+        if info.whole_row_key {
+            return self.whole_table(progress, state).await;
+        }
         let started = std::time::Instant::now();
         let cells = self
             .read_chunk(target, progress.point.after.as_deref())
@@ -279,18 +282,89 @@ impl Snapshot<'_> {
         Ok(n as u64)
     }
 
+    /// A table keyed by the whole row (no primary key, REPLICA IDENTITY
+    /// FULL) has no order to chunk by: it is read in one pass, streamed in
+    /// batches, and a crash reads it again from its start.
+    async fn whole_table(
+        &self,
+        progress: &mut Progress,
+        state: Option<&mut SnapshotState>,
+    ) -> Result<u64> {
+        let t = progress.point.table;
+        let target = &self.targets[t];
+        let info = &self.infos[t];
+        progress.point = Point {
+            table: t + 1,
+            after: None,
+        };
+        if let Some(state) = state {
+            if let Some(run) = state.runs.last_mut() {
+                run.reached = progress.point.clone();
+            }
+            store_state(self.ctx, state).await?;
+        }
+        let columns = column_list(target);
+        let sql = format!(
+            "COPY (SELECT {columns} FROM {}) TO STDOUT",
+            target.table.quoted()
+        );
+        let what = || format!("cannot read the rows of `{}`", target.table);
+        let stream = self
+            .sql
+            .copy_out(sql.as_str())
+            .await
+            .map_err(|e| error::sql(what(), e))?;
+        futures::pin_mut!(stream);
+        let mut pending: Vec<u8> = Vec::new();
+        let mut records: Vec<Record> = Vec::with_capacity(self.batch_rows);
+        let mut n = 0u64;
+        let name = info.name.to_string();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| error::sql(what(), e))?;
+            pending.extend_from_slice(&chunk);
+            let mut start = 0;
+            while let Some(end) = pending[start..].iter().position(|&b| b == b'\n') {
+                let row = parse_line(&pending[start..start + end]);
+                records.push(target.record(target.key(&row, None), Some(target.value(&row))));
+                start += end + 1;
+                n += 1;
+                if records.len() >= self.batch_rows {
+                    self.ctx
+                        .send(&target.stream, std::mem::take(&mut records), None)
+                        .await?;
+                    self.ctx.metrics().snapshot_progress(
+                        &name,
+                        n,
+                        info.rows_estimate.max(n),
+                        false,
+                    );
+                }
+            }
+            pending.drain(..start);
+        }
+        progress.rows[t] = n;
+        self.ctx
+            .send(&target.stream, records, Some(progress_position(progress)))
+            .await?;
+        self.ctx
+            .metrics()
+            .snapshot_progress(&name, n, info.rows_estimate.max(n), true);
+        tracing::info!(
+            table = name,
+            rows_done = n,
+            finished = true,
+            "snapshot progress"
+        );
+        Ok(n)
+    }
+
     /// The rows of the chunk after `after` (all columns, text cells).
     async fn read_chunk(
         &self,
         target: &Target,
         after: Option<&[String]>,
     ) -> Result<Vec<Vec<Cell>>> {
-        let columns = target
-            .columns
-            .iter()
-            .map(|(name, _)| quote_ident(name))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let columns = column_list(target);
         let key_columns = target
             .key
             .iter()
@@ -334,6 +408,16 @@ impl Snapshot<'_> {
         }
         Ok(rows)
     }
+}
+
+/// The quoted column list of `target`.
+fn column_list(target: &Target) -> String {
+    target
+        .columns
+        .iter()
+        .map(|(name, _)| quote_ident(name))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The text of the key columns of `row`.

@@ -1126,3 +1126,96 @@ async fn truncate_records_and_whole_row_keys() {
     drop(pg);
     db.drop_database().await;
 }
+
+/// PostgreSQL ends every session of the task mid-stream (what a server
+/// restart or failover does to it): the task fails with a connection error,
+/// and the next run resumes on the same slot with no gap and no duplicate.
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_killed_by_the_server_mid_stream_resume_exactly() {
+    let db = harness::postgres().await.create_database().await;
+    let pg = db.connect().await;
+    pg.batch_execute("CREATE TABLE t1 (id int PRIMARY KEY, v int);")
+        .await
+        .unwrap();
+    let s = streams().await;
+    let url = s.service.url();
+    let task_id = unique_task(&db);
+    let slot = slot_of(&task_id);
+    let kv = Arc::new(MemoryKv::default());
+    let mut next = 0i32;
+    for round in 0..3 {
+        let task = Task::start(
+            &url,
+            &task_id,
+            connector(&db, "kill", json!({})),
+            kv.clone(),
+        );
+        let want: Vec<i64> = (0..i64::from(next)).collect();
+        assert_eq!(
+            wait_ids(&s.client, "kill", &want).await,
+            want,
+            "round {round}"
+        );
+        for _ in 0..20 {
+            pg.execute("INSERT INTO t1 VALUES ($1, 0)", &[&next])
+                .await
+                .unwrap();
+            next += 1;
+        }
+        let want: Vec<i64> = (0..i64::from(next)).collect();
+        assert_eq!(
+            wait_ids(&s.client, "kill", &want).await,
+            want,
+            "round {round}"
+        );
+        // More changes in flight, then the server ends the task's sessions.
+        for _ in 0..20 {
+            pg.execute("INSERT INTO t1 VALUES ($1, 0)", &[&next])
+                .await
+                .unwrap();
+            next += 1;
+        }
+        pg.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = 'hstream-io source-postgresql' AND datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap();
+        let result = tokio::time::timeout(Duration::from_secs(30), task.handle)
+            .await
+            .expect("the task notices the lost sessions")
+            .unwrap();
+        let error = result.expect_err("the task fails when its sessions are ended");
+        assert!(
+            matches!(
+                error.kind(),
+                hstream_io_runtime::ErrorKind::Connection
+                    | hstream_io_runtime::ErrorKind::Transient
+            ),
+            "a retryable error, not {error:?}"
+        );
+    }
+    let task = Task::start(
+        &url,
+        &task_id,
+        connector(&db, "kill", json!({})),
+        kv.clone(),
+    );
+    let want: Vec<i64> = (0..i64::from(next)).collect();
+    assert_eq!(wait_ids(&s.client, "kill", &want).await, want);
+    task.stop().await.unwrap();
+    let mut ids: Vec<i64> = read_stream(&s.client, "kill")
+        .await
+        .iter()
+        .map(|r| r["key"]["id"].as_i64().unwrap())
+        .collect();
+    let sent = ids.len();
+    ids.dedup();
+    assert_eq!(ids, want, "in order, nothing missing");
+    assert_eq!(sent, want.len(), "nothing twice");
+    assert_eq!(slots_named(&pg, &slot).await, 1);
+    drop_slot(&pg, &slot).await;
+    drop(pg);
+    db.drop_database().await;
+}

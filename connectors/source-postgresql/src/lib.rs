@@ -3,7 +3,10 @@
 //!
 //! One replication slot per task, created once — exporting the snapshot that
 //! the initial load reads, so existing rows and later changes meet with no gap
-//! and no duplicate — and reused on every restart. Each change becomes a
+//! and no duplicate — and reused on every restart. The initial load reads
+//! each table in primary-key chunks and resumes after the last acknowledged
+//! chunk when it is interrupted, exactly (see [`resume`] for the rule that
+//! keeps a resumed snapshot and the stream consistent). Each change becomes a
 //! record `{"key":{<primary key>},"value":{<row>}|null}` keyed by the primary
 //! key. The slot's confirmed flush LSN only ever moves to a position the
 //! runtime committed (everything before it acknowledged by HStream); while
@@ -18,7 +21,7 @@ mod error;
 mod pgoutput;
 mod record;
 mod replication;
-mod resume;
+pub mod resume;
 mod snapshot;
 mod types;
 

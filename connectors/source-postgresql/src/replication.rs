@@ -5,8 +5,10 @@
 //! Position (the runtime's `source_position` KV key): `{"lsn":"0/16B3748"}`,
 //! the end LSN of the last transaction whose records HStream acknowledged (or
 //! the slot's consistent point right after the snapshot, or the WAL end of a
-//! keepalive while nothing was in flight). No position means the initial
-//! snapshot has not completed. `initial_only` stores `{"snapshot":"done"}`.
+//! keepalive while nothing was in flight). While the snapshot runs it is the
+//! snapshot's progress ([`crate::snapshot::progress_position`]); its runs are
+//! in the KV under [`crate::resume::SNAPSHOT_STATE_KEY`]. `initial_only`
+//! stores `{"snapshot":"done"}` at the end.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -87,6 +87,7 @@ async fn read_stream(client: &Client, stream: &str) -> Vec<Value> {
 struct Task {
     trigger: ShutdownTrigger,
     handle: tokio::task::JoinHandle<hstream_io_runtime::Result<()>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Task {
@@ -97,15 +98,20 @@ impl Task {
         let config = hstream_io_runtime::task::validate_config::<PgSource>(&file.connector)
             .unwrap_or_else(|issues| panic!("invalid config: {issues:?}"));
         let (trigger, shutdown) = shutdown::channel();
+        let metrics = Arc::new(Metrics::default());
         let env = TaskEnv {
             file,
             shutdown,
             trigger: trigger.clone(),
             kv: kv as Arc<dyn KvStore>,
-            metrics: Arc::new(Metrics::default()),
+            metrics: metrics.clone(),
         };
         let handle = tokio::spawn(hstream_io_runtime::source::drive::<PgSource>(config, env));
-        Self { trigger, handle }
+        Self {
+            trigger,
+            handle,
+            metrics,
+        }
     }
 
     async fn stop(self) -> hstream_io_runtime::Result<()> {
@@ -258,7 +264,12 @@ async fn snapshot_then_changes_and_restart_resumes_on_the_same_slot() {
         .await
         .unwrap();
     let got_after = wait_records(&s.client, "pg1", got.len() + 1).await;
+    let lag = task.metrics.lag_ms();
     task.stop().await.unwrap();
+    assert!(
+        lag.is_some_and(|ms| ms < 600_000),
+        "acknowledged changes set the lag from their commit time: {lag:?}"
+    );
     assert_eq!(
         got_after[7..],
         [

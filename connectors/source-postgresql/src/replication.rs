@@ -319,6 +319,7 @@ pub async fn run(config: PgSourceConfig, ctx: SourceContext) -> Result<()> {
         seen: Seen::default(),
         skipped: AtomicU64::new(0),
         truncates_skipped: 0,
+        commit_unix_ms: None,
         relations: HashMap::new(),
         ctx: &ctx,
         buffered: Vec::new(),
@@ -453,6 +454,8 @@ struct ChangeStream<'a> {
     skipped: AtomicU64,
     /// TRUNCATEs not written to the stream (`truncate: skip`).
     truncates_skipped: u64,
+    /// Commit time (unix ms) of the transaction being streamed.
+    commit_unix_ms: Option<i64>,
     /// Relation OID → target, from Relation messages (`None`: not captured).
     relations: HashMap<u32, Option<Target>>,
     ctx: &'a SourceContext,
@@ -508,8 +511,13 @@ impl ChangeStream<'_> {
 
     async fn handle(&mut self, event: ReplicationEvent) -> Result<()> {
         match event {
-            ReplicationEvent::Begin { xid, final_lsn, .. } => {
+            ReplicationEvent::Begin {
+                xid,
+                final_lsn,
+                commit_time_micros,
+            } => {
                 self.in_transaction = true;
+                self.commit_unix_ms = Some(unix_ms(commit_time_micros));
                 if let Some(filter) = &self.filter {
                     if final_lsn >= filter.horizon() {
                         tracing::info!(
@@ -715,9 +723,13 @@ impl ChangeStream<'_> {
             }
         }
         let last = groups.len() - 1;
+        // Records carry their transaction's commit time: once acknowledged
+        // they set the task's lag (an empty keepalive send carries none).
+        let at = self.commit_unix_ms;
         for (i, (stream, records)) in groups.into_iter().enumerate() {
             let pos = if i == last { lsn.map(position) } else { None };
-            self.ctx.send(&stream, records, pos).await?;
+            let at = if records.is_empty() { None } else { at };
+            self.ctx.send_at(&stream, records, pos, at).await?;
         }
         if let Some(lsn) = lsn {
             self.last_position = self.last_position.max(lsn);
@@ -726,9 +738,21 @@ impl ChangeStream<'_> {
     }
 }
 
+/// Microseconds since 2000-01-01 (PostgreSQL's epoch) → milliseconds since 1970-01-01.
+fn unix_ms(pg_micros: i64) -> i64 {
+    pg_micros.div_euclid(1000) + 946_684_800_000
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commit_times_become_unix_milliseconds() {
+        assert_eq!(unix_ms(0), 946_684_800_000);
+        // 2024-01-01T00:00:00Z
+        assert_eq!(unix_ms(757_382_400_000_000), 1_704_067_200_000);
+    }
 
     fn healthy() -> catalog::SlotState {
         catalog::SlotState {

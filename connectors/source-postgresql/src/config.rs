@@ -59,7 +59,9 @@ pub enum SlotOnDelete {
     /// Keep the slot (it retains WAL until it is dropped by hand or reused).
     #[default]
     Keep,
-    /// Drop the slot when the task completes (`initial_only` never keeps one).
+    /// Drop the slot when the task completes, and when the connector is
+    /// deleted on `hstream-io serve` (`DROP CONNECTOR` runs the `cleanup`
+    /// verb; HServer does not). `initial_only` never keeps one.
     Drop,
 }
 
@@ -148,7 +150,7 @@ pub struct PgSourceConfig {
     /// What a `TRUNCATE` of a captured table becomes.
     #[serde(default)]
     pub truncate: TruncatePolicy,
-    /// What happens to the slot when the task completes.
+    /// What happens to the slot when the task completes or the connector is deleted.
     #[serde(default)]
     pub slot_on_delete: SlotOnDelete,
     /// Seconds between two standby status updates (confirmed LSN feedback).

@@ -4,4 +4,5 @@
 pub mod load;
 pub mod pipeline;
 pub mod source_pg;
+pub mod sink;
 pub mod workload;

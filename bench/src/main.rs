@@ -4,11 +4,12 @@
 //! cargo run --release -p hstream-io-bench -- load --target postgres --quick
 //! cargo run --release -p hstream-io-bench -- load --target mariadb --rows 1000000
 //! cargo run --release -p hstream-io-bench -- load --target postgres --url postgres://u:p@host:5432/db
+//! cargo run --release -p hstream-io-bench -- sink --target postgres --rows 1000000
 //! ```
 
 use clap::{Parser, Subcommand, ValueEnum};
 use hstream_io_bench::load::{load_mariadb, load_postgres};
-use hstream_io_bench::workload::{FULL_ROWS, QUICK_ROWS};
+use hstream_io_bench::workload::{Dialect, FULL_ROWS, QUICK_ROWS};
 use hstream_io_tests::harness;
 
 #[derive(Parser)]
@@ -38,6 +39,19 @@ enum Cmd {
         /// Repeat the load this many times (a fresh table each time).
         #[arg(long, default_value_t = 1)]
         repeat: u32,
+    },
+    /// The SQL sinks: the workload appended to a stream, applied by the real
+    /// `hstream-io sink-… run` process into an empty table (inserts), then the same
+    /// keys with changed values (upserts); the physical limit measured in the same run.
+    Sink {
+        #[arg(long, value_enum)]
+        target: Target,
+        /// Rows (default: the full workload, 1,000,000).
+        #[arg(long)]
+        rows: Option<u64>,
+        /// Folder for the stream service's data and the task logs (default: a temporary one).
+        #[arg(long)]
+        work_dir: Option<std::path::PathBuf>,
     },
     /// The whole pipeline: MariaDB -> source-mysql -> stream -> sink-postgresql -> PostgreSQL,
     /// through `hstream-io serve` and SQL; live changes; row count and checksum compared.
@@ -77,7 +91,7 @@ enum Target {
     Mariadb,
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let (target, rows, quick, url, repeat) = match Cli::parse().command {
         Cmd::Load {
@@ -107,6 +121,11 @@ async fn main() {
             let rows = rows.unwrap_or(if quick { QUICK_ROWS } else { FULL_ROWS });
             return source_postgresql(rows, work_dir).await;
         }
+        Cmd::Sink {
+            target,
+            rows,
+            work_dir,
+        } => return sink(target, rows.unwrap_or(FULL_ROWS), work_dir).await,
     };
     let rows = rows.unwrap_or(if quick { QUICK_ROWS } else { FULL_ROWS });
     // Private servers stop when this process exits.
@@ -276,6 +295,25 @@ async fn source_postgresql(rows: u64, work_dir: Option<std::path::PathBuf>) {
         r.rss_first_kib as f64 / 1024.0,
         r.rss_backlog_kib as f64 / 1024.0
     );
+}
+
+async fn sink(target: Target, rows: u64, work_dir: Option<std::path::PathBuf>) {
+    harness::own_servers();
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| fail(&format!("temporary folder: {e}")));
+    let work = work_dir.unwrap_or_else(|| tmp.path().to_path_buf());
+    let dialect = match target {
+        Target::Postgres => Dialect::Postgres,
+        Target::Mariadb => Dialect::MariaDb,
+    };
+    match hstream_io_bench::sink::run(dialect, rows, &work).await {
+        Ok(r) => {
+            println!("{r}");
+            if !(r.insert.verified && r.upsert.verified) {
+                fail("checksum mismatch");
+            }
+        }
+        Err(e) => fail(&e),
+    }
 }
 
 fn fail(msg: &str) -> ! {

@@ -106,13 +106,36 @@ pub trait SinkConnector: Connector {
     fn open(config: &Self::Config) -> impl Future<Output = Result<Self::Writer>> + Send;
 }
 
-/// Writes batches to a sink's target.
+/// Writes batches to a sink's target, in two steps so the runtime can overlap
+/// them: [`SinkWriter::preparer`] does the work that needs no connection
+/// (decoding, conversion, rendering) for batch N+1 on a task of its own while
+/// [`SinkWriter::write_prepared`] applies batch N.
 pub trait SinkWriter: Send + 'static {
-    /// Applies one batch. Contract: records of one shard arrive in stream
-    /// order; after a restart the runtime may deliver records again that were
-    /// written before the last stored offset, so writes must be idempotent.
-    /// An `Err` is retried or skipped by the runtime according to the sink options.
-    fn write(&mut self, batch: &SinkBatch) -> impl Future<Output = Result<()>> + Send;
+    /// A batch after the preparer's work.
+    type Prepared: Send + Sync + 'static;
+
+    /// The preparation step, detached from the writer (it runs concurrently
+    /// with a write). An `Err` is handled like a failed write (retried or
+    /// skipped by the sink options); conversion errors should use
+    /// [`crate::ErrorKind::Conversion`] so they are not retried.
+    fn preparer(&self) -> impl Fn(&SinkBatch) -> Result<Self::Prepared> + Send + Sync + 'static;
+
+    /// Applies one prepared batch. Contract: records of one shard arrive in
+    /// stream order; after a restart the runtime may deliver records again
+    /// that were written before the last stored offset, so writes must be
+    /// idempotent. An `Err` is retried or skipped by the runtime according to
+    /// the sink options; a retry passes the same `prepared` again.
+    fn write_prepared(
+        &mut self,
+        batch: &SinkBatch,
+        prepared: &Self::Prepared,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Prepares and applies one batch (no overlap).
+    fn write(&mut self, batch: &SinkBatch) -> impl Future<Output = Result<()>> + Send {
+        let prepared = (self.preparer())(batch);
+        async move { self.write_prepared(batch, &prepared?).await }
+    }
 
     /// Offsets the writer keeps itself, transactionally with the rows (an
     /// exactly-once sink's progress table): shard id → RecordId of the last

@@ -10,9 +10,16 @@
 //! batch — and records at or before the stored id are dropped, so the writer is
 //! not handed records it already applied.
 //!
-//! Shutdown: readers stop, the batch being written finishes, offsets are stored.
+//! Pipelining: shard readers, the preparation of the next batch
+//! ([`SinkWriter::preparer`]: decoding, conversion) and the write of the
+//! current one run concurrently; at most one prepared batch waits for the
+//! writer, so memory stays bounded by a few `buffer.batch.maxBytesSize`.
+//!
+//! Shutdown: readers stop, the batch being written finishes, offsets are stored
+//! (batches prepared but not written are dropped and read again next time).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use schemars::JsonSchema;
@@ -32,6 +39,14 @@ use crate::task::TaskEnv;
 /// append batch (up to 1000 records from our sources), and keeping it whole
 /// means a skipped batch never takes other appends' good records with it.
 const READ_BATCHES: u32 = 1;
+
+/// Reads per shard that may wait for the preparing stage: while a batch is
+/// written, the next reads pile up here and are then gathered into one batch.
+const READS_AHEAD_PER_SHARD: usize = 8;
+
+/// Without `buffer.batch.maxBytesSize`: the most payload bytes gathered from
+/// reads that have arrived already into one batch.
+pub const BACKLOG_BATCH_BYTES: u64 = 1 << 20;
 
 /// KV key of the sink offsets (the reference toolkit's key, so offsets carry over).
 pub const OFFSETS_KEY: &str = "SinkOffsetsManagerImpl_offsets";
@@ -118,7 +133,7 @@ pub struct SinkOptions {
     /// Read retries of a shard (reset after each successful read) before the task fails.
     #[serde(rename = "reader.max.retry", default = "default_reader_max_retry")]
     pub reader_max_retry: u32,
-    /// Gather reads of a shard into batches of up to this many payload bytes (0: one read, one batch).
+    /// Gather reads of a shard into batches of up to this many payload bytes (0: gather only the reads that have arrived already, up to 1 MiB, without waiting).
     #[serde(rename = "buffer.batch.maxBytesSize", default)]
     pub batch_max_bytes: u64,
     /// With `buffer.batch.maxBytesSize`: write a gathering batch at the latest after this many milliseconds.
@@ -285,7 +300,7 @@ pub async fn drive<C: SinkConnector>(config: C::Config, env: TaskEnv) -> Result<
     }
     tracing::info!(%stream, shards = shards.len(), "sink started");
 
-    let (tx, mut rx) = mpsc::channel::<SinkBatch>(2 * shards.len().max(1));
+    let (tx, rx) = mpsc::channel::<SinkBatch>(READS_AHEAD_PER_SHARD * shards.len().max(1));
     let mut readers = JoinSet::new();
     for shard in &shards {
         let resume = stored.get(&shard.shard_id).copied();
@@ -308,40 +323,55 @@ pub async fn drive<C: SinkConnector>(config: C::Config, env: TaskEnv) -> Result<
     }
     drop(tx);
 
+    // Pipeline: readers -> `rx` -> gather + prepare (own task) -> `prepared_rx`
+    // -> write here. At most PREPARED_AHEAD prepared batches wait, one is being
+    // prepared and one gathered, so memory stays bounded by a few
+    // `buffer.batch.maxBytesSize` (plus the readers' channel).
+    let (prepared_tx, mut prepared_rx) = mpsc::channel(PREPARED_AHEAD);
+    let mut preparing = tokio::spawn(prepare_batches(
+        rx,
+        Arc::new(writer.preparer()),
+        options.clone(),
+        prepared_tx,
+    ));
+
     let mut policy = Policy::new(&options);
     let mut dirty = false;
-    let mut carried: Option<SinkBatch> = None;
     let flush_every = Duration::from_secs(options.offset_flush_interval_secs.into());
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + flush_every, flush_every);
     let outcome: Result<()> = loop {
-        let next = match carried.take() {
-            Some(batch) => Some(batch),
-            None => tokio::select! {
-                batch = rx.recv() => batch,
-                Some(joined) = readers.join_next() => match joined {
-                    Ok(Ok(())) => continue,
-                    Ok(Err(error)) => break Err(error),
-                    Err(e) => break Err(Error::internal("a shard reader panicked").with_source(e)),
-                },
-                _ = tick.tick() => {
-                    if dirty {
-                        match store(kv.as_ref(), &stored).await {
-                            Ok(()) => { dirty = false; metrics.set_offsets(offsets_report(&stored)); }
-                            Err(error) => tracing::warn!(%error, "cannot store offsets; will retry"),
-                        }
-                    }
-                    continue;
-                }
-                _ = shutdown.wait() => break Ok(()),
+        let next = tokio::select! {
+            next = prepared_rx.recv() => next,
+            Some(joined) = readers.join_next() => match joined {
+                Ok(Ok(())) => continue,
+                Ok(Err(error)) => break Err(error),
+                Err(e) => break Err(Error::internal("a shard reader panicked").with_source(e)),
             },
+            _ = tick.tick() => {
+                if dirty {
+                    match store(kv.as_ref(), &stored).await {
+                        Ok(()) => { dirty = false; metrics.set_offsets(offsets_report(&stored)); }
+                        Err(error) => tracing::warn!(%error, "cannot store offsets; will retry"),
+                    }
+                }
+                continue;
+            }
+            _ = shutdown.wait() => break Ok(()),
         };
-        let Some(first) = next else { break Ok(()) };
+        let Some((batch, parts, prepared)) = next else {
+            // The preparing stage ended: the readers are done, or it failed.
+            break match (&mut preparing).await {
+                Ok(result) => result,
+                Err(e) => Err(Error::internal("the batch preparation panicked").with_source(e)),
+            };
+        };
         if shutdown.is_triggered() {
             break Ok(());
         }
-        let (batch, other) = gather(first, &mut rx, &options).await;
-        carried = other;
-        match policy.write(&mut writer, &batch, &client, &shutdown).await {
+        match policy
+            .write(&mut writer, &batch, &parts, prepared, &client, &shutdown)
+            .await
+        {
             Ok(written) => {
                 if written {
                     metrics.delivered(batch.records.len() as u64, batch.bytes());
@@ -355,6 +385,7 @@ pub async fn drive<C: SinkConnector>(config: C::Config, env: TaskEnv) -> Result<
         }
     };
     readers.abort_all();
+    preparing.abort();
     // The final offsets are stored whatever happened: they only cover written batches.
     let stored_result = if dirty {
         store(kv.as_ref(), &stored).await
@@ -366,36 +397,91 @@ pub async fn drive<C: SinkConnector>(config: C::Config, env: TaskEnv) -> Result<
     stored_result
 }
 
+/// Prepared batches that may wait for the writer.
+const PREPARED_AHEAD: usize = 1;
+
+/// A batch, the record count of each read gathered into it, and the outcome
+/// of its preparation.
+type PreparedBatch<P> = (SinkBatch, Vec<usize>, Result<P>);
+
+/// The pipeline's middle stage: gathers reads into batches and prepares each
+/// (on a blocking thread: it is CPU work) while the writer applies the
+/// previous one. Ends when the readers are gone or the writer stops listening.
+async fn prepare_batches<P, F>(
+    mut rx: mpsc::Receiver<SinkBatch>,
+    preparer: Arc<F>,
+    options: SinkOptions,
+    tx: mpsc::Sender<PreparedBatch<P>>,
+) -> Result<()>
+where
+    P: Send + 'static,
+    F: Fn(&SinkBatch) -> Result<P> + Send + Sync + 'static,
+{
+    let mut carried: Option<SinkBatch> = None;
+    loop {
+        let first = match carried.take() {
+            Some(batch) => batch,
+            None => match rx.recv().await {
+                Some(batch) => batch,
+                None => return Ok(()),
+            },
+        };
+        let (batch, parts, other) = gather(first, &mut rx, &options).await;
+        carried = other;
+        let preparer = preparer.clone();
+        let prepared = tokio::task::spawn_blocking(move || {
+            let prepared = preparer(&batch);
+            (batch, parts, prepared)
+        })
+        .await
+        .map_err(|e| Error::internal("the batch preparation panicked").with_source(e))?;
+        if tx.send(prepared).await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
 async fn store(kv: &dyn crate::kv::KvStore, offsets: &BTreeMap<u64, RecordId>) -> Result<()> {
     kv.set(OFFSETS_KEY, offsets_text(offsets)).await
 }
 
-/// With `buffer.batch.maxBytesSize`, gathers more reads of the same shard into
-/// `batch`. A read of another shard ends the gathering and is returned, to be
-/// written next (batches of different shards are never merged).
+/// Gathers more reads of the same shard into `batch`: with
+/// `buffer.batch.maxBytesSize`, up to that size (waiting up to
+/// `buffer.batch.maxAge` for more); without, the reads that have arrived
+/// already, up to [`BACKLOG_BATCH_BYTES`] (no waiting, so a backlog is written
+/// in large batches and a trickle without delay). A read of another shard ends
+/// the gathering and is returned, to be written next (batches of different
+/// shards are never merged). Also returns the record count of each read.
 async fn gather(
     mut batch: SinkBatch,
     rx: &mut mpsc::Receiver<SinkBatch>,
     options: &SinkOptions,
-) -> (SinkBatch, Option<SinkBatch>) {
-    if options.batch_max_bytes == 0 {
-        return (batch, None);
-    }
-    let deadline = Instant::now() + Duration::from_millis(options.batch_max_age_ms);
-    while batch.bytes() < options.batch_max_bytes {
-        let next = if options.batch_max_age_ms == 0 {
+) -> (SinkBatch, Vec<usize>, Option<SinkBatch>) {
+    let mut parts = vec![batch.records.len()];
+    let (limit, wait) = match options.batch_max_bytes {
+        0 => (BACKLOG_BATCH_BYTES, 0),
+        max => (max, options.batch_max_age_ms),
+    };
+    let deadline = Instant::now() + Duration::from_millis(wait);
+    let mut bytes = batch.bytes();
+    while bytes < limit {
+        let next = if wait == 0 {
             rx.try_recv().ok()
         } else {
             let left = deadline.saturating_duration_since(Instant::now());
             tokio::time::timeout(left, rx.recv()).await.ok().flatten()
         };
         match next {
-            Some(more) if more.shard_id == batch.shard_id => batch.records.extend(more.records),
-            Some(other) => return (batch, Some(other)),
+            Some(more) if more.shard_id == batch.shard_id => {
+                bytes += more.bytes();
+                parts.push(more.records.len());
+                batch.records.extend(more.records);
+            }
+            Some(other) => return (batch, parts, Some(other)),
             None => break,
         }
     }
-    (batch, None)
+    (batch, parts, None)
 }
 
 struct ShardReading {
@@ -514,28 +600,87 @@ impl Policy {
         retryable && (self.max_retries < -1 || i64::from(attempt) < self.max_retries.max(0))
     }
 
-    /// Writes `batch`; `Ok(true)` written, `Ok(false)` skipped, `Err` fails the task.
+    /// Writes `batch` (prepared as `prepared`); `Ok(true)` written, `Ok(false)`
+    /// skipped (in part or whole), `Err` fails the task. A failed preparation
+    /// counts as a failed first attempt; its retries prepare the batch again.
+    /// A batch gathered from several reads (`parts`: record counts) that fails
+    /// for good is written read by read before anything is skipped, so a skip
+    /// takes no more than the failing read with it.
     async fn write<W: SinkWriter>(
         &mut self,
         writer: &mut W,
         batch: &SinkBatch,
+        parts: &[usize],
+        prepared: Result<W::Prepared>,
         client: &Client,
         shutdown: &Shutdown,
     ) -> Result<bool> {
+        let error = match self.attempt(writer, batch, prepared, shutdown).await {
+            Ok(()) => return Ok(true),
+            Err(error) => error,
+        };
+        if parts.len() > 1 && self.strategy != SkipStrategy::NeverSkip && !shutdown.is_triggered() {
+            tracing::warn!(%error, reads = parts.len(), shard = batch.shard_id,
+                "a gathered batch failed; writing its reads one by one");
+            let mut all_written = true;
+            let mut start = 0;
+            for &len in parts {
+                let part = SinkBatch {
+                    stream: batch.stream.clone(),
+                    shard_id: batch.shard_id,
+                    records: batch.records[start..start + len].to_vec(),
+                };
+                start += len;
+                let prepared = (writer.preparer())(&part);
+                all_written &= match self.attempt(writer, &part, prepared, shutdown).await {
+                    Ok(()) => true,
+                    Err(error) => {
+                        self.skip(error, &part, client).await?;
+                        false
+                    }
+                };
+            }
+            return Ok(all_written);
+        }
+        self.skip(error, batch, client).await?;
+        Ok(false)
+    }
+
+    /// Writes `batch` with the retries; the last error when it still fails.
+    async fn attempt<W: SinkWriter>(
+        &mut self,
+        writer: &mut W,
+        batch: &SinkBatch,
+        prepared: Result<W::Prepared>,
+        shutdown: &Shutdown,
+    ) -> Result<(), Error> {
         let mut attempt = 0u32;
-        let error = loop {
-            match writer.write(batch).await {
-                Ok(()) => return Ok(true),
+        let (mut result, prepared) = match prepared {
+            Ok(p) => (writer.write_prepared(batch, &p).await, Some(p)),
+            Err(error) => (Err(error), None),
+        };
+        loop {
+            match result {
+                Ok(()) => return Ok(()),
                 Err(error) if self.may_retry(attempt, &error) && !shutdown.is_triggered() => {
                     attempt += 1;
                     tracing::warn!(%error, attempt, shard = batch.shard_id, "batch write failed; retrying");
                     if !Backoff::default().wait(attempt, shutdown).await {
                         return Err(error);
                     }
+                    result = match &prepared {
+                        Some(p) => writer.write_prepared(batch, p).await,
+                        None => writer.write(batch).await,
+                    };
                 }
-                Err(error) => break error,
+                Err(error) => return Err(error),
             }
-        };
+        }
+    }
+
+    /// Skips `batch` after `error` if the strategy allows (recording it to the
+    /// error stream), else returns `error`.
+    async fn skip(&mut self, error: Error, batch: &SinkBatch, client: &Client) -> Result<()> {
         let count = batch.records.len() as u64;
         let skip = match self.strategy {
             SkipStrategy::SkipAll => true,
@@ -580,6 +725,6 @@ impl Policy {
                     .with_source(e)
                 })?;
         }
-        Ok(false)
+        Ok(())
     }
 }

@@ -722,3 +722,58 @@ async fn mysql_values_as_our_mysql_source_writes_them_apply_unchanged() {
         ]
     );
 }
+
+/// The database drops the sink's sessions (as a restart does) again and again
+/// during a keyless load: the retries reconnect, and the progress table in the
+/// same transaction keeps every record applied exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_sessions_dropped_mid_load_lose_and_duplicate_nothing() {
+    let streams = streams().await;
+    let db = harness::mariadb().await.create_database().await;
+    exec(&db, "CREATE TABLE bulk (n bigint, payload text)").await;
+    let total = 30_000;
+    let cuts = pipeline::outage_load::<MysqlSink, _, _, _, _>(
+        &streams,
+        "bulk",
+        total,
+        config(
+            &db,
+            "bulk",
+            json!({"stream": "bulk", "buffer.batch.maxBytesSize": 20000, "buffer.batch.maxAge": 20,
+                   "task.error.maxRetries": -2}),
+        ),
+        || async { count(&db, "SELECT COUNT(*) FROM bulk").await },
+        || async {
+            let mut c = db.connect().await;
+            let ids: Vec<u64> = c
+                .query(format!(
+                    "SELECT id FROM information_schema.processlist \
+                     WHERE db = '{}' AND id <> CONNECTION_ID()",
+                    db.name
+                ))
+                .await
+                .unwrap();
+            for id in ids {
+                // A session may end by itself in between.
+                let _ = c.query_drop(format!("KILL CONNECTION {id}")).await;
+            }
+            c.disconnect().await.unwrap();
+        },
+    )
+    .await;
+    assert!(
+        cuts >= 2,
+        "the sessions were cut only {cuts} times during the load"
+    );
+    assert_eq!(
+        rows(
+            &db,
+            "(SELECT COUNT(*) AS c, COUNT(DISTINCT n) AS d, CAST(SUM(n) AS SIGNED) AS s, \
+             CAST(SUM(payload = CONCAT('p', n)) AS SIGNED) AS ok FROM bulk) AS t",
+            &["c", "d", "s", "ok"],
+            "c"
+        )
+        .await,
+        vec![json!({"c": total, "d": total, "s": total * (total - 1) / 2, "ok": total})]
+    );
+}

@@ -327,6 +327,55 @@ pub(crate) mod pipeline {
         }
     }
 
+    /// Loads `total` records `{"n", "payload"}` into `stream` and runs the sink
+    /// (in-process driver, small batches) while `cut` drops every session the
+    /// sink has on the database, as a server restart does (transactions in
+    /// flight abort, temporary tables vanish), every 200 ms until `applied`
+    /// reaches `total`. Returns how many cuts hit an unfinished load.
+    pub(crate) async fn outage_load<C, F, Fut, G, Gut>(
+        streams: &Streams,
+        stream: &str,
+        total: i64,
+        config: Value,
+        mut applied: F,
+        mut cut: G,
+    ) -> usize
+    where
+        C: SinkConnector,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = i64>,
+        G: FnMut() -> Gut,
+        Gut: Future<Output = ()>,
+    {
+        streams.create(stream, 1).await;
+        for part in 0..total / 1000 {
+            let records = (part * 1000..part * 1000 + 1000)
+                .map(|n| json_record("", json!({"n": n, "payload": format!("p{n}")})))
+                .collect();
+            streams.append(stream, records).await;
+        }
+        let sink = start_sink::<C>(config, &streams.service.url(), Default::default());
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let mut cuts = 0;
+        loop {
+            let now = applied().await;
+            if now >= total {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the load did not finish: {now} of {total} rows"
+            );
+            if now > 0 {
+                cut().await;
+                cuts += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        sink.stop().await;
+        cuts
+    }
+
     /// The bench workload's row `i` (`bench.orders` shape, see bench/src/workload.rs)
     /// as a plain JSON record; `pass` changes the non-key columns.
     pub(crate) fn order(i: i64, pass: i64) -> Record {
@@ -1104,6 +1153,55 @@ async fn pg_bench_orders() {
         );
     }
     sink.stop().await;
+}
+
+/// The database drops the sink's sessions (as a restart does) again and again
+/// during a keyless load: the retries reconnect, and the progress table in the
+/// same transaction keeps every record applied exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn pg_sessions_dropped_mid_load_lose_and_duplicate_nothing() {
+    let streams = streams().await;
+    let db = harness::postgres().await.create_database().await;
+    exec(&db, "CREATE TABLE bulk (n bigint, payload text)").await;
+    let total = 30_000;
+    let cuts = pipeline::outage_load::<PgSink, _, _, _, _>(
+        &streams,
+        "bulk",
+        total,
+        config(
+            &db,
+            "bulk",
+            json!({"stream": "bulk", "buffer.batch.maxBytesSize": 20000, "buffer.batch.maxAge": 20,
+                   "task.error.maxRetries": -2}),
+        ),
+        || async {
+            rows(&db, "SELECT count(*) AS c FROM bulk").await[0]["c"]
+                .as_i64()
+                .unwrap()
+        },
+        || async {
+            exec(
+                &db,
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            )
+            .await
+        },
+    )
+    .await;
+    assert!(
+        cuts >= 2,
+        "the sessions were cut only {cuts} times during the load"
+    );
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT count(*) AS c, count(DISTINCT n) AS d, sum(n)::bigint AS s, \
+             count(*) FILTER (WHERE payload = 'p' || n) AS ok FROM bulk"
+        )
+        .await,
+        vec![json!({"c": total, "d": total, "s": total * (total - 1) / 2, "ok": total})]
+    );
 }
 
 #[tokio::test]

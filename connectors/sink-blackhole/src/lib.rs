@@ -53,7 +53,13 @@ impl SinkConnector for BlackholeSink {
 pub struct Discard;
 
 impl SinkWriter for Discard {
-    async fn write(&mut self, batch: &SinkBatch) -> Result<()> {
+    type Prepared = ();
+
+    fn preparer(&self) -> impl Fn(&SinkBatch) -> Result<()> + Send + Sync + 'static {
+        |_| Ok(())
+    }
+
+    async fn write_prepared(&mut self, batch: &SinkBatch, _prepared: &()) -> Result<()> {
         tracing::debug!(
             shard = batch.shard_id,
             records = batch.records.len(),

@@ -1,9 +1,12 @@
 //! Applies batches: records → changes → one net change per key → one
 //! transaction (multi-row deletes, multi-row `INSERT … ON DUPLICATE KEY
 //! UPDATE`, the exactly-once position) per batch.
+//!
+//! Decoding and conversion are the writer's [`SinkWriter::preparer`], which the
+//! runtime runs for the next batch while this one is in the database.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use hstream_io_runtime::change::{Net, Op, reduce};
 use hstream_io_runtime::record::{Change, excerpt, parse};
@@ -24,7 +27,7 @@ use crate::sql;
 type Row = Vec<Option<Cell>>;
 
 /// One record, converted.
-struct Prepared {
+struct Converted {
     /// Key column values, in key order (empty for append-only tables).
     key: Vec<Cell>,
     op: Op<Row>,
@@ -37,7 +40,17 @@ pub struct MysqlSinkWriter {
     table_name: String,
     key_columns: Option<Vec<String>>,
     table: Option<Arc<MysqlTable>>,
+    /// The table description the preparer converts for (the last one read).
+    shared_table: Arc<Mutex<Option<Arc<MysqlTable>>>>,
     progress: Option<MysqlProgress>,
+}
+
+/// A batch after [`MysqlSinkWriter`]'s preparer: every record converted.
+pub struct MysqlPrepared {
+    /// The table description it was converted for.
+    table: Arc<MysqlTable>,
+    /// Taken by the first attempt; a retry converts again.
+    converted: Mutex<Option<Vec<Converted>>>,
 }
 
 impl MysqlSinkWriter {
@@ -49,6 +62,7 @@ impl MysqlSinkWriter {
             table_name: config.table.clone(),
             key_columns: config.key_columns.clone(),
             table: None,
+            shared_table: Arc::new(Mutex::new(None)),
             progress: config.exactly_once.then(|| {
                 MysqlProgress::new(
                     &config.database,
@@ -93,10 +107,16 @@ impl MysqlSinkWriter {
             .await?,
         );
         self.table = Some(table.clone());
+        *self.shared_table.lock().expect("table lock") = Some(table.clone());
         Ok(table)
     }
 
-    async fn apply(&self, table: &MysqlTable, batch: &SinkBatch) -> Result<()> {
+    async fn apply(
+        &self,
+        table: &MysqlTable,
+        batch: &SinkBatch,
+        converted: Vec<Converted>,
+    ) -> Result<()> {
         let target = table.display();
         let mut tx = self
             .pool
@@ -115,14 +135,16 @@ impl MysqlSinkWriter {
         let Some(last) = records.last().map(|r| r.record_id) else {
             return Ok(());
         };
-        let prepared = records
-            .iter()
-            .map(|r| prepare(table, r))
-            .collect::<Result<Vec<_>>>()?;
-        if table.key.is_empty() {
-            append(&mut tx, table, &records, prepared).await?;
+        let converted = if records.len() == batch.records.len() {
+            converted
         } else {
-            apply_keyed(&mut tx, table, &records, prepared).await?;
+            // Part of the batch is applied already (a re-read after a restart).
+            convert_all(table, &records)?
+        };
+        if table.key.is_empty() {
+            append(&mut tx, table, &records, converted).await?;
+        } else {
+            apply_keyed(&mut tx, table, &records, converted).await?;
         }
         if let Some(progress) = &self.progress {
             progress.save(&mut tx, batch.shard_id, last).await?;
@@ -134,9 +156,35 @@ impl MysqlSinkWriter {
 }
 
 impl SinkWriter for MysqlSinkWriter {
-    async fn write(&mut self, batch: &SinkBatch) -> Result<()> {
+    type Prepared = MysqlPrepared;
+
+    fn preparer(&self) -> impl Fn(&SinkBatch) -> Result<MysqlPrepared> + Send + Sync + 'static {
+        let shared = self.shared_table.clone();
+        move |batch| {
+            let table = shared
+                .lock()
+                .expect("table lock")
+                .clone()
+                .ok_or_else(|| Error::internal("the table was not read before preparing"))?;
+            let records: Vec<&SinkRecord> = batch.records.iter().collect();
+            let converted = convert_all(&table, &records)?;
+            Ok(MysqlPrepared {
+                table,
+                converted: Mutex::new(Some(converted)),
+            })
+        }
+    }
+
+    async fn write_prepared(&mut self, batch: &SinkBatch, prepared: &MysqlPrepared) -> Result<()> {
         let table = self.table().await?;
-        let result = self.apply(&table, batch).await;
+        let records: Vec<&SinkRecord> = batch.records.iter().collect();
+        let taken = prepared.converted.lock().expect("prepared lock").take();
+        let converted = match taken {
+            Some(converted) if Arc::ptr_eq(&table, &prepared.table) => converted,
+            // A retry, or the table was read again since: convert (again).
+            _ => convert_all(&table, &records)?,
+        };
+        let result = self.apply(&table, batch, converted).await;
         if let Err(error) = &result
             && matches!(error.kind(), ErrorKind::Setup | ErrorKind::Connection)
         {
@@ -155,6 +203,11 @@ impl SinkWriter for MysqlSinkWriter {
     }
 }
 
+/// Converts `records`.
+fn convert_all(table: &MysqlTable, records: &[&SinkRecord]) -> Result<Vec<Converted>> {
+    records.iter().map(|r| convert_record(table, r)).collect()
+}
+
 fn conversion(record: &SinkRecord, table: &MysqlTable, message: String) -> Error {
     Error::new(
         ErrorKind::Conversion,
@@ -168,7 +221,7 @@ fn conversion(record: &SinkRecord, table: &MysqlTable, message: String) -> Error
 }
 
 /// Parses and converts one record.
-fn prepare(table: &MysqlTable, record: &SinkRecord) -> Result<Prepared> {
+fn convert_record(table: &MysqlTable, record: &SinkRecord) -> Result<Converted> {
     let change = parse(&record.payload).map_err(|m| conversion(record, table, m))?;
     let cell = |name: &str, value: &serde_json::Value| -> Result<(usize, Cell)> {
         let index = table.column(name).ok_or_else(|| {
@@ -215,7 +268,7 @@ fn prepare(table: &MysqlTable, record: &SinkRecord) -> Result<Prepared> {
                 let (index, cell) = cell(name, value)?;
                 cells[index] = Some(cell);
             }
-            Ok(Prepared {
+            Ok(Converted {
                 key: key_of(&cells)?,
                 op: Op::Upsert(cells),
             })
@@ -237,7 +290,7 @@ fn prepare(table: &MysqlTable, record: &SinkRecord) -> Result<Prepared> {
                     cells[index] = Some(cell(name, value)?.1);
                 }
             }
-            Ok(Prepared {
+            Ok(Converted {
                 key: key_of(&cells)?,
                 op: Op::Delete,
             })
@@ -263,7 +316,7 @@ async fn apply_keyed(
     tx: &mut Transaction<'static, MySql>,
     table: &MysqlTable,
     records: &[&SinkRecord],
-    prepared: Vec<Prepared>,
+    prepared: Vec<Converted>,
 ) -> Result<()> {
     let target = table.display();
     let reduced = reduce(prepared.into_iter().map(|p| (p.key, p.op)));
@@ -307,7 +360,7 @@ async fn append(
     tx: &mut Transaction<'static, MySql>,
     table: &MysqlTable,
     records: &[&SinkRecord],
-    prepared: Vec<Prepared>,
+    prepared: Vec<Converted>,
 ) -> Result<()> {
     let rows: Vec<Row> = prepared
         .into_iter()

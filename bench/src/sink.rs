@@ -202,24 +202,34 @@ impl Db {
     }
 }
 
-/// Runs the sink task until it has applied `last`; returns the pass's figures.
+/// The sink task of a run.
+struct Task<'a> {
+    /// `sink-postgresql` or `sink-mysql`.
+    connector: &'a str,
+    /// Its task config (config.json).
+    config: Value,
+    /// The KV as the previous run left it.
+    kv: HashMap<String, String>,
+}
+
+/// Runs the sink task until it has applied `last`, rows `0..rows` of `pass`;
+/// returns the pass's figures.
 async fn pass(
     db: &mut Db,
     work: &Path,
-    connector: &str,
-    task_config: &Value,
-    kv: &mut HashMap<String, String>,
+    task_spec: &mut Task<'_>,
     rows: u64,
     pass: u64,
     last: RecordId,
 ) -> Result<Pass, String> {
     let last = last.to_string();
+    let (connector, task_config) = (task_spec.connector, &task_spec.config);
     let started = Instant::now();
     let mut task = TaskProcess::start(
         &work.join(format!("pass{pass}")),
         connector,
         task_config,
-        kv.clone(),
+        task_spec.kv.clone(),
         &[],
     );
     let pid = task.pid();
@@ -247,7 +257,7 @@ async fn pass(
     if tokio::task::block_in_place(|| task.wait_exit(Duration::from_secs(30))).is_none() {
         return Err("the sink did not stop within 30 s".into());
     }
-    *kv = task.kv();
+    task_spec.kv = task.kv();
     let verified = db.checksum().await? == expected(rows, pass);
     Ok(Pass {
         rows,
@@ -298,7 +308,11 @@ pub async fn run(target: Dialect, rows: u64, work: &Path) -> Result<SinkReport, 
     connector_config["table"] = json!(SINK_TABLE);
     let task_config = json!({"hstream": {"serviceUrl": serve.url}, "connector": connector_config,
                              "task": "bench"});
-    let mut kv = HashMap::new();
+    let mut task = Task {
+        connector,
+        config: task_config,
+        kv: HashMap::new(),
+    };
     let mut append_secs = [0.0; 2];
     let mut passes = Vec::new();
     for p in 0..2 {
@@ -306,19 +320,7 @@ pub async fn run(target: Dialect, rows: u64, work: &Path) -> Result<SinkReport, 
         let (last, secs) = append(&client, rows, p).await?;
         append_secs[p as usize] = secs;
         eprintln!("running {connector} (pass {p}) …");
-        passes.push(
-            pass(
-                &mut db,
-                work,
-                connector,
-                &task_config,
-                &mut kv,
-                rows,
-                p,
-                last,
-            )
-            .await?,
-        );
+        passes.push(pass(&mut db, work, &mut task, rows, p, last).await?);
     }
     eprintln!("measuring the physical limit …");
     let limit = match &mut db {

@@ -372,9 +372,9 @@ pub async fn drive<C: SinkConnector>(config: C::Config, env: TaskEnv) -> Result<
             .write(&mut writer, &batch, &parts, prepared, &client, &shutdown)
             .await
         {
-            Ok(written) => {
-                if written {
-                    metrics.delivered(batch.records.len() as u64, batch.bytes());
+            Ok((records, bytes)) => {
+                if records > 0 {
+                    metrics.delivered(records, bytes);
                 }
                 if let Some(last) = batch.records.last() {
                     stored.insert(batch.shard_id, last.record_id);
@@ -600,12 +600,13 @@ impl Policy {
         retryable && (self.max_retries < -1 || i64::from(attempt) < self.max_retries.max(0))
     }
 
-    /// Writes `batch` (prepared as `prepared`); `Ok(true)` written, `Ok(false)`
-    /// skipped (in part or whole), `Err` fails the task. A failed preparation
+    /// Writes `batch` (prepared as `prepared`); `Ok` with the records and
+    /// payload bytes written (the rest was skipped), `Err` fails the task. A failed preparation
     /// counts as a failed first attempt; its retries prepare the batch again.
     /// A batch gathered from several reads (`parts`: record counts) that fails
-    /// for good is written read by read before anything is skipped, so a skip
-    /// takes no more than the failing read with it.
+    /// for good is written read by read before anything is skipped or the task
+    /// fails: a skip takes no more than the failing read with it, and the reads
+    /// before it are applied (as if they had not been gathered).
     async fn write<W: SinkWriter>(
         &mut self,
         writer: &mut W,
@@ -614,15 +615,15 @@ impl Policy {
         prepared: Result<W::Prepared>,
         client: &Client,
         shutdown: &Shutdown,
-    ) -> Result<bool> {
+    ) -> Result<(u64, u64)> {
         let error = match self.attempt(writer, batch, prepared, shutdown).await {
-            Ok(()) => return Ok(true),
+            Ok(()) => return Ok((batch.records.len() as u64, batch.bytes())),
             Err(error) => error,
         };
-        if parts.len() > 1 && self.strategy != SkipStrategy::NeverSkip && !shutdown.is_triggered() {
+        if parts.len() > 1 && !shutdown.is_triggered() {
             tracing::warn!(%error, reads = parts.len(), shard = batch.shard_id,
                 "a gathered batch failed; writing its reads one by one");
-            let mut all_written = true;
+            let mut written = (0, 0);
             let mut start = 0;
             for &len in parts {
                 let part = SinkBatch {
@@ -632,18 +633,18 @@ impl Policy {
                 };
                 start += len;
                 let prepared = (writer.preparer())(&part);
-                all_written &= match self.attempt(writer, &part, prepared, shutdown).await {
-                    Ok(()) => true,
-                    Err(error) => {
-                        self.skip(error, &part, client).await?;
-                        false
+                match self.attempt(writer, &part, prepared, shutdown).await {
+                    Ok(()) => {
+                        written.0 += part.records.len() as u64;
+                        written.1 += part.bytes();
                     }
-                };
+                    Err(error) => self.skip(error, &part, client).await?,
+                }
             }
-            return Ok(all_written);
+            return Ok(written);
         }
         self.skip(error, batch, client).await?;
-        Ok(false)
+        Ok((0, 0))
     }
 
     /// Writes `batch` with the retries; the last error when it still fails.

@@ -1,5 +1,7 @@
 //! Benchmarks of hstream-io: the standard workload ([`workload`]) every benchmark uses, and the
-//! physical-limit loaders behind `hstream-io-bench load` ([`load`]). Figures: `docs/benchmarks.md`.
+//! physical-limit loaders behind `hstream-io-bench load` ([`load`]), the SQL sink benchmark behind
+//! `hstream-io-bench sink` ([`sink`]) and the whole pipeline ([`pipeline`]). Figures:
+//! `docs/benchmarks.md`.
 
 pub mod load;
 pub mod pipeline;

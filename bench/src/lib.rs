@@ -5,6 +5,6 @@
 
 pub mod load;
 pub mod pipeline;
-pub mod source_pg;
 pub mod sink;
+pub mod source_pg;
 pub mod workload;

@@ -75,6 +75,12 @@ impl ConnectorApi for Echo {
     ) -> Result<Response<()>, Status> {
         Err(nf())
     }
+    async fn get_stats(
+        &self,
+        _: Request<wire::GetStatsRequest>,
+    ) -> Result<Response<wire::GetStatsResponse>, Status> {
+        Err(nf())
+    }
 }
 
 async fn client(

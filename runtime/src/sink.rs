@@ -191,6 +191,9 @@ pub struct SinkBatch {
     pub shard_id: u64,
     /// The records, in stream order.
     pub records: Vec<SinkRecord>,
+    /// When the newest of them was appended to the stream (unix ms), for the
+    /// task's lag; `None` when unknown.
+    pub appended_ms: Option<i64>,
 }
 
 impl SinkBatch {
@@ -376,6 +379,9 @@ pub async fn drive<C: SinkConnector>(config: C::Config, env: TaskEnv) -> Result<
                 if records > 0 {
                     metrics.delivered(records, bytes);
                 }
+                if let Some(appended) = batch.appended_ms {
+                    metrics.observe_lag(appended);
+                }
                 if let Some(last) = batch.records.last() {
                     stored.insert(batch.shard_id, last.record_id);
                     dirty = true;
@@ -476,6 +482,7 @@ async fn gather(
                 bytes += more.bytes();
                 parts.push(more.records.len());
                 batch.records.extend(more.records);
+                batch.appended_ms = batch.appended_ms.max(more.appended_ms);
             }
             Some(other) => return (batch, parts, Some(other)),
             None => break,
@@ -533,6 +540,7 @@ async fn read_shard(mut r: ShardReading) -> Result<()> {
             match read {
                 Ok(received) => {
                     failures = 0;
+                    let appended_ms = received.iter().filter_map(|rr| rr.publish_time_ms).max();
                     let records: Vec<SinkRecord> = received
                         .into_iter()
                         .filter(|rr| r.applied.is_none_or(|applied| rr.record_id > applied))
@@ -544,6 +552,7 @@ async fn read_shard(mut r: ShardReading) -> Result<()> {
                         stream: r.stream.clone(),
                         shard_id: r.shard_id,
                         records,
+                        appended_ms,
                     };
                     tokio::select! {
                         sent = r.tx.send(batch) => if sent.is_err() { return Ok(()) },
@@ -630,6 +639,7 @@ impl Policy {
                     stream: batch.stream.clone(),
                     shard_id: batch.shard_id,
                     records: batch.records[start..start + len].to_vec(),
+                    appended_ms: batch.appended_ms,
                 };
                 start += len;
                 let prepared = (writer.preparer())(&part);

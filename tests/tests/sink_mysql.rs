@@ -78,6 +78,7 @@ fn batch(shard: u64, batch_id: u64, payloads: &[Value]) -> SinkBatch {
                 is_json: true,
             })
             .collect(),
+        appended_ms: None,
     }
 }
 

@@ -498,6 +498,7 @@ fn batch(shard: u64, batch_id: u64, payloads: &[Value]) -> SinkBatch {
                 is_json: true,
             })
             .collect(),
+        appended_ms: None,
     }
 }
 
@@ -533,6 +534,10 @@ async fn pg_reference_formats_sync_exactly_ten_rows() {
         .await;
         assert_eq!(offsets.len(), 1, "{format}: one shard, one offset");
         assert!(offsets[0]["offset"].as_str().unwrap().ends_with("-9"));
+        // The lag comes from the batches' append times: present and sane
+        // (appended moments ago, not measured from the epoch or the future).
+        let lag = sink.metrics.lag_ms().expect("a written batch sets the lag");
+        assert!(lag < 600_000, "{format}: lag {lag} ms");
         sink.stop().await;
         assert_eq!(
             rows(&db, "SELECT * FROM t1 ORDER BY k1").await,

@@ -80,6 +80,7 @@ impl ShardReader {
                 });
             };
             let records = decode_batch(&batch, &target)?;
+            let published = super::types::publish_time_ms(&batch);
             if records.len() != rr.record_ids.len() {
                 return Err(StreamError::Decode {
                     what: "ReadShard response",
@@ -98,6 +99,7 @@ impl ShardReader {
                     .map(|(id, record)| ReceivedRecord {
                         record_id: record_id_from_wire(id),
                         record,
+                        publish_time_ms: published,
                     }),
             );
         }

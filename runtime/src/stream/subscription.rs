@@ -171,6 +171,7 @@ impl Consumer {
             };
             let Some(batch) = rr.record else { continue };
             let records = decode_batch(&batch, &self.target)?;
+            let published = super::types::publish_time_ms(&batch);
             if records.len() != rr.record_ids.len() {
                 return Err(StreamError::Decode {
                     what: "StreamingFetch response",
@@ -185,6 +186,7 @@ impl Consumer {
                     .map(|(id, record)| ReceivedRecord {
                         record_id: record_id_from_wire(id),
                         record,
+                        publish_time_ms: published,
                     })
                     .collect(),
             ));

@@ -131,6 +131,16 @@ pub struct ReceivedRecord {
     pub record_id: RecordId,
     /// The record.
     pub record: Record,
+    /// When its batch was appended (the server's publish time, unix ms), if the server said.
+    pub publish_time_ms: Option<i64>,
+}
+
+/// A batch's publish time in unix milliseconds.
+pub(crate) fn publish_time_ms(batch: &super::wire::BatchedRecord) -> Option<i64> {
+    batch
+        .publish_time
+        .as_ref()
+        .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
 }
 
 /// One shard of a stream: an inclusive range of partition-key hashes.

@@ -37,6 +37,7 @@ use crate::events::{
     MARIADB_GTID_LIST, Position, START_ENCRYPTION,
 };
 use crate::output::{FLUSH_RECORDS, Output};
+use crate::resume::Coverage;
 use crate::snapshot::conversion;
 use crate::types::{Origin, TableSchema, load_schema};
 
@@ -139,6 +140,8 @@ struct Streamer {
     /// True once an event arrived on this connection.
     received: bool,
     last_commit: Instant,
+    /// Key ranges a later snapshot already holds (see [`crate::resume`]).
+    coverage: Coverage,
 }
 
 impl Streamer {
@@ -151,6 +154,9 @@ impl Streamer {
     ) -> Self {
         let gtid = GtidState::parse(&start.gtid).unwrap_or_default();
         let n = out.tables().len();
+        let coverage = Coverage::new(&start.segments, n, |t| {
+            out.tables().iter().position(|r| r.to_string() == t)
+        });
         Self {
             config,
             ctx,
@@ -173,6 +179,7 @@ impl Streamer {
             resume,
             received: false,
             last_commit: Instant::now(),
+            coverage,
         }
     }
 
@@ -182,6 +189,8 @@ impl Streamer {
             pos: self.pos,
             gtid: self.gtid.to_string(),
             skip: 0,
+            segments: self.coverage.segments(),
+            snapshot: None,
         }
     }
 
@@ -540,21 +549,31 @@ impl Streamer {
                     .row_to_json(values, Origin::Binlog, zero)
                     .map_err(|e| conversion(&table, e))
             };
+            // Start of this transaction: a later snapshot of the key's range
+            // holds the change when it is before that snapshot's position.
+            let txn_pos = self.txn_start.unwrap_or(self.pos);
+            let covered = |key: &serde_json::Map<String, serde_json::Value>| {
+                self.coverage.covers(index, key, &self.file, txn_pos)
+            };
             if is_delete {
                 let Some(before) = before else { continue };
                 let (_, key) = convert(before)?;
-                self.out.push(index, key, None);
+                if !covered(&key) {
+                    self.out.push(index, key, None);
+                }
             } else {
                 let Some(after) = after else { continue };
                 let (value, key) = convert(after)?;
                 if !is_insert && let Some(before) = before {
                     let (_, old_key) = convert(before)?;
-                    if old_key != key {
+                    if old_key != key && !covered(&old_key) {
                         // The primary key changed: the old key is deleted.
                         self.out.push(index, old_key, None);
                     }
                 }
-                self.out.push(index, key, Some(value));
+                if !covered(&key) {
+                    self.out.push(index, key, Some(value));
+                }
             }
             if self.out.buffered() >= FLUSH_RECORDS {
                 let position = self.txn_start.map(|start| Position {
@@ -562,6 +581,8 @@ impl Streamer {
                     pos: start,
                     gtid: self.gtid.to_string(),
                     skip: self.txn_rows,
+                    segments: self.coverage.segments(),
+                    snapshot: None,
                 });
                 self.out.flush(&self.ctx, position.as_ref()).await?;
                 if let Some(p) = position {
@@ -583,6 +604,9 @@ impl Streamer {
         self.txn_rows = 0;
         self.txn_explicit = false;
         self.skip = 0;
+        if self.coverage.prune(&self.file, self.pos) {
+            tracing::info!(position = %self.position(), "streaming passed every resumed snapshot's position");
+        }
         if self.out.buffered() > 0 {
             let position = self.position();
             self.out.flush(&self.ctx, Some(&position)).await?;

@@ -14,6 +14,9 @@ const fn default_port() -> u16 {
 const fn default_heartbeat() -> u32 {
     10
 }
+const fn default_chunk() -> u32 {
+    10_000
+}
 
 /// The placeholder in `stream` replaced by each table's name (one stream per table).
 pub const TABLE_PLACEHOLDER: &str = "{table}";
@@ -69,6 +72,13 @@ pub struct MysqlSourceConfig {
     /// When to copy the rows that exist before streaming starts.
     #[serde(default)]
     pub snapshot_mode: SnapshotMode,
+    /// Rows per snapshot chunk: tables are read in primary-key order and the
+    /// progress (last key of the chunk) is committed after each chunk's
+    /// records are acknowledged, so a task stopped mid-snapshot resumes after
+    /// the last such chunk instead of from the first row.
+    #[serde(default = "default_chunk")]
+    #[schemars(range(min = 1, max = 10_000_000))]
+    pub snapshot_chunk_size: u32,
     /// How each record is encoded.
     #[serde(default)]
     pub record_format: RecordFormat,
@@ -322,6 +332,7 @@ mod tests {
         assert_eq!(c.snapshot_mode, SnapshotMode::Initial);
         assert_eq!(c.record_format, RecordFormat::Json);
         assert_eq!(c.zero_date, ZeroDate::Null);
+        assert_eq!(c.snapshot_chunk_size, 10_000);
         assert_eq!(
             c.table_refs(),
             vec![TableRef {

@@ -33,7 +33,7 @@ pub const FL_GROUP_COMMIT_ID: u8 = 0x02;
 /// that boundary (`domain-server-seq,…`, empty when unknown). `skip` > 0 marks
 /// a position inside a large transaction: the transaction starting at `pos`
 /// had its first `skip` row changes captured already.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Position {
     /// Binlog file name, e.g. `mysql-bin.000003`.
     pub file: String,
@@ -45,6 +45,16 @@ pub struct Position {
     /// Row changes of the transaction at `pos` already captured.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub skip: u64,
+    /// Key ranges a snapshot read at a position later than this one (see
+    /// [`crate::resume`]): streaming skips their changes made before that
+    /// position. Dropped once streaming has passed them all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<crate::resume::Segment>,
+    /// Present while the snapshot is unfinished: per table, the rows done and
+    /// the last acknowledged key. The position itself is then where streaming
+    /// will start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<crate::resume::SnapshotProgress>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -59,6 +69,9 @@ impl fmt::Display for Position {
         }
         if self.skip > 0 {
             write!(f, " +{} rows", self.skip)?;
+        }
+        if self.snapshot.is_some() {
+            f.write_str(" (snapshot in progress)")?;
         }
         Ok(())
     }
@@ -399,7 +412,7 @@ mod tests {
             file: "b.000001".into(),
             pos: 4,
             gtid: String::new(),
-            skip: 0,
+            ..Position::default()
         };
         assert_eq!(
             serde_json::to_string(&p).unwrap(),

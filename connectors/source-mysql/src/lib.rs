@@ -15,6 +15,7 @@ mod config;
 mod error;
 mod events;
 mod output;
+mod resume;
 mod snapshot;
 mod types;
 
@@ -75,13 +76,18 @@ impl Source for MysqlSource {
                 .with_hint("Delete the task's stored position to start again with a snapshot.")
             })?),
         };
-        if stored.is_some() && config.snapshot_mode == SnapshotMode::InitialOnly {
+        let unfinished = stored.as_ref().is_some_and(|p| p.snapshot.is_some());
+        if stored.is_some() && !unfinished && config.snapshot_mode == SnapshotMode::InitialOnly {
             tracing::info!("snapshot already done (initial_only); nothing to do");
             return Ok(());
         }
         let mut start = match stored {
+            Some(p) if unfinished => match initial_position(&config, &ctx, Some(p)).await? {
+                Some(p) => p,
+                None => return Ok(()), // shutdown during the snapshot
+            },
             Some(p) => p,
-            None => match initial_position(&config, &ctx).await? {
+            None => match initial_position(&config, &ctx, None).await? {
                 Some(p) => p,
                 None => return Ok(()), // shutdown during the snapshot
             },
@@ -107,7 +113,7 @@ impl Source for MysqlSource {
                 Ok(Ended::Shutdown) => return Ok(()),
                 Ok(Ended::Refused(e)) if config.snapshot_mode == SnapshotMode::WhenNeeded => {
                     tracing::warn!(position = %start, error = %e, "the binlog position is gone; copying the tables again (when_needed)");
-                    match initial_position(&config, &ctx).await? {
+                    match initial_position(&config, &ctx, None).await? {
                         Some(p) => {
                             start = p;
                             continue;
@@ -141,11 +147,13 @@ impl Source for MysqlSource {
 }
 
 /// The first position: after a snapshot (committed once its records are
-/// acknowledged), or the binlog's current end with `snapshotMode: never`.
-/// `None` when the shutdown interrupted the snapshot.
+/// acknowledged; `resume` continues an unfinished one), or the binlog's
+/// current end with `snapshotMode: never`. `None` when the shutdown
+/// interrupted the snapshot.
 async fn initial_position(
     config: &MysqlSourceConfig,
     ctx: &SourceContext,
+    resume: Option<Position>,
 ) -> Result<Option<Position>> {
     let mut conn = error::connect(config).await?;
     let mariadb = snapshot::is_mariadb(&mut conn).await?;
@@ -154,10 +162,10 @@ async fn initial_position(
         schemas.push(types::load_schema(&mut conn, &table).await?);
     }
     let mut out = Output::new(config);
-    let position = if config.snapshot_mode == SnapshotMode::Never {
+    let position = if config.snapshot_mode == SnapshotMode::Never && resume.is_none() {
         snapshot::current_position(&mut conn, mariadb).await?
     } else {
-        match snapshot::run(config, ctx, &mut out, &schemas).await? {
+        match snapshot::run(config, ctx, &mut out, &schemas, resume).await? {
             Some(p) => p,
             None => return Ok(None),
         }

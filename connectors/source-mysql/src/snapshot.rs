@@ -12,11 +12,17 @@
 //!   starts and `SHOW MASTER STATUS` is read, then released (needs RELOAD).
 //!
 //! Every table is then read inside that transaction (binary protocol, session
-//! time zone UTC, UTF-8), and streaming starts at the recorded position, so a
-//! change committed before it is in the snapshot and one committed after it is
-//! in the stream. The position is committed only after the last snapshot
-//! record is acknowledged; a crash mid-snapshot copies again from the start
-//! (records are upserts, so the copy is idempotent downstream).
+//! time zone UTC, UTF-8) in primary-key order, and streaming starts at the
+//! recorded position, so a change committed before it is in the snapshot and
+//! one committed after it is in the stream.
+//!
+//! Chunks: every `snapshotChunkSize` rows the chunk is sent with a position
+//! carrying the progress (rows, last key), which the runtime commits once the
+//! chunk and everything before it are acknowledged. A run that finds such a
+//! position continues after the last key in a new consistent snapshot; how
+//! that stays exact is in [`crate::resume`]. Before a chunk is sent, its last
+//! key is stored under [`SENT_KEY`], so the next run knows which keys a killed
+//! run may have sent with no acknowledged progress.
 
 use hstream_io_runtime::{Error, ErrorKind, Result, SourceContext};
 use mysql_async::Conn;
@@ -25,11 +31,12 @@ use mysql_async::prelude::Queryable;
 use crate::config::{MysqlSourceConfig, quote_ident};
 use crate::error::{classify, connect};
 use crate::events::Position;
-use crate::output::{FLUSH_RECORDS, Output};
-use crate::types::{Origin, TableSchema};
+use crate::output::Output;
+use crate::resume::{Segment, SnapshotProgress, compare_keys, key_values};
+use crate::types::{ColKind, Origin, TableSchema};
 
-/// Rows between two progress log lines.
-const PROGRESS_EVERY: u64 = 100_000;
+/// Shortest interval between two progress log lines.
+const PROGRESS_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// True when the server is MariaDB.
 pub async fn is_mariadb(conn: &mut Conn) -> Result<bool> {
@@ -61,7 +68,7 @@ pub async fn current_position(conn: &mut Conn, mariadb: bool) -> Result<Position
         file,
         pos,
         gtid,
-        skip: 0,
+        ..Position::default()
     })
 }
 
@@ -73,13 +80,15 @@ async fn gtid_at(conn: &mut Conn, file: &str, pos: u64) -> Result<String> {
     Ok(gtid.flatten().unwrap_or_default())
 }
 
-/// Copies every captured table; returns the position streaming continues
+/// Copies every captured table (or, when `resume` holds an unfinished
+/// snapshot, what is left of it); returns the position streaming continues
 /// from, or `None` when the shutdown interrupted the copy.
 pub async fn run(
     config: &MysqlSourceConfig,
     ctx: &SourceContext,
     out: &mut Output,
     schemas: &[TableSchema],
+    resume: Option<Position>,
 ) -> Result<Option<Position>> {
     let mut conn = connect(config).await?;
     for sql in [
@@ -92,7 +101,247 @@ pub async fn run(
             .map_err(|e| classify(e, "cannot prepare the snapshot session"))?;
     }
     let mariadb = is_mariadb(&mut conn).await?;
-    let position = if mariadb {
+    let here = start_snapshot(&mut conn, mariadb).await?;
+    // Streaming starts where the first snapshot transaction started.
+    let (start, mut segments, mut progress) = match resume {
+        Some(p) => {
+            let progress = p.snapshot.clone().unwrap_or_default();
+            let segments = p.segments.clone();
+            let start = Position {
+                segments: Vec::new(),
+                snapshot: None,
+                ..p
+            };
+            (start, segments, progress)
+        }
+        None => (here.clone(), Vec::new(), SnapshotProgress::new()),
+    };
+    let resumed = start.file != here.file || start.pos != here.pos;
+    let mut sent = if resumed {
+        Sent::load(ctx).await?
+    } else {
+        Sent::default()
+    };
+    if resumed {
+        tracing::info!(stream_start = %start, snapshot_at = %here, "snapshot resumed in a new consistent snapshot");
+    } else {
+        tracing::info!(position = %here, tables = schemas.len(), "snapshot started");
+    }
+    for schema in schemas {
+        let name = schema.table.to_string();
+        let p = progress.entry(name.clone()).or_default();
+        if p.done {
+            ctx.metrics().snapshot_progress(&name, p.rows, p.rows, true);
+        } else if p.after.is_none() {
+            p.rows = 0; // a table without a resumable key starts again
+        }
+    }
+    let chunk = u64::from(config.snapshot_chunk_size.max(1));
+    let position_of = |progress: &SnapshotProgress, segments: &[Segment]| Position {
+        segments: segments.to_vec(),
+        snapshot: Some(progress.clone()),
+        ..start.clone()
+    };
+
+    for schema in schemas {
+        let Some(index) = out.index_of(&schema.table.database, &schema.table.name) else {
+            continue;
+        };
+        let name = schema.table.to_string();
+        let table_progress = progress.get(&name).cloned().unwrap_or_default();
+        if table_progress.done {
+            continue;
+        }
+        let resumable = schema
+            .key
+            .iter()
+            .all(|&i| matches!(schema.columns[i].kind, ColKind::Int { .. }));
+        let after = table_progress.after.clone().filter(|_| resumable);
+        if resumed {
+            // This range is read at `here`: it replaces what earlier runs
+            // recorded for keys after `after`.
+            segments.retain(|s| {
+                s.table != name
+                    || match (&after, &s.after) {
+                        (_, None) => after.is_some(),
+                        (None, Some(_)) => false,
+                        (Some(a), Some(b)) => {
+                            compare_keys(b, a) == Some(std::cmp::Ordering::Less)
+                        }
+                    }
+            });
+            // Keys a killed run may have sent beyond its last acknowledged
+            // chunk: their records are stale (a row deleted since is not read
+            // again), so every change since the stream start is streamed for
+            // them — none skipped — and the last one wins.
+            let stale_to = match (sent.get(&name), &after) {
+                (Some(serde_json::Value::Bool(true)), _) => Some(None),
+                (Some(serde_json::Value::Array(high)), Some(a))
+                    if compare_keys(a, high) == Some(std::cmp::Ordering::Less) =>
+                {
+                    Some(Some(high.clone()))
+                }
+                (Some(serde_json::Value::Array(high)), None) => Some(Some(high.clone())),
+                _ => None,
+            };
+            match stale_to {
+                None => segments.push(Segment {
+                    table: name.clone(),
+                    after: after.clone(),
+                    file: here.file.clone(),
+                    pos: here.pos,
+                }),
+                Some(high) => {
+                    segments.push(Segment {
+                        table: name.clone(),
+                        after: after.clone(),
+                        file: start.file.clone(),
+                        pos: start.pos,
+                    });
+                    if let Some(high) = high {
+                        segments.push(Segment {
+                            table: name.clone(),
+                            after: Some(high),
+                            file: here.file.clone(),
+                            pos: here.pos,
+                        });
+                    }
+                }
+            }
+        }
+        let estimate: Option<Option<u64>> = conn
+            .exec_first(
+                "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (&schema.table.database, &schema.table.name),
+            )
+            .await
+            .map_err(|e| classify(e, format!("cannot estimate the rows of `{}`", schema.table)))?;
+        let estimate = estimate.flatten().unwrap_or(0);
+        let mut rows = table_progress.rows;
+        tracing::info!(table = %schema.table, estimated_rows = estimate, rows_done = rows, after = ?after, "snapshot of table started");
+        ctx.metrics().snapshot_progress(&name, rows, estimate, false);
+        let (sql, params) = chunk_query(schema, after.as_deref());
+        let mut result = conn
+            .exec_iter(sql, params)
+            .await
+            .map_err(|e| classify(e, format!("cannot read table `{}`", schema.table)))?;
+        let started = std::time::Instant::now();
+        let mut in_chunk = 0u64;
+        let mut last_key: Option<Vec<serde_json::Value>> = None;
+        let mut last_logged = started;
+        if !resumable {
+            sent.mark(ctx, &name, serde_json::Value::Bool(true)).await?;
+        }
+        // A chunk is buffered whole, the highest key it holds is stored
+        // (`snapshot_sent`) before any of it is sent, then it is sent with the
+        // progress position committed once it is acknowledged.
+        loop {
+            let row = result
+                .next()
+                .await
+                .map_err(|e| classify(e, format!("cannot read table `{}`", schema.table)))?;
+            let end = row.is_none();
+            if let Some(row) = row {
+                let (value, key) = schema
+                    .row_to_json(row.unwrap_raw(), Origin::Snapshot, config.zero_date)
+                    .map_err(|e| conversion(&schema.table.to_string(), e))?;
+                if resumable {
+                    last_key = Some(key_values(&key));
+                }
+                out.push(index, key, Some(value));
+                rows += 1;
+                in_chunk += 1;
+            }
+            if in_chunk == 0 || (!end && in_chunk < chunk) {
+                if end {
+                    break;
+                }
+                continue;
+            }
+            in_chunk = 0;
+            if let Some(key) = &last_key {
+                sent.mark(ctx, &name, serde_json::Value::from(key.clone())).await?;
+            }
+            let p = progress.entry(name.clone()).or_default();
+            p.rows = rows;
+            p.after = last_key.clone();
+            out.flush(ctx, Some(&position_of(&progress, &segments))).await?;
+            ctx.metrics().snapshot_progress(&name, rows, estimate, false);
+            if ctx.shutdown().is_triggered() {
+                tracing::info!(table = %schema.table, rows, "snapshot interrupted by the shutdown; it resumes after the last acknowledged chunk");
+                return Ok(None);
+            }
+            if last_logged.elapsed() >= PROGRESS_LOG_INTERVAL {
+                last_logged = std::time::Instant::now();
+                let read = rows - table_progress.rows;
+                let rate = read as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                let eta = estimate.saturating_sub(rows) as f64 / rate.max(1.0);
+                tracing::info!(table = %schema.table, rows, estimated_rows = estimate, rows_per_second = rate as u64, eta_seconds = eta as u64, "snapshot progress");
+            }
+            if end {
+                break;
+            }
+        }
+        drop(result);
+        let p = progress.entry(name.clone()).or_default();
+        p.rows = rows;
+        p.done = true;
+        p.after = None;
+        out.flush(ctx, Some(&position_of(&progress, &segments))).await?;
+        ctx.metrics().snapshot_progress(&name, rows, estimate, true);
+        tracing::info!(table = %schema.table, rows, "snapshot of table done");
+    }
+    conn.query_drop("COMMIT")
+        .await
+        .map_err(|e| classify(e, "cannot end the snapshot transaction"))?;
+    let _ = conn.disconnect().await;
+    Ok(Some(Position { segments, ..start }))
+}
+
+/// KV key holding, per table, the highest key a snapshot run may have sent
+/// (`true` for a table whose key is not an integer): stored before the
+/// records are sent, so a resumed run knows which keys have stale records.
+pub const SENT_KEY: &str = "mysql_snapshot_sent";
+
+/// The [`SENT_KEY`] map.
+#[derive(Default)]
+struct Sent(serde_json::Map<String, serde_json::Value>);
+
+impl Sent {
+    async fn load(ctx: &SourceContext) -> Result<Self> {
+        let Some(text) = ctx.kv().get(SENT_KEY).await? else {
+            return Ok(Self::default());
+        };
+        match serde_json::from_str(&text) {
+            Ok(serde_json::Value::Object(map)) => Ok(Self(map)),
+            _ => Err(Error::new(
+                ErrorKind::Internal,
+                format!("the stored `{SENT_KEY}` is not a JSON object: {text}"),
+            )
+            .with_hint("Delete the task's stored state (position and this key) to copy the tables again.")),
+        }
+    }
+
+    fn get(&self, table: &str) -> Option<&serde_json::Value> {
+        self.0.get(table)
+    }
+
+    /// Stores `value` for `table` (durable when this returns) unless already stored.
+    async fn mark(&mut self, ctx: &SourceContext, table: &str, value: serde_json::Value) -> Result<()> {
+        if self.0.get(table) == Some(&value) {
+            return Ok(());
+        }
+        self.0.insert(table.to_string(), value);
+        ctx.kv()
+            .set(SENT_KEY, serde_json::Value::Object(self.0.clone()).to_string())
+            .await
+    }
+}
+
+/// Opens the consistent-snapshot transaction on `conn`; returns the binlog
+/// position it is consistent with.
+async fn start_snapshot(conn: &mut Conn, mariadb: bool) -> Result<Position> {
+    if mariadb {
         conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
             .await
             .map_err(|e| classify(e, "cannot start the snapshot transaction"))?;
@@ -119,13 +368,13 @@ pub async fn run(
             return Err(Error::new(ErrorKind::Setup, "the binary log is disabled on the server")
                 .with_hint("Enable it: start the server with log_bin=mysql-bin, binlog_format=ROW and binlog_row_image=FULL."));
         }
-        let gtid = gtid_at(&mut conn, &file, pos).await?;
-        Position {
+        let gtid = gtid_at(conn, &file, pos).await?;
+        Ok(Position {
             file,
             pos,
             gtid,
-            skip: 0,
-        }
+            ..Position::default()
+        })
     } else {
         conn.query_drop("FLUSH TABLES WITH READ LOCK")
             .await
@@ -134,7 +383,7 @@ pub async fn run(
             conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
                 .await
                 .map_err(|e| classify(e, "cannot start the snapshot transaction"))?;
-            current_position(&mut conn, false).await
+            current_position(conn, false).await
         }
         .await;
         let unlocked = conn
@@ -143,68 +392,53 @@ pub async fn run(
             .map_err(|e| classify(e, "cannot unlock tables after starting the snapshot"));
         let position = started?;
         unlocked?;
-        position
-    };
-    tracing::info!(position = %position, tables = schemas.len(), "snapshot started");
-
-    for schema in schemas {
-        let Some(index) = out.index_of(&schema.table.database, &schema.table.name) else {
-            continue;
-        };
-        let estimate: Option<Option<u64>> = conn
-            .exec_first(
-                "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-                (&schema.table.database, &schema.table.name),
-            )
-            .await
-            .map_err(|e| classify(e, format!("cannot estimate the rows of `{}`", schema.table)))?;
-        let estimate = estimate.flatten().unwrap_or(0);
-        tracing::info!(table = %schema.table, estimated_rows = estimate, "snapshot of table started");
-        let columns = schema
-            .columns
-            .iter()
-            .map(|c| quote_ident(&c.name))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!("SELECT {columns} FROM {}", schema.table.quoted());
-        let mut result = conn
-            .exec_iter(sql, ())
-            .await
-            .map_err(|e| classify(e, format!("cannot read table `{}`", schema.table)))?;
-        let mut rows = 0u64;
-        let started = std::time::Instant::now();
-        while let Some(row) = result
-            .next()
-            .await
-            .map_err(|e| classify(e, format!("cannot read table `{}`", schema.table)))?
-        {
-            let (value, key) = schema
-                .row_to_json(row.unwrap_raw(), Origin::Snapshot, config.zero_date)
-                .map_err(|e| conversion(&schema.table.to_string(), e))?;
-            out.push(index, key, Some(value));
-            rows += 1;
-            if out.buffered() >= FLUSH_RECORDS {
-                out.flush(ctx, None).await?;
-                if ctx.shutdown().is_triggered() {
-                    tracing::info!(table = %schema.table, rows, "snapshot interrupted by the shutdown; it restarts on the next run");
-                    return Ok(None);
-                }
-            }
-            if rows.is_multiple_of(PROGRESS_EVERY) {
-                let rate = rows as f64 / started.elapsed().as_secs_f64().max(1e-3);
-                let eta = estimate.saturating_sub(rows) as f64 / rate.max(1.0);
-                tracing::info!(table = %schema.table, rows, estimated_rows = estimate, rows_per_second = rate as u64, eta_seconds = eta as u64, "snapshot progress");
-            }
-        }
-        drop(result);
-        out.flush(ctx, None).await?;
-        tracing::info!(table = %schema.table, rows, "snapshot of table done");
+        Ok(position)
     }
-    conn.query_drop("COMMIT")
-        .await
-        .map_err(|e| classify(e, "cannot end the snapshot transaction"))?;
-    let _ = conn.disconnect().await;
-    Ok(Some(position))
+}
+
+/// The rows of `schema` in primary-key order, after the key `after` when
+/// given: `k1 > ? OR (k1 = ? AND k2 > ?) OR …`, which the server answers with
+/// a range scan of the primary key.
+fn chunk_query(
+    schema: &TableSchema,
+    after: Option<&[serde_json::Value]>,
+) -> (String, Vec<mysql_async::Value>) {
+    let columns = schema
+        .columns
+        .iter()
+        .map(|c| quote_ident(&c.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let keys: Vec<String> = schema
+        .key
+        .iter()
+        .map(|&i| quote_ident(&schema.columns[i].name))
+        .collect();
+    let mut sql = format!("SELECT {columns} FROM {}", schema.table.quoted());
+    let mut params = Vec::new();
+    if let Some(after) = after.filter(|a| a.len() == keys.len()) {
+        let value = |v: &serde_json::Value| match (v.as_i64(), v.as_u64()) {
+            (Some(i), _) => mysql_async::Value::Int(i),
+            (None, Some(u)) => mysql_async::Value::UInt(u),
+            _ => mysql_async::Value::NULL,
+        };
+        let mut alternatives = Vec::new();
+        for n in 0..keys.len() {
+            let mut terms = Vec::new();
+            for (k, v) in keys.iter().zip(after).take(n) {
+                terms.push(format!("{k} = ?"));
+                params.push(value(v));
+            }
+            terms.push(format!("{} > ?", keys[n]));
+            params.push(value(&after[n]));
+            alternatives.push(format!("({})", terms.join(" AND ")));
+        }
+        sql.push_str(" WHERE ");
+        sql.push_str(&alternatives.join(" OR "));
+    }
+    sql.push_str(" ORDER BY ");
+    sql.push_str(&keys.join(", "));
+    (sql, params)
 }
 
 /// A conversion failure as a task error naming the table and column.

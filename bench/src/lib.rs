@@ -6,5 +6,6 @@
 pub mod load;
 pub mod pipeline;
 pub mod sink;
+pub mod source_mysql;
 pub mod source_pg;
 pub mod workload;

@@ -70,6 +70,16 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         txn_rows: u64,
     },
+    /// source-mysql: snapshot, streaming while inserting (transactions of 1000 rows) and
+    /// backlog catch-up of the standard workload into a stream on `hstream-io serve`.
+    SourceMysql {
+        /// Rows per phase (default: the full workload, 1,000,000).
+        #[arg(long, default_value_t = FULL_ROWS)]
+        rows: u64,
+        /// Folder for the service's data and the task logs (default: a temporary one).
+        #[arg(long)]
+        work_dir: Option<std::path::PathBuf>,
+    },
     /// source-postgresql on the standard workload: snapshot vs `COPY TO STDOUT`, streaming of
     /// 1000-row transactions (rate, lag), backlog vs `pg_recvlogical`, start-up, peak RSS.
     SourcePostgresql {
@@ -113,6 +123,7 @@ async fn main() {
             live: true,
             txn_rows,
         } => return pipeline_live(rows, txn_rows.max(1), work_dir).await,
+        Cmd::SourceMysql { rows, work_dir } => return source_mysql(rows, work_dir).await,
         Cmd::SourcePostgresql {
             rows,
             quick,
@@ -260,6 +271,40 @@ async fn pipeline_live(rows: u64, txn_rows: u64, work_dir: Option<std::path::Pat
     } else {
         fail("PostgreSQL does not match MariaDB");
     }
+}
+
+async fn source_mysql(rows: u64, work_dir: Option<std::path::PathBuf>) {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| fail(&format!("temporary folder: {e}")));
+    let work = work_dir.unwrap_or_else(|| tmp.path().to_path_buf());
+    let r = hstream_io_bench::source_mysql::run(rows, &work)
+        .await
+        .unwrap_or_else(|e| fail(&e));
+    println!();
+    println!("source-mysql, {} rows per phase", r.rows);
+    println!(
+        "  snapshot   {:>9.0} rows/s   (client SELECT of the table: {:.0} rows/s)",
+        r.snapshot_rate, r.select_rate
+    );
+    println!(
+        "  streaming  {:>9.0} rows/s   (MariaDB inserts, 1000-row transactions: {:.0} rows/s); lag at the end {:.3} s",
+        r.stream_rate,
+        r.insert_rate,
+        r.lag.as_secs_f64()
+    );
+    println!("  backlog    {:>9.0} rows/s", r.backlog_rate);
+    println!(
+        "  run -> streaming (restart): {}",
+        r.start_to_streaming
+            .map_or("unknown".to_string(), |d| format!(
+                "{:.0} ms",
+                d.as_secs_f64() * 1000.0
+            ))
+    );
+    println!(
+        "  peak RSS (VmHWM): {:.1} MB snapshot+streaming, {:.1} MB backlog",
+        r.hwm_first_kib as f64 / 1024.0,
+        r.hwm_backlog_kib as f64 / 1024.0
+    );
 }
 
 async fn source_postgresql(rows: u64, work_dir: Option<std::path::PathBuf>) {

@@ -134,6 +134,11 @@ impl TaskProcess {
         }
     }
 
+    /// The task process's id (e.g. to read its memory use in /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends `{"name":"stop"}`.
     pub fn send_stop(&self) {
         write_line(&self.stdin, &json!({"name": "stop"}));

@@ -903,7 +903,11 @@ async fn kill9_mid_snapshot_resumes_after_the_last_acknowledged_chunk_without_ga
     let db = harness::mariadb().await.create_database().await;
     let tmp = tempfile::tempdir().unwrap();
     let serve = Serve::start(&tmp.path().join("data"));
-    exec(&db, "CREATE TABLE t (id BIGINT PRIMARY KEY, v INT NOT NULL)").await;
+    exec(
+        &db,
+        "CREATE TABLE t (id BIGINT PRIMARY KEY, v INT NOT NULL)",
+    )
+    .await;
     // Even ids; odd ids are free for inserts in ranges already read and not yet read.
     exec(
         &db,
@@ -982,7 +986,11 @@ async fn kill9_mid_snapshot_resumes_after_the_last_acknowledged_chunk_without_ga
         if now.get("source_position").is_some() && persisted_progress(&now, &table).is_none() {
             break; // streaming
         }
-        assert!(Instant::now() < deadline, "snapshot did not finish: {}", task.stderr());
+        assert!(
+            Instant::now() < deadline,
+            "snapshot did not finish: {}",
+            task.stderr()
+        );
     }
     for _ in 0..50 {
         let r = next(ROWS);
@@ -1004,7 +1012,9 @@ async fn kill9_mid_snapshot_resumes_after_the_last_acknowledged_chunk_without_ga
     // next run (at-least-once delivery between chunk commits).
     let mut count: BTreeMap<i64, usize> = BTreeMap::new();
     for g in &got {
-        *count.entry(g.value["key"]["id"].as_i64().unwrap()).or_default() += 1;
+        *count
+            .entry(g.value["key"]["id"].as_i64().unwrap())
+            .or_default() += 1;
     }
     for id in (2..=ROWS * 2).step_by(2) {
         if touched.contains(&id) {

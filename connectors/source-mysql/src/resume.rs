@@ -235,10 +235,19 @@ mod tests {
             1,
             |t| (t == "d.t").then_some(0),
         );
-        assert!(!c.covers(0, &key(100), "f.000001", 2000), "first range: streamed");
-        assert!(c.covers(0, &key(101), "f.000001", 2000), "in the later snapshot");
+        assert!(
+            !c.covers(0, &key(100), "f.000001", 2000),
+            "first range: streamed"
+        );
+        assert!(
+            c.covers(0, &key(101), "f.000001", 2000),
+            "in the later snapshot"
+        );
         assert!(c.covers(0, &key(101), "f.000002", 499));
-        assert!(!c.covers(0, &key(101), "f.000002", 500), "at the position: after it");
+        assert!(
+            !c.covers(0, &key(101), "f.000002", 500),
+            "at the position: after it"
+        );
         let mut c = c;
         assert!(!c.prune("f.000002", 400));
         assert!(c.prune("f.000002", 500));

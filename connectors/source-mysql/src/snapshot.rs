@@ -165,9 +165,7 @@ pub async fn run(
                     || match (&after, &s.after) {
                         (_, None) => after.is_some(),
                         (None, Some(_)) => false,
-                        (Some(a), Some(b)) => {
-                            compare_keys(b, a) == Some(std::cmp::Ordering::Less)
-                        }
+                        (Some(a), Some(b)) => compare_keys(b, a) == Some(std::cmp::Ordering::Less),
                     }
             });
             // Keys a killed run may have sent beyond its last acknowledged
@@ -219,7 +217,8 @@ pub async fn run(
         let estimate = estimate.flatten().unwrap_or(0);
         let mut rows = table_progress.rows;
         tracing::info!(table = %schema.table, estimated_rows = estimate, rows_done = rows, after = ?after, "snapshot of table started");
-        ctx.metrics().snapshot_progress(&name, rows, estimate, false);
+        ctx.metrics()
+            .snapshot_progress(&name, rows, estimate, false);
         let (sql, params) = chunk_query(schema, after.as_deref());
         let mut result = conn
             .exec_iter(sql, params)
@@ -260,13 +259,16 @@ pub async fn run(
             }
             in_chunk = 0;
             if let Some(key) = &last_key {
-                sent.mark(ctx, &name, serde_json::Value::from(key.clone())).await?;
+                sent.mark(ctx, &name, serde_json::Value::from(key.clone()))
+                    .await?;
             }
             let p = progress.entry(name.clone()).or_default();
             p.rows = rows;
             p.after = last_key.clone();
-            out.flush(ctx, Some(&position_of(&progress, &segments))).await?;
-            ctx.metrics().snapshot_progress(&name, rows, estimate, false);
+            out.flush(ctx, Some(&position_of(&progress, &segments)))
+                .await?;
+            ctx.metrics()
+                .snapshot_progress(&name, rows, estimate, false);
             if ctx.shutdown().is_triggered() {
                 tracing::info!(table = %schema.table, rows, "snapshot interrupted by the shutdown; it resumes after the last acknowledged chunk");
                 return Ok(None);
@@ -287,7 +289,8 @@ pub async fn run(
         p.rows = rows;
         p.done = true;
         p.after = None;
-        out.flush(ctx, Some(&position_of(&progress, &segments))).await?;
+        out.flush(ctx, Some(&position_of(&progress, &segments)))
+            .await?;
         ctx.metrics().snapshot_progress(&name, rows, estimate, true);
         tracing::info!(table = %schema.table, rows, "snapshot of table done");
     }
@@ -318,7 +321,9 @@ impl Sent {
                 ErrorKind::Internal,
                 format!("the stored `{SENT_KEY}` is not a JSON object: {text}"),
             )
-            .with_hint("Delete the task's stored state (position and this key) to copy the tables again.")),
+            .with_hint(
+                "Delete the task's stored state (position and this key) to copy the tables again.",
+            )),
         }
     }
 
@@ -327,13 +332,21 @@ impl Sent {
     }
 
     /// Stores `value` for `table` (durable when this returns) unless already stored.
-    async fn mark(&mut self, ctx: &SourceContext, table: &str, value: serde_json::Value) -> Result<()> {
+    async fn mark(
+        &mut self,
+        ctx: &SourceContext,
+        table: &str,
+        value: serde_json::Value,
+    ) -> Result<()> {
         if self.0.get(table) == Some(&value) {
             return Ok(());
         }
         self.0.insert(table.to_string(), value);
         ctx.kv()
-            .set(SENT_KEY, serde_json::Value::Object(self.0.clone()).to_string())
+            .set(
+                SENT_KEY,
+                serde_json::Value::Object(self.0.clone()).to_string(),
+            )
             .await
     }
 }

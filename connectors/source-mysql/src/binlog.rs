@@ -30,12 +30,13 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Value};
 use mysql_common::binlog::value::BinlogValue;
 
-use crate::config::MysqlSourceConfig;
+use crate::config::{DdlPolicy, MysqlSourceConfig, TableRef};
 use crate::error::{ER_MASTER_FATAL_ERROR_READING_BINLOG, classify, connect, server_code};
 use crate::events::{
     self, ANNOTATE_ROWS, BINLOG_CHECKPOINT, COMPRESSED_EVENTS, GtidState, MARIADB_GTID,
     MARIADB_GTID_LIST, Position, START_ENCRYPTION,
 };
+use crate::gtid_set::{GtidSet, is_mysql_set};
 use crate::output::{FLUSH_RECORDS, Output};
 use crate::resume::Coverage;
 use crate::snapshot::conversion;
@@ -124,6 +125,11 @@ struct Streamer {
     /// GTID state after the last committed transaction.
     gtid: GtidState,
     pending_gtid: Option<events::Gtid>,
+    /// MySQL: the GTID set executed up to the last committed transaction
+    /// (empty when unknown: GTID mode off, or a position without it).
+    mysql_gtids: GtidSet,
+    /// MySQL: the GTID of the transaction being read.
+    pending_mysql: Option<([u8; 16], u64)>,
     /// Start of the transaction being read, if inside one.
     txn_start: Option<u64>,
     /// Row changes of captured tables read in this transaction.
@@ -171,6 +177,11 @@ impl Streamer {
             pos: start.pos,
             gtid,
             pending_gtid: None,
+            mysql_gtids: GtidSet::parse(&start.gtid)
+                .ok()
+                .filter(|_| is_mysql_set(&start.gtid))
+                .unwrap_or_default(),
+            pending_mysql: None,
             txn_start: None,
             txn_rows: 0,
             txn_explicit: false,
@@ -187,10 +198,19 @@ impl Streamer {
         Position {
             file: self.file.clone(),
             pos: self.pos,
-            gtid: self.gtid.to_string(),
+            gtid: self.gtid_text(),
             skip: 0,
             segments: self.coverage.segments(),
             snapshot: None,
+        }
+    }
+
+    /// The GTID state to store: MariaDB's, else MySQL's executed set.
+    fn gtid_text(&self) -> String {
+        if self.mariadb || self.mysql_gtids.is_empty() {
+            self.gtid.to_string()
+        } else {
+            self.mysql_gtids.to_string()
         }
     }
 
@@ -229,7 +249,18 @@ impl Streamer {
         }
         let server_id = self.config.effective_server_id(self.ctx.task_id());
         let file = self.last_sent.file.clone().into_bytes();
-        let request = if use_gtid {
+        // MySQL with a stored GTID set (and no resume inside a transaction):
+        // COM_BINLOG_DUMP_GTID, which holds across a failover.
+        let mysql_sids = (!self.mariadb && self.skip == 0)
+            .then(|| self.mysql_gtids.to_sids())
+            .flatten()
+            .filter(|s| !s.is_empty());
+        let use_gtid = use_gtid || mysql_sids.is_some();
+        let request = if let Some(sids) = mysql_sids {
+            BinlogStreamRequest::new(server_id)
+                .with_gtid()
+                .with_gtid_set(sids)
+        } else if use_gtid {
             BinlogStreamRequest::new(server_id).with_pos(4)
         } else {
             BinlogStreamRequest::new(server_id)
@@ -404,9 +435,21 @@ impl Streamer {
                 .map_err(|e| self.decode_error(e))?;
                 self.pos = r.position();
             }
-            EventData::GtidEvent(_) | EventData::AnonymousGtidEvent(_) => {
+            EventData::GtidEvent(g) => {
                 // MySQL: the transaction starts here.
                 self.begin(log_pos.saturating_sub(u64::from(header.event_size())));
+                self.pending_mysql = Some((g.sid(), g.gno()));
+            }
+            EventData::AnonymousGtidEvent(_) => {
+                self.begin(log_pos.saturating_sub(u64::from(header.event_size())));
+            }
+            EventData::PreviousGtidsEvent(p) => {
+                // MySQL, start of a file: the set before it. Only adopted when
+                // nothing better is known (the stored set is exact; this one
+                // is exact only when reading starts at the file's beginning).
+                if self.mysql_gtids.is_empty() && self.pos <= 4 {
+                    self.mysql_gtids = GtidSet::from_previous(&p);
+                }
             }
             EventData::QueryEvent(q) => {
                 let query = q.query();
@@ -421,6 +464,20 @@ impl Streamer {
                 {
                     self.commit(log_pos).await?;
                 } else if !(self.txn_start.is_some() && self.txn_explicit) {
+                    if self.config.ddl_policy == DdlPolicy::Strict
+                        && let Some(table) =
+                            names_captured_table(trimmed, &q.schema(), self.out.tables())
+                    {
+                        return Err(Error::new(
+                            ErrorKind::Setup,
+                            format!(
+                                "DDL on captured table `{table}` at {}:{log_pos} (ddlPolicy strict): {}",
+                                self.file,
+                                excerpt(trimmed)
+                            ),
+                        )
+                        .with_hint("The task stops here until told otherwise: set ddlPolicy to `evolve` (follow the change) or `ignore`, then restart it."));
+                    }
                     // DDL or another standalone statement: its own transaction.
                     // Table definitions may have changed: read them again on next use.
                     self.schemas.iter_mut().for_each(|s| *s = None);
@@ -444,6 +501,13 @@ impl Streamer {
                         tracing::info!(table = %schema.table, file = %self.file, pos = log_pos, "binlog columns differ from the current definition; mapping them by name");
                         self.projected.insert(tme.table_id(), Arc::new(p));
                     } else if !same || tme.columns_count() as usize != schema.columns.len() {
+                        if self.config.ddl_policy == DdlPolicy::Ignore {
+                            tracing::warn!(table = %schema.table, file = %self.file, pos = log_pos,
+                                binlog_columns = tme.columns_count(), current_columns = schema.columns.len(),
+                                "rows of this event do not match the table's current definition; skipped (ddlPolicy ignore)");
+                            self.table_ids.insert(tme.table_id(), None);
+                            return Ok(());
+                        }
                         return Err(Error::new(
                             ErrorKind::Setup,
                             format!(
@@ -579,7 +643,7 @@ impl Streamer {
                 let position = self.txn_start.map(|start| Position {
                     file: self.file.clone(),
                     pos: start,
-                    gtid: self.gtid.to_string(),
+                    gtid: self.gtid_text(),
                     skip: self.txn_rows,
                     segments: self.coverage.segments(),
                     snapshot: None,
@@ -594,6 +658,9 @@ impl Streamer {
     }
 
     async fn commit(&mut self, log_pos: u64) -> Result<()> {
+        if let Some((sid, gno)) = self.pending_mysql.take() {
+            self.mysql_gtids.add(sid, gno);
+        }
         if let Some(g) = self.pending_gtid.take() {
             self.gtid.apply(g);
         }
@@ -633,6 +700,38 @@ impl Streamer {
         self.set_sent(position);
         Ok(())
     }
+}
+
+/// The captured table a statement names, if any: an identifier token equal to
+/// `db.t`, or to `t` when the statement ran in database `db` (backticks and
+/// case ignored). A textual test, so it also holds for statements no parser
+/// here understands.
+fn names_captured_table(sql: &str, default_db: &str, tables: &[TableRef]) -> Option<TableRef> {
+    let text = sql.replace('`', "").to_lowercase();
+    let tokens: Vec<&str> = text
+        .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$' || c == '.'))
+        .filter(|t| !t.is_empty())
+        .collect();
+    let default_db = default_db.to_lowercase();
+    tables
+        .iter()
+        .find(|t| {
+            let name = t.name.to_lowercase();
+            let qualified = format!("{}.{name}", t.database.to_lowercase());
+            tokens.iter().any(|tok| {
+                *tok == qualified || (*tok == name && default_db == t.database.to_lowercase())
+            })
+        })
+        .cloned()
+}
+
+/// The first 200 characters of a statement, for messages.
+fn excerpt(sql: &str) -> String {
+    let mut s: String = sql.chars().take(200).collect();
+    if s.len() < sql.len() {
+        s.push('…');
+    }
+    s
 }
 
 /// The column names a TABLE_MAP carries with binlog_row_metadata=FULL.
@@ -707,6 +806,25 @@ mod tests {
                 .message()
                 .contains("truncated or corrupt event after position binlog.000001:4")
         );
+    }
+
+    #[test]
+    fn ddl_naming_a_captured_table_is_recognised() {
+        let tables = [TableRef {
+            database: "shop".into(),
+            name: "Orders".into(),
+        }];
+        let hit = |sql: &str, db: &str| names_captured_table(sql, db, &tables).is_some();
+        assert!(hit("ALTER TABLE orders ADD COLUMN x INT", "shop"));
+        assert!(hit("alter table `shop`.`orders` drop column x", "other"));
+        assert!(hit("RENAME TABLE orders TO orders_old", "shop"));
+        assert!(hit("DROP TABLE IF EXISTS a,orders", "shop"));
+        assert!(
+            !hit("ALTER TABLE orders ADD COLUMN x INT", "other"),
+            "another database"
+        );
+        assert!(!hit("ALTER TABLE orders_archive ADD x INT", "shop"));
+        assert!(!hit("CREATE USER 'a'@'%'", "shop"));
     }
 
     #[tokio::test]

@@ -82,6 +82,9 @@ pub struct MysqlSourceConfig {
     /// How each record is encoded.
     #[serde(default)]
     pub record_format: RecordFormat,
+    /// What a schema change (DDL) of a captured table does.
+    #[serde(default)]
+    pub ddl_policy: DdlPolicy,
     /// What zero dates (`0000-00-00`, `0000-00-00 00:00:00`) become.
     #[serde(default)]
     pub zero_date: ZeroDate,
@@ -130,6 +133,26 @@ pub enum SnapshotMode {
     /// Like `initial`, and copy again when the stored binlog position is no
     /// longer on the server (purged), instead of failing.
     WhenNeeded,
+}
+
+/// Handling of DDL on captured tables.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DdlPolicy {
+    /// Follow the change: the table's definition is read again after any DDL
+    /// and records carry the new columns. A row that cannot be mapped to the
+    /// current definition (older than a DROP COLUMN and without column names
+    /// in the binlog) stops the task with the position.
+    #[default]
+    Evolve,
+    /// Stop the task at any DDL statement that names a captured table, before
+    /// reading past it, so an operator decides (a restart stops there again
+    /// until the policy is changed).
+    Strict,
+    /// Like `evolve`, but never stop for a schema change: a row that cannot be
+    /// mapped to the current definition is skipped with a warning naming the
+    /// table and position.
+    Ignore,
 }
 
 /// Record encoding.
@@ -333,6 +356,7 @@ mod tests {
         assert_eq!(c.record_format, RecordFormat::Json);
         assert_eq!(c.zero_date, ZeroDate::Null);
         assert_eq!(c.snapshot_chunk_size, 10_000);
+        assert_eq!(c.ddl_policy, DdlPolicy::Evolve);
         assert_eq!(
             c.table_refs(),
             vec![TableRef {

@@ -14,12 +14,13 @@ mod check;
 mod config;
 mod error;
 mod events;
+mod gtid_set;
 mod output;
 mod resume;
 mod snapshot;
 mod types;
 
-pub use config::{MysqlSourceConfig, RecordFormat, SnapshotMode, ZeroDate};
+pub use config::{DdlPolicy, MysqlSourceConfig, RecordFormat, SnapshotMode, ZeroDate};
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -31,6 +31,7 @@ use mysql_async::prelude::Queryable;
 use crate::config::{MysqlSourceConfig, quote_ident};
 use crate::error::{classify, connect};
 use crate::events::Position;
+use crate::gtid_set::GtidSet;
 use crate::output::Output;
 use crate::resume::{Segment, SnapshotProgress, compare_keys, key_values};
 use crate::types::{ColKind, Origin, TableSchema};
@@ -62,7 +63,11 @@ pub async fn current_position(conn: &mut Conn, mariadb: bool) -> Result<Position
     let gtid = if mariadb {
         gtid_at(conn, &file, pos).await?
     } else {
-        String::new()
+        // MySQL: Executed_Gtid_Set (empty with GTID mode off).
+        let set: Option<String> = row.take(4);
+        set.and_then(|s| GtidSet::parse(&s).ok())
+            .map(|s| s.to_string())
+            .unwrap_or_default()
     };
     Ok(Position {
         file,

@@ -4,6 +4,7 @@ use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder};
@@ -153,16 +154,30 @@ impl MariaDbDatabase {
 }
 
 async fn start(dir: &Path) -> Result<MariaDb, String> {
-    let mariadbd = find_binary(&["mariadbd", "mysqld"], &[]).unwrap_or_else(|| {
-        panic!("MariaDB server binary `mariadbd` not found: install it with `{INSTALL}`")
-    });
+    let (server, child) = start_owned(dir, true).await?;
+    write_state(
+        dir,
+        &serde_json::json!({"pid": child.id(), "port": server.port,
+            "socket": server.socket.to_string_lossy()}),
+    )?;
+    // The watchdog stops it; never waited for here.
+    std::mem::forget(child);
+    Ok(server)
+}
+
+/// Installs a data directory in `dir` and starts a server on it; the caller
+/// owns the child. `own_group`: in a process group of its own (shared servers,
+/// which must survive a nextest kill of one test).
+async fn start_owned(
+    dir: &Path,
+    own_group: bool,
+) -> Result<(MariaDb, std::process::Child), String> {
     let install_db =
         find_binary(&["mariadb-install-db", "mysql_install_db"], &[]).unwrap_or_else(|| {
             panic!("`mariadb-install-db` not found: install MariaDB with `{INSTALL}`")
         });
     let data = dir.join("data");
     let tmp = dir.join("tmp");
-    let socket = dir.join("mysqld.sock");
     {
         let dir = dir.to_path_buf();
         let (data, tmp) = (data.clone(), tmp.clone());
@@ -186,107 +201,171 @@ async fn start(dir: &Path) -> Result<MariaDb, String> {
         })
         .await?;
     }
-
-    let log = dir.join("server.log");
     let mut last_err = String::new();
     for _attempt in 0..3 {
         let port = free_port();
-        let out = log_file(&log)?;
-        let mut cmd = Command::new(&mariadbd);
-        cmd.arg("--no-defaults")
-            .arg(format!("--datadir={}", data.display()))
-            .arg(format!("--tmpdir={}", tmp.display()))
-            .arg(format!("--socket={}", socket.display()))
-            .arg(format!("--pid-file={}", dir.join("mariadbd.pid").display()))
-            .arg(format!("--port={port}"))
-            .arg("--bind-address=127.0.0.1")
-            .arg("--skip-networking=0")
-            .arg("--skip-name-resolve")
-            .arg(format!("--log-bin={}", data.join("binlog").display()))
-            .arg("--binlog-format=ROW")
-            .arg("--binlog-row-image=FULL")
-            .arg("--binlog-row-metadata=FULL")
-            .arg("--server-id=1")
-            .arg("--innodb-flush-log-at-trx-commit=2")
-            .arg("--sync-binlog=0")
-            .arg("--innodb-doublewrite=0")
-            .arg("--innodb-buffer-pool-size=256M")
-            .arg("--innodb-log-file-size=256M")
-            .arg("--max-connections=500")
-            .arg("--max-allowed-packet=256M")
-            .arg("--local-infile=1")
-            .arg("--performance-schema=OFF")
-            .arg("--default-time-zone=+00:00")
-            .arg("--character-set-server=utf8mb4")
-            .arg("--collation-server=utf8mb4_general_ci")
-            .arg("--explicit-defaults-for-timestamp=1")
-            .arg(format!(
-                "--ssl-cert={}",
-                dir.join("tls/server.pem").display()
-            ))
-            .arg(format!(
-                "--ssl-key={}",
-                dir.join("tls/server.key").display()
-            ))
-            .arg(format!("--ssl-ca={}", dir.join("tls/ca.pem").display()))
-            .env("LC_ALL", "C")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().map_err(|e| e.to_string())?)
-            .stderr(out)
-            // Its own process group: a nextest timeout kill of one test must not hit it.
-            .process_group(0);
-        if is_root() {
-            cmd.arg("--user=root");
-        }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("spawn {}: {e}", mariadbd.display()))?;
-        fs::write(dir.join("server.pid"), format!("{}\n", child.id()))
-            .map_err(|e| format!("write server.pid: {e}"))?;
-
-        let sock = socket.clone();
-        let ready = wait_ready(&mut child, || {
-            let opts = OptsBuilder::default()
-                .socket(Some(sock.to_string_lossy().into_owned()))
-                .user(Some("root"));
-            async move { Conn::new(opts).await?.disconnect().await }
-        })
-        .await;
-        match ready {
-            Ok(()) => {
-                let result = setup(&socket, port).await;
-                if let Err(e) = result {
+        match launch(dir, port, own_group).await {
+            Ok(mut child) => {
+                let socket = dir.join("mysqld.sock");
+                if let Err(e) = setup(&socket, port).await {
                     let _ = child.kill();
                     let _ = child.wait();
-                    return Err(format!("{e}\n{}", log_tail(&log, 30)));
+                    return Err(format!("{e}\n{}", log_tail(&dir.join("server.log"), 30)));
                 }
-                write_state(
-                    dir,
-                    &serde_json::json!({"pid": child.id(), "port": port,
-                        "socket": socket.to_string_lossy()}),
-                )?;
-                // The watchdog stops it; never waited for here.
-                std::mem::forget(child);
-                return Ok(MariaDb {
-                    host: "127.0.0.1".into(),
-                    port,
-                    socket,
-                });
+                return Ok((
+                    MariaDb {
+                        host: "127.0.0.1".into(),
+                        port,
+                        socket,
+                    },
+                    child,
+                ));
             }
             Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                let tail = log_tail(&log, 30);
-                last_err = format!("{e}\n{tail}");
-                if !(tail.contains("Address already in use")
-                    || tail.contains("Bind on TCP/IP port"))
-                {
+                let retry =
+                    e.contains("Address already in use") || e.contains("Bind on TCP/IP port");
+                last_err = e;
+                if !retry {
                     break;
                 }
             }
         }
     }
     Err(last_err)
+}
+
+/// Starts `mariadbd` on the data directory in `dir` and port `port`; returns
+/// once it answers on its socket.
+async fn launch(dir: &Path, port: u16, own_group: bool) -> Result<std::process::Child, String> {
+    let mariadbd = find_binary(&["mariadbd", "mysqld"], &[]).unwrap_or_else(|| {
+        panic!("MariaDB server binary `mariadbd` not found: install it with `{INSTALL}`")
+    });
+    let data = dir.join("data");
+    let tmp = dir.join("tmp");
+    let socket = dir.join("mysqld.sock");
+    let log = dir.join("server.log");
+    let out = log_file(&log)?;
+    let mut cmd = Command::new(&mariadbd);
+    cmd.arg("--no-defaults")
+        .arg(format!("--datadir={}", data.display()))
+        .arg(format!("--tmpdir={}", tmp.display()))
+        .arg(format!("--socket={}", socket.display()))
+        .arg(format!("--pid-file={}", dir.join("mariadbd.pid").display()))
+        .arg(format!("--port={port}"))
+        .arg("--bind-address=127.0.0.1")
+        .arg("--skip-networking=0")
+        .arg("--skip-name-resolve")
+        .arg(format!("--log-bin={}", data.join("binlog").display()))
+        .arg("--binlog-format=ROW")
+        .arg("--binlog-row-image=FULL")
+        .arg("--binlog-row-metadata=FULL")
+        .arg("--server-id=1")
+        .arg("--innodb-flush-log-at-trx-commit=2")
+        .arg("--sync-binlog=0")
+        .arg("--innodb-doublewrite=0")
+        .arg("--innodb-buffer-pool-size=256M")
+        .arg("--innodb-log-file-size=256M")
+        .arg("--max-connections=500")
+        .arg("--max-allowed-packet=256M")
+        .arg("--local-infile=1")
+        .arg("--performance-schema=OFF")
+        .arg("--default-time-zone=+00:00")
+        .arg("--character-set-server=utf8mb4")
+        .arg("--collation-server=utf8mb4_general_ci")
+        .arg("--explicit-defaults-for-timestamp=1")
+        .arg(format!(
+            "--ssl-cert={}",
+            dir.join("tls/server.pem").display()
+        ))
+        .arg(format!(
+            "--ssl-key={}",
+            dir.join("tls/server.key").display()
+        ))
+        .arg(format!("--ssl-ca={}", dir.join("tls/ca.pem").display()))
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().map_err(|e| e.to_string())?)
+        .stderr(out);
+    if own_group {
+        // Its own process group: a nextest timeout kill of one test must not hit it.
+        cmd.process_group(0);
+    }
+    if is_root() {
+        cmd.arg("--user=root");
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("spawn {}: {e}", mariadbd.display()))?;
+    fs::write(dir.join("server.pid"), format!("{}\n", child.id()))
+        .map_err(|e| format!("write server.pid: {e}"))?;
+    let sock = socket.clone();
+    let ready = wait_ready(&mut child, || {
+        let opts = OptsBuilder::default()
+            .socket(Some(sock.to_string_lossy().into_owned()))
+            .user(Some("root"));
+        async move { Conn::new(opts).await?.disconnect().await }
+    })
+    .await;
+    match ready {
+        Ok(()) => Ok(child),
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(format!("{e}\n{}", log_tail(&log, 30)))
+        }
+    }
+}
+
+/// A MariaDB server for one test alone (same settings as the shared one), for
+/// tests that restart the server. Killed when dropped.
+pub struct PrivateMariaDb {
+    dir: PathBuf,
+    server: MariaDb,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateMariaDb {
+    /// Installs and starts a server in `dir` (emptied first). Panics with the log on failure.
+    pub async fn start(dir: &Path) -> Self {
+        let (server, child) = start_owned(dir, false)
+            .await
+            .unwrap_or_else(|e| panic!("could not start a private MariaDB server: {e}"));
+        Self {
+            dir: dir.to_path_buf(),
+            server,
+            child: Some(child),
+        }
+    }
+
+    /// The server, e.g. to create a database.
+    pub fn server(&self) -> &MariaDb {
+        &self.server
+    }
+
+    /// Stops the server cleanly (SIGTERM, waits for the exit) and starts it
+    /// again on the same data and port; `down` runs while it is stopped.
+    pub async fn restart(&mut self, down: Duration) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = blocking(move || child.wait()).await;
+        }
+        tokio::time::sleep(down).await;
+        let child = launch(&self.dir, self.server.port, false)
+            .await
+            .unwrap_or_else(|e| panic!("could not restart the private MariaDB server: {e}"));
+        self.child = Some(child);
+    }
+}
+
+impl Drop for PrivateMariaDb {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// Users: `root`@127.0.0.1 without password, `hstream`@% with password; both superusers.

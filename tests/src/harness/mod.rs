@@ -83,7 +83,7 @@ mod mariadb;
 mod postgres;
 mod tls;
 
-pub use mariadb::{MariaDb, MariaDbDatabase, mariadb};
+pub use mariadb::{MariaDb, MariaDbDatabase, PrivateMariaDb, mariadb};
 pub use postgres::{Postgres, PostgresDatabase, postgres};
 
 use std::fs::{self, File, OpenOptions};

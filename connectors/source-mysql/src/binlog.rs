@@ -443,13 +443,11 @@ impl Streamer {
             EventData::AnonymousGtidEvent(_) => {
                 self.begin(log_pos.saturating_sub(u64::from(header.event_size())));
             }
-            EventData::PreviousGtidsEvent(p) => {
-                // MySQL, start of a file: the set before it. Only adopted when
-                // nothing better is known (the stored set is exact; this one
-                // is exact only when reading starts at the file's beginning).
-                if self.mysql_gtids.is_empty() && self.pos <= 4 {
-                    self.mysql_gtids = GtidSet::from_previous(&p);
-                }
+            // MySQL, start of a file: the set before it. Only adopted when
+            // nothing better is known (the stored set is exact; this one is
+            // exact only when reading starts at the file's beginning).
+            EventData::PreviousGtidsEvent(p) if self.mysql_gtids.is_empty() && self.pos <= 4 => {
+                self.mysql_gtids = GtidSet::from_previous(&p);
             }
             EventData::QueryEvent(q) => {
                 let query = q.query();

@@ -27,6 +27,49 @@ pub(crate) fn json_to_struct(
     }
 }
 
+/// `json_to_struct(map).encoded_len()` without building the `Struct` (no
+/// string copies): sources count every record's size for flow control.
+pub(crate) fn json_struct_len(map: &serde_json::Map<String, serde_json::Value>) -> usize {
+    use prost::encoding::{encoded_len_varint, key_len};
+    // Map entries (field 1): key string (field 1, omitted when empty) and
+    // Value (field 2, always present: every JSON value sets `kind`).
+    map.iter()
+        .map(|(k, v)| {
+            let key = if k.is_empty() {
+                0
+            } else {
+                key_len(1) + encoded_len_varint(k.len() as u64) + k.len()
+            };
+            let value = json_value_len(v);
+            let entry = key + key_len(2) + encoded_len_varint(value as u64) + value;
+            key_len(1) + encoded_len_varint(entry as u64) + entry
+        })
+        .sum()
+}
+
+/// Encoded length of the `Value` message of `v`.
+fn json_value_len(v: &serde_json::Value) -> usize {
+    use prost::encoding::{encoded_len_varint, key_len};
+    use serde_json::Value as J;
+    let nested = |tag: u32, len: usize| key_len(tag) + encoded_len_varint(len as u64) + len;
+    match v {
+        J::Null => key_len(1) + 1,
+        J::Bool(_) => key_len(4) + 1,
+        J::Number(_) => key_len(2) + 8,
+        J::String(s) => nested(3, s.len()),
+        J::Array(a) => nested(
+            6,
+            a.iter()
+                .map(|x| {
+                    let l = json_value_len(x);
+                    key_len(1) + encoded_len_varint(l as u64) + l
+                })
+                .sum(),
+        ),
+        J::Object(o) => nested(5, json_struct_len(o)),
+    }
+}
+
 fn json_to_value(v: &serde_json::Value) -> prost_types::Value {
     use serde_json::Value as J;
     let kind = match v {

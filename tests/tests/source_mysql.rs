@@ -1286,5 +1286,11 @@ async fn a_mariadb_restart_mid_stream_is_followed_without_gap_or_duplicate() {
         "the task noticed the restart: {}",
         task.app_log()
     );
+    // Streaming reports how far behind the binlog the task is (binlog event
+    // times, second resolution).
+    task.wait_for(WAIT, |name, body| {
+        name == "Report" && body["lagMs"].as_u64().is_some()
+    })
+    .expect("a Report with lagMs");
     stop(&mut task);
 }

@@ -322,6 +322,11 @@ impl Streamer {
         let header = event.header();
         let raw = header.event_type_raw();
         let log_pos = u64::from(header.log_pos());
+        // Heartbeats and the events a connect re-sends carry no time.
+        if header.timestamp() > 0 {
+            self.out
+                .set_event_time(i64::from(header.timestamp()) * 1000);
+        }
         let corrupt = |e: std::io::Error| {
             Error::new(
                 ErrorKind::Internal,

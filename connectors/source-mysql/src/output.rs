@@ -25,6 +25,8 @@ pub struct Output {
     tables: Vec<TableRef>,
     streams: Vec<String>,
     buffer: Vec<(usize, Record)>,
+    /// Commit time (unix ms) of the newest change buffered, for the task's lag.
+    event_unix_ms: Option<i64>,
 }
 
 impl Output {
@@ -38,6 +40,7 @@ impl Output {
             tables,
             streams,
             buffer: Vec::new(),
+            event_unix_ms: None,
         }
     }
 
@@ -57,6 +60,12 @@ impl Output {
     pub fn push(&mut self, table: usize, key: Map<String, Json>, value: Option<Map<String, Json>>) {
         let record = self.record(table, key, value);
         self.buffer.push((table, record));
+    }
+
+    /// Notes the time (unix ms) of the binlog event being read; sent with the
+    /// next flush so the runtime reports the task's lag once it is acknowledged.
+    pub fn set_event_time(&mut self, unix_ms: i64) {
+        self.event_unix_ms = Some(unix_ms);
     }
 
     /// Records buffered.
@@ -102,7 +111,8 @@ impl Output {
         let position = position.map(|p| serde_json::to_value(p).unwrap_or(Json::Null));
         if self.buffer.is_empty() {
             if let Some(position) = position {
-                ctx.send(&self.streams[0], Vec::new(), Some(position))
+                let at = self.event_unix_ms.take();
+                ctx.send_at(&self.streams[0], Vec::new(), Some(position), at)
                     .await?;
             }
             return Ok(());
@@ -116,7 +126,12 @@ impl Output {
                 run.push(r);
             }
             let last = items.peek().is_none();
-            ctx.send(stream, run, if last { position.take() } else { None })
+            let at = if last {
+                self.event_unix_ms.take()
+            } else {
+                None
+            };
+            ctx.send_at(stream, run, if last { position.take() } else { None }, at)
                 .await?;
         }
         Ok(())

@@ -144,11 +144,6 @@ impl TaskProcess {
         write_line(&self.stdin, &json!({"name": "stop"}));
     }
 
-    /// The task process's id (e.g. for its `/proc/<pid>/status`).
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Sends a signal to the task process.
     pub fn signal(&self, signal: i32) {
         let rc = unsafe_kill(self.child.id() as i32, signal);

@@ -216,14 +216,6 @@ pub struct LiveReport {
     pub expected: Checksum,
 }
 
-/// `VmHWM` (peak resident set) of process `pid`, in bytes.
-fn vm_hwm(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
 /// The pid of the `hstream-io serve` whose data folder is `data_dir`.
 fn serve_pid(data_dir: &Path) -> Option<u32> {
     let needle = data_dir.to_string_lossy().into_owned();
@@ -288,28 +280,6 @@ async fn delivered(url: &str) -> Option<std::collections::HashMap<String, i64>> 
     Some(response.stats_values.into_iter().next()?.stat_values)
 }
 
-/// One multi-row INSERT of rows `from..to` (one transaction with autocommit).
-fn insert_statement(from: u64, to: u64) -> String {
-    let mut sql = String::with_capacity(((to - from) * 80) as usize);
-    sql.push_str("INSERT INTO orders (id, customer_id, amount, status, note, created_at) VALUES ");
-    for i in from..to {
-        let o = crate::workload::Order::new(i);
-        if i > from {
-            sql.push(',');
-        }
-        sql.push_str(&format!(
-            "({},{},{},'{}','{}','{}')",
-            o.id,
-            o.customer_id,
-            o.amount(),
-            o.status,
-            o.note,
-            o.created_at()
-        ));
-    }
-    sql
-}
-
 /// The benchmark: empty tables, the pipeline created, then `rows`
 /// rows of the standard workload written to MariaDB in transactions of
 /// `txn_rows` while the pipeline runs; measured until PostgreSQL has every
@@ -364,7 +334,7 @@ pub async fn run_live(rows: u64, txn_rows: u64, work: &Path) -> Result<LiveRepor
             let mut from = 0;
             while from < rows {
                 let to = (from + txn_rows).min(rows);
-                let statement = insert_statement(from, to);
+                let statement = crate::workload::mariadb_insert_sql(from, to);
                 conn.query_drop(statement)
                     .await
                     .map_err(|e| format!("insert {from}..{to}: {e}"))?;
@@ -408,10 +378,12 @@ pub async fn run_live(rows: u64, txn_rows: u64, work: &Path) -> Result<LiveRepor
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let (write_started, write_ended) = writer.await.map_err(|e| format!("writer: {e}"))??;
-    let serve_hwm = serve_pid(&data_dir).and_then(vm_hwm).unwrap_or(0);
+    let serve_hwm = serve_pid(&data_dir)
+        .and_then(|pid| crate::peak_rss_kib(pid).map(|kib| kib * 1024))
+        .unwrap_or(0);
     let task_hwm = task_pids(&serve.url, &data_dir)?
         .into_iter()
-        .map(|(name, pid)| (name, vm_hwm(pid).unwrap_or(0)))
+        .map(|(name, pid)| (name, crate::peak_rss_kib(pid).map_or(0, |kib| kib * 1024)))
         .collect();
     let postgres = checksum_postgres(&pg, "orders").await?;
     let mariadb = checksum_mariadb(&mut conn).await?;

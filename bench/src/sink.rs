@@ -156,18 +156,6 @@ async fn append(client: &Client, n: u64, pass: u64) -> Result<(RecordId, f64), S
     Ok((last.ok_or("no rows")?, t.elapsed().as_secs_f64()))
 }
 
-/// `VmHWM` of a process in kB.
-fn peak_rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// The target under test.
 enum Db {
     Postgres(tokio_postgres::Client),
@@ -248,11 +236,11 @@ async fn pass(
         if Instant::now() > deadline {
             return Err("the sink did not finish within 30 minutes".into());
         }
-        rss = rss.max(peak_rss_kb(pid));
+        rss = rss.max(crate::peak_rss_kib(pid).unwrap_or(0));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed();
-    rss = rss.max(peak_rss_kb(pid));
+    rss = rss.max(crate::peak_rss_kib(pid).unwrap_or(0));
     task.send_stop();
     if tokio::task::block_in_place(|| task.wait_exit(Duration::from_secs(30))).is_none() {
         return Err("the sink did not stop within 30 s".into());

@@ -18,7 +18,6 @@
 //! stops. The stream is counted by a shard reader in this process.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,7 +30,7 @@ use mysql_async::prelude::Queryable;
 use serde_json::json;
 
 use crate::load::infile_mariadb;
-use crate::workload::{Dialect, Order, create_table};
+use crate::workload::{Dialect, create_table};
 
 /// Rows per inserted transaction.
 const TXN_ROWS: u64 = 1000;
@@ -132,19 +131,6 @@ impl Drop for Counter {
     }
 }
 
-/// Peak resident set (VmHWM) of process `pid`, KiB.
-fn vm_hwm_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// Seconds since midnight UTC of a log line's RFC 3339 timestamp
 /// (`2026-11-24T19:30:11.123456Z …`).
 fn log_time_of_day(line: &str) -> Option<f64> {
@@ -163,36 +149,13 @@ fn time_of_day(t: SystemTime) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Multi-row INSERT of workload rows `from..to`.
-fn insert_sql(from: u64, to: u64) -> String {
-    let mut sql = String::with_capacity(((to - from) * 90) as usize);
-    sql.push_str("INSERT INTO orders VALUES ");
-    for i in from..to {
-        let o = Order::new(i);
-        if i > from {
-            sql.push(',');
-        }
-        let _ = write!(
-            sql,
-            "({},{},{},'{}','{}','{}')",
-            o.id,
-            o.customer_id,
-            o.amount(),
-            o.status,
-            o.note,
-            o.created_at()
-        );
-    }
-    sql
-}
-
 /// Inserts rows `from..to` in transactions of [`TXN_ROWS`]; returns the duration.
 async fn insert(conn: &mut mysql_async::Conn, from: u64, to: u64) -> Result<Duration, String> {
     let start = Instant::now();
     let mut i = from;
     while i < to {
         let end = (i + TXN_ROWS).min(to);
-        conn.query_drop(insert_sql(i, end))
+        conn.query_drop(crate::workload::mariadb_insert_sql(i, end))
             .await
             .map_err(|e| format!("insert: {e}"))?;
         i = end;
@@ -290,7 +253,7 @@ pub async fn run(rows: u64, work: &Path) -> Result<SourceMysqlReport, String> {
         r.stream_rate,
         r.lag.as_secs_f64()
     );
-    r.hwm_first_kib = vm_hwm_kib(task.pid());
+    r.hwm_first_kib = crate::peak_rss_kib(task.pid()).unwrap_or(0);
     task.send_stop();
     task.wait_exit(TIMEOUT).ok_or("the task did not stop")?;
     let kv = task.kv();
@@ -302,7 +265,7 @@ pub async fn run(rows: u64, work: &Path) -> Result<SourceMysqlReport, String> {
     let mut task = TaskProcess::start(&work.join("task2"), "source-mysql", &config, kv, &[]);
     let done = counter.reach(3 * rows, &task).await?;
     r.backlog_rate = rate(rows, done - t);
-    r.hwm_backlog_kib = vm_hwm_kib(task.pid());
+    r.hwm_backlog_kib = crate::peak_rss_kib(task.pid()).unwrap_or(0);
     r.start_to_streaming = task
         .app_log()
         .lines()

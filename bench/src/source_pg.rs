@@ -185,13 +185,8 @@ fn peak_rss(config: &Path) -> u64 {
     for entry in entries.flatten() {
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
         if String::from_utf8_lossy(&cmdline).contains(&needle) {
-            let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
-            if let Some(kib) = status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-            {
+            let pid = entry.file_name().to_string_lossy().parse().ok();
+            if let Some(kib) = pid.and_then(crate::peak_rss_kib) {
                 return kib;
             }
         }

@@ -143,6 +143,31 @@ pub fn tsv_chunks(n: u64, chunk_bytes: usize) -> impl Iterator<Item = String> {
     })
 }
 
+/// One multi-row `INSERT` of workload rows `from..to` into MariaDB's `orders`
+/// (a transaction of its own under autocommit), as the streaming benchmarks write.
+pub fn mariadb_insert_sql(from: u64, to: u64) -> String {
+    use std::fmt::Write as _;
+    let mut sql = String::with_capacity(((to - from) * 90) as usize);
+    sql.push_str("INSERT INTO orders (id, customer_id, amount, status, note, created_at) VALUES ");
+    for i in from..to {
+        let o = Order::new(i);
+        if i > from {
+            sql.push(',');
+        }
+        let _ = write!(
+            sql,
+            "({},{},{},'{}','{}','{}')",
+            o.id,
+            o.customer_id,
+            o.amount(),
+            o.status,
+            o.note,
+            o.created_at()
+        );
+    }
+    sql
+}
+
 /// `CREATE TABLE` for the workload under the given (qualified or plain) table name.
 pub fn create_table(dialect: Dialect, table: &str) -> String {
     match dialect {

@@ -215,7 +215,7 @@ struct Committed {
 /// thousand rows per second; a batch is also what a sink later applies in one
 /// transaction.
 ///
-/// In flight at most 8 MiB of payload (the client's default is 100 MiB): 16
+/// In flight at most 4 MiB of payload (the client's default is 100 MiB): 8
 /// full batches keep the stream service's group commit busy, and a source
 /// reading a backlog faster than HStream acknowledges waits here instead of
 /// holding hundreds of thousands of decoded records (the task's memory goal
@@ -231,7 +231,7 @@ fn source_producer_options() -> ProducerOptions {
 }
 
 /// Payload bytes a source may have buffered or in flight to HStream.
-const SOURCE_IN_FLIGHT_BYTES: usize = 8 * 1024 * 1024;
+const SOURCE_IN_FLIGHT_BYTES: usize = 4 * 1024 * 1024;
 
 /// Runs source `C` under the runtime (called by `run`).
 pub async fn drive<C: Source>(config: C::Config, env: TaskEnv) -> Result<()> {

@@ -181,3 +181,30 @@ mod tests {
         );
     }
 }
+
+/// TLS mode of a connection to a database (the same four modes for every
+/// connector, as libpq's `sslmode` and MySQL's `--ssl-mode` name them).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// Never use TLS.
+    Disable,
+    /// Use TLS when the server offers it, without verifying its certificate.
+    #[default]
+    Prefer,
+    /// Require TLS, without verifying the server's certificate.
+    Require,
+    /// Require TLS and verify the certificate chain (against `tlsCa` when set)
+    /// and that it names `host`.
+    VerifyFull,
+}

@@ -44,6 +44,7 @@ pub mod task;
 pub mod validate;
 
 pub use check::{CheckFailure, CheckResult, CheckSpec, CheckType};
+pub use config::TlsMode;
 pub use connector::{Connector, ConnectorInfo, Kind, SinkConnector, SinkWriter, Source};
 pub use error::{Error, ErrorKind, Result};
 pub use secret::Secret;

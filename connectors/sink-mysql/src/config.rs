@@ -3,10 +3,11 @@
 //! moving data into MySQL or MariaDB expects (TLS, key columns, pool size,
 //! exactly-once).
 
+use hstream_io_runtime::TlsMode;
 use hstream_io_runtime::validate::ConfigIssue;
 use hstream_io_runtime::{Secret, SinkOptions};
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 const fn default_port() -> u16 {
     3306
@@ -19,22 +20,6 @@ const fn default_exactly_once() -> bool {
 }
 fn default_progress_table() -> String {
     "hstream_io_progress".into()
-}
-
-/// How the connection to MySQL is encrypted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum MysqlSinkTlsMode {
-    /// Never use TLS.
-    Disable,
-    /// Use TLS when the server offers it, without verifying its certificate.
-    #[default]
-    Prefer,
-    /// Require TLS, without verifying the server's certificate.
-    Require,
-    /// Require TLS and verify the certificate chain (against `tlsCa` when set)
-    /// and that it names `host`.
-    VerifyFull,
 }
 
 /// Config of `sink-mysql`.
@@ -72,7 +57,7 @@ pub struct MysqlSinkConfig {
     pub key_columns: Option<Vec<String>>,
     /// TLS mode of the connection.
     #[serde(default)]
-    pub tls_mode: MysqlSinkTlsMode,
+    pub tls_mode: TlsMode,
     /// CA certificate(s) (PEM text) trusted for `verify-full`; unset: the
     /// built-in web PKI roots.
     #[serde(default)]
@@ -113,10 +98,10 @@ impl MysqlSinkConfig {
             .charset("utf8mb4")
             .timezone(Some("+00:00".to_string()))
             .ssl_mode(match self.tls_mode {
-                MysqlSinkTlsMode::Disable => MySqlSslMode::Disabled,
-                MysqlSinkTlsMode::Prefer => MySqlSslMode::Preferred,
-                MysqlSinkTlsMode::Require => MySqlSslMode::Required,
-                MysqlSinkTlsMode::VerifyFull => MySqlSslMode::VerifyIdentity,
+                TlsMode::Disable => MySqlSslMode::Disabled,
+                TlsMode::Prefer => MySqlSslMode::Preferred,
+                TlsMode::Require => MySqlSslMode::Required,
+                TlsMode::VerifyFull => MySqlSslMode::VerifyIdentity,
             });
         if let Some(ca) = &self.tls_ca {
             options = options.ssl_ca_from_pem(ca.as_bytes().to_vec());
@@ -151,7 +136,7 @@ impl MysqlSinkConfig {
                 }
             }
         }
-        if self.tls_ca.is_some() && self.tls_mode != MysqlSinkTlsMode::VerifyFull {
+        if self.tls_ca.is_some() && self.tls_mode != TlsMode::VerifyFull {
             issues.push(ConfigIssue::new(
                 "/tlsCa",
                 "is only used with tlsMode `verify-full`",

@@ -20,7 +20,7 @@ mod writer;
 use hstream_io_runtime::validate::ConfigIssue;
 use hstream_io_runtime::{CheckFailure, Connector, Kind, Result, SinkConnector, SinkOptions};
 
-pub use config::{MysqlSinkConfig, MysqlSinkTlsMode};
+pub use config::MysqlSinkConfig;
 pub use writer::MysqlSinkWriter;
 
 /// The connector's name.

@@ -3,10 +3,11 @@
 //! moving data into PostgreSQL expects (schema, TLS, key columns, pool size,
 //! exactly-once).
 
+use hstream_io_runtime::TlsMode;
 use hstream_io_runtime::validate::ConfigIssue;
 use hstream_io_runtime::{Secret, SinkOptions};
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 const fn default_port() -> u16 {
     5432
@@ -22,22 +23,6 @@ const fn default_exactly_once() -> bool {
 }
 fn default_progress_table() -> String {
     "hstream_io_progress".into()
-}
-
-/// How the connection to PostgreSQL is encrypted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum PgSinkTlsMode {
-    /// Never use TLS.
-    Disable,
-    /// Use TLS when the server offers it, without verifying its certificate.
-    #[default]
-    Prefer,
-    /// Require TLS, without verifying the server's certificate.
-    Require,
-    /// Require TLS and verify the certificate chain (against `tlsCa` when set)
-    /// and that it names `host`.
-    VerifyFull,
 }
 
 /// Config of `sink-postgresql`.
@@ -80,7 +65,7 @@ pub struct PgSinkConfig {
     pub key_columns: Option<Vec<String>>,
     /// TLS mode of the connection.
     #[serde(default)]
-    pub tls_mode: PgSinkTlsMode,
+    pub tls_mode: TlsMode,
     /// CA certificate(s) (PEM text) trusted for `verify-full`; unset: the
     /// built-in web PKI roots.
     #[serde(default)]
@@ -131,10 +116,10 @@ impl PgSinkConfig {
             .application_name("hstream-io sink-postgresql")
             .options([("TimeZone", "UTC")])
             .ssl_mode(match self.tls_mode {
-                PgSinkTlsMode::Disable => PgSslMode::Disable,
-                PgSinkTlsMode::Prefer => PgSslMode::Prefer,
-                PgSinkTlsMode::Require => PgSslMode::Require,
-                PgSinkTlsMode::VerifyFull => PgSslMode::VerifyFull,
+                TlsMode::Disable => PgSslMode::Disable,
+                TlsMode::Prefer => PgSslMode::Prefer,
+                TlsMode::Require => PgSslMode::Require,
+                TlsMode::VerifyFull => PgSslMode::VerifyFull,
             });
         if let Some(ca) = &self.tls_ca {
             options = options.ssl_root_cert_from_pem(ca.as_bytes().to_vec());
@@ -169,7 +154,7 @@ impl PgSinkConfig {
                 }
             }
         }
-        if self.tls_ca.is_some() && self.tls_mode != PgSinkTlsMode::VerifyFull {
+        if self.tls_ca.is_some() && self.tls_mode != TlsMode::VerifyFull {
             issues.push(ConfigIssue::new(
                 "/tlsCa",
                 "is only used with tlsMode `verify-full`",
@@ -196,7 +181,7 @@ mod tests {
         assert_eq!(c.port, 5432);
         assert_eq!(c.target(), ("public".into(), "t1".into()));
         assert!(c.exactly_once);
-        assert_eq!(c.tls_mode, PgSinkTlsMode::Prefer);
+        assert_eq!(c.tls_mode, TlsMode::Prefer);
         assert!(c.validate().is_empty());
     }
 

@@ -22,7 +22,7 @@ mod writer;
 use hstream_io_runtime::validate::ConfigIssue;
 use hstream_io_runtime::{CheckFailure, Connector, Kind, Result, SinkConnector, SinkOptions};
 
-pub use config::{PgSinkConfig, PgSinkTlsMode};
+pub use config::PgSinkConfig;
 pub use writer::PgSinkWriter;
 
 /// The connector's name.

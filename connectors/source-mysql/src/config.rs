@@ -4,6 +4,7 @@
 //! handling and the heartbeat interval.
 
 use hstream_io_runtime::Secret;
+use hstream_io_runtime::TlsMode;
 use hstream_io_runtime::validate::ConfigIssue;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -95,28 +96,12 @@ pub struct MysqlSourceConfig {
     pub heartbeat_interval_seconds: u32,
     /// TLS mode of the connections (snapshot and binlog).
     #[serde(default)]
-    pub tls_mode: MysqlSourceTlsMode,
+    pub tls_mode: TlsMode,
     /// CA certificate(s) (PEM text) trusted for `verify-full`; unset: the
     /// built-in web PKI roots.
     #[serde(default)]
     #[schemars(extend("ui:type" = "file", "ui:options" = {"sensitive": true}))]
     pub tls_ca: Option<String>,
-}
-
-/// TLS modes, as the SQL sinks and MySQL's `--ssl-mode` name them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum MysqlSourceTlsMode {
-    /// Never use TLS.
-    Disable,
-    /// Use TLS when the server offers it, without verifying its certificate.
-    #[default]
-    Prefer,
-    /// Require TLS, without verifying the server's certificate.
-    Require,
-    /// Require TLS and verify the certificate chain (against `tlsCa` when set)
-    /// and that it names `host`.
-    VerifyFull,
 }
 
 /// When the connector copies existing rows.
@@ -312,7 +297,7 @@ impl MysqlSourceConfig {
                 ));
             }
         }
-        if self.tls_ca.is_some() && self.tls_mode != MysqlSourceTlsMode::VerifyFull {
+        if self.tls_ca.is_some() && self.tls_mode != TlsMode::VerifyFull {
             issues.push(ConfigIssue::new(
                 "/tlsCa",
                 "is only used with tlsMode `verify-full`",
@@ -339,7 +324,7 @@ mod tests {
     #[test]
     fn tls_defaults_to_prefer_and_a_ca_needs_verify_full() {
         let c = parse(base());
-        assert_eq!(c.tls_mode, MysqlSourceTlsMode::Prefer);
+        assert_eq!(c.tls_mode, TlsMode::Prefer);
         let mut v = base();
         v["tlsCa"] = json!("-----BEGIN CERTIFICATE-----");
         let issues = parse(v.clone()).validate();

@@ -4,7 +4,8 @@
 use hstream_io_runtime::{Error, ErrorKind};
 use mysql_async::{Conn, DriverError, OptsBuilder, SslOpts};
 
-use crate::config::{MysqlSourceConfig, MysqlSourceTlsMode};
+use crate::config::MysqlSourceConfig;
+use hstream_io_runtime::TlsMode;
 
 /// ER_ACCESS_DENIED_ERROR: bad user or password.
 const ER_ACCESS_DENIED: u16 = 1045;
@@ -78,15 +79,15 @@ pub fn opts(config: &MysqlSourceConfig) -> OptsBuilder {
 }
 
 /// The TLS options of `mode`: `None` for plain text.
-fn tls_opts(config: &MysqlSourceConfig, mode: MysqlSourceTlsMode) -> Option<SslOpts> {
+fn tls_opts(config: &MysqlSourceConfig, mode: TlsMode) -> Option<SslOpts> {
     match mode {
-        MysqlSourceTlsMode::Disable => None,
-        MysqlSourceTlsMode::Prefer | MysqlSourceTlsMode::Require => Some(
+        TlsMode::Disable => None,
+        TlsMode::Prefer | TlsMode::Require => Some(
             SslOpts::default()
                 .with_danger_accept_invalid_certs(true)
                 .with_danger_skip_domain_validation(true),
         ),
-        MysqlSourceTlsMode::VerifyFull => {
+        TlsMode::VerifyFull => {
             let opts = SslOpts::default();
             Some(match &config.tls_ca {
                 Some(ca) => opts
@@ -105,10 +106,10 @@ pub async fn connect(config: &MysqlSourceConfig) -> Result<Conn, Error> {
     let attempt = |mode| Conn::new(opts(config).ssl_opts(tls_opts(config, mode)));
     let result = match attempt(config.tls_mode).await {
         Err(mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer))
-            if config.tls_mode == MysqlSourceTlsMode::Prefer =>
+            if config.tls_mode == TlsMode::Prefer =>
         {
             tracing::info!("the server offers no TLS; connecting without (tlsMode prefer)");
-            attempt(MysqlSourceTlsMode::Disable).await
+            attempt(TlsMode::Disable).await
         }
         other => other,
     };

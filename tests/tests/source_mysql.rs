@@ -120,6 +120,17 @@ fn start(dir: &std::path::Path, config: &Value, kv: HashMap<String, String>) -> 
     TaskProcess::start(dir, "source-mysql", config, kv, &[])
 }
 
+/// Starts a task with an empty KV and waits until it stored its first
+/// position (the binlog position it streams from).
+fn start_positioned(dir: &std::path::Path, config: &Value) -> TaskProcess {
+    let task = start(dir, config, HashMap::new());
+    task.wait_for(WAIT, |name, body| {
+        name == "KvSet" && body["key"] == "source_position"
+    })
+    .expect("initial position stored");
+    task
+}
+
 fn stop(task: &mut TaskProcess) -> HashMap<String, String> {
     task.send_stop();
     let status = task.wait_exit(WAIT).expect("task stops");
@@ -476,11 +487,7 @@ async fn initial_only_copies_and_completes_and_large_transactions_stream_in_slic
             json!({"recordFormat": "raw", "snapshotMode": "never"}),
         ),
     );
-    let mut task = start(&tmp.path().join("big"), &config, HashMap::new());
-    task.wait_for(WAIT, |name, body| {
-        name == "KvSet" && body["key"] == "source_position"
-    })
-    .expect("initial position stored");
+    let mut task = start_positioned(&tmp.path().join("big"), &config);
     exec(&db, "UPDATE t SET v = v + 1 WHERE id <= 1500").await;
     exec(&db, "INSERT INTO t SELECT seq, seq FROM seq_1501_to_2500").await;
     let got = wait_records(&serve.url, "big", 2500, &task).await;
@@ -656,11 +663,7 @@ async fn follows_binlog_rotation_and_live_column_changes() {
         &format!("{}-d", db.name),
         connector(&db, "t", "t", json!({"recordFormat": "raw"})),
     );
-    let mut task = start(&tmp.path().join("a"), &config, HashMap::new());
-    task.wait_for(WAIT, |name, body| {
-        name == "KvSet" && body["key"] == "source_position"
-    })
-    .expect("initial position stored");
+    let mut task = start_positioned(&tmp.path().join("a"), &config);
     let first_file = {
         let kv = task.kv();
         position(&kv)["file"].as_str().unwrap().to_string()
@@ -711,11 +714,7 @@ async fn a_backlog_older_than_a_column_change_is_read_by_column_name() {
         &format!("{}-k", db.name),
         connector(&db, "t", "t", json!({"recordFormat": "raw"})),
     );
-    let mut task = start(&tmp.path().join("a"), &config, HashMap::new());
-    task.wait_for(WAIT, |name, body| {
-        name == "KvSet" && body["key"] == "source_position"
-    })
-    .expect("initial position stored");
+    let mut task = start_positioned(&tmp.path().join("a"), &config);
     let kv = stop(&mut task);
     // While stopped: a row in the old shape, a column change, a row in the new one.
     exec(&db, "INSERT INTO t VALUES (1, 10)").await;
@@ -1060,17 +1059,6 @@ async fn change(
     changer.query_drop(sql).await.unwrap();
 }
 
-/// Peak resident set (VmHWM) of process `pid`, KiB.
-fn vm_hwm_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .expect("VmHWM in /proc/<pid>/status")
-}
-
 /// Counts the records of one-shard `stream` until it holds `n` (records not kept).
 async fn count_until(url: &str, stream: &str, n: usize, task: &TaskProcess) -> usize {
     let client = Client::connect(url).await.unwrap();
@@ -1128,14 +1116,10 @@ async fn a_huge_transaction_streams_with_bounded_memory() {
             json!({"recordFormat": "raw", "snapshotMode": "never"}),
         ),
     );
-    let mut task = start(&tmp.path().join("huge"), &config, HashMap::new());
-    task.wait_for(WAIT, |name, body| {
-        name == "KvSet" && body["key"] == "source_position"
-    })
-    .expect("initial position stored");
+    let mut task = start_positioned(&tmp.path().join("huge"), &config);
     exec(&db, "INSERT INTO big VALUES (0, 'warm-up')").await;
     count_until(&serve.url, "huge", 1, &task).await;
-    let before = vm_hwm_kib(task.pid());
+    let before = hstream_io_bench::peak_rss_kib(task.pid()).expect("VmHWM in /proc/<pid>/status");
     exec(
         &db,
         &format!("INSERT INTO big SELECT seq, REPEAT('x', 100) FROM seq_1_to_{ROWS}"),
@@ -1145,7 +1129,7 @@ async fn a_huge_transaction_streams_with_bounded_memory() {
         count_until(&serve.url, "huge", ROWS + 1, &task).await,
         ROWS + 1
     );
-    let after = vm_hwm_kib(task.pid());
+    let after = hstream_io_bench::peak_rss_kib(task.pid()).expect("VmHWM in /proc/<pid>/status");
     let growth_mb = (after.saturating_sub(before)) / 1024;
     eprintln!("VmHWM {before} KiB -> {after} KiB over a {ROWS}-row transaction");
     assert!(
@@ -1179,11 +1163,7 @@ async fn ddl_mid_stream_under_each_policy() {
     // task before anything after it is read, again on restart, until the
     // policy is changed.
     let strict = with("strict", "s", "s");
-    let mut task = start(&tmp.path().join("s1"), &strict, HashMap::new());
-    task.wait_for(WAIT, |name, body| {
-        name == "KvSet" && body["key"] == "source_position"
-    })
-    .expect("initial position stored");
+    let mut task = start_positioned(&tmp.path().join("s1"), &strict);
     exec(&db, "INSERT INTO t VALUES (1, 10)").await;
     exec(&db, "ALTER TABLE other ADD COLUMN x INT").await;
     exec(&db, "INSERT INTO t VALUES (2, 20)").await;

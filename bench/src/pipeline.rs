@@ -79,6 +79,28 @@ async fn checksum_mariadb(conn: &mut mysql_async::Conn) -> Result<Checksum, Stri
     Checksum::from_sql_row(&r, &i, &h)
 }
 
+/// The SQL that creates the pipeline's two connectors: `orders` in MariaDB →
+/// stream `orders` → `orders` in PostgreSQL.
+fn connector_statements(
+    my: &harness::MariaDbDatabase,
+    pg: &harness::PostgresDatabase,
+) -> (String, String) {
+    let source = format!(
+        r#"CREATE SOURCE CONNECTOR orders_source FROM mysql WITH ("host" = "{}", "port" = {}, "user" = "{}", "password" = "{}", "database" = "{}", "table" = "orders", "stream" = "orders");"#,
+        my.host, my.port, my.user, my.password, my.name
+    );
+    let sink = format!(
+        r#"CREATE SINK CONNECTOR orders_sink TO postgresql WITH ("host" = "{}", "port" = {}, "user" = "{}", "password" = "{}", "database" = "{}", "table" = "orders", "stream" = "orders"{});"#,
+        pg.host,
+        pg.port,
+        pg.user,
+        pg.password,
+        pg.name,
+        sink_batching()
+    );
+    (source, sink)
+}
+
 /// Polls until PostgreSQL's checksum equals `target`; prints progress.
 async fn wait_for(
     pg: &tokio_postgres::Client,
@@ -130,19 +152,7 @@ pub async fn run(rows: u64, work: &Path) -> Result<PipelineReport, String> {
     println!("==> starting hstream-io serve (stream service + IO worker)");
     std::fs::create_dir_all(work).map_err(|e| e.to_string())?;
     let serve = Serve::start(&work.join("data"));
-    let source = format!(
-        r#"CREATE SOURCE CONNECTOR orders_source FROM mysql WITH ("host" = "{}", "port" = {}, "user" = "{}", "password" = "{}", "database" = "{}", "table" = "orders", "stream" = "orders");"#,
-        my.host, my.port, my.user, my.password, my.name
-    );
-    let sink = format!(
-        r#"CREATE SINK CONNECTOR orders_sink TO postgresql WITH ("host" = "{}", "port" = {}, "user" = "{}", "password" = "{}", "database" = "{}", "table" = "orders", "stream" = "orders"{});"#,
-        pgdb.host,
-        pgdb.port,
-        pgdb.user,
-        pgdb.password,
-        pgdb.name,
-        sink_batching()
-    );
+    let (source, sink) = connector_statements(&my, &pgdb);
     println!(
         "==> CREATE SOURCE CONNECTOR orders_source FROM mysql …; CREATE SINK CONNECTOR orders_sink TO postgresql …"
     );
@@ -305,19 +315,7 @@ pub async fn run_live(rows: u64, txn_rows: u64, work: &Path) -> Result<LiveRepor
     std::fs::create_dir_all(work).map_err(|e| e.to_string())?;
     let data_dir = work.join("data");
     let serve = Serve::start(&data_dir);
-    let source = format!(
-        r#"CREATE SOURCE CONNECTOR orders_source FROM mysql WITH ("host" = "{}", "port" = {}, "user" = "{}", "password" = "{}", "database" = "{}", "table" = "orders", "stream" = "orders");"#,
-        my.host, my.port, my.user, my.password, my.name
-    );
-    let sink = format!(
-        r#"CREATE SINK CONNECTOR orders_sink TO postgresql WITH ("host" = "{}", "port" = {}, "user" = "{}", "password" = "{}", "database" = "{}", "table" = "orders", "stream" = "orders"{});"#,
-        pgdb.host,
-        pgdb.port,
-        pgdb.user,
-        pgdb.password,
-        pgdb.name,
-        sink_batching()
-    );
+    let (source, sink) = connector_statements(&my, &pgdb);
     sql(&serve.url, &source)?;
     sql(&serve.url, &sink)?;
     // Both tasks up (the source past its empty snapshot) before the load starts.

@@ -141,7 +141,7 @@ pub async fn run(config: &MysqlSourceConfig) -> Result<(), CheckFailure> {
 
 async fn check_privileges(conn: &mut Conn) -> Result<(), CheckFailure> {
     // REPLICATION CLIENT / BINLOG MONITOR: what SHOW MASTER STATUS needs; try it.
-    if let Err(e) = conn.query_drop("SHOW MASTER STATUS").await {
+    if let Err(e) = crate::snapshot::binlog_status(conn).await {
         return Err(CheckFailure::new(
             spec("privileges"),
             classify(

@@ -48,10 +48,28 @@ pub async fn is_mariadb(conn: &mut Conn) -> Result<bool> {
     Ok(version.is_some_and(|v| v.contains("MariaDB")))
 }
 
+/// The row of `SHOW MASTER STATUS` (File, Position, Binlog_Do_DB,
+/// Binlog_Ignore_DB, Executed_Gtid_Set); `None` when the binlog is off.
+///
+/// MySQL 8.4 removed that statement in favour of `SHOW BINARY LOG STATUS`
+/// (8.2+, same columns), which MariaDB does not know: the old form is tried
+/// first and the new one only when the server rejects the old syntax.
+pub async fn binlog_status(conn: &mut Conn) -> mysql_async::Result<Option<mysql_async::Row>> {
+    match conn.query_first("SHOW MASTER STATUS").await {
+        Err(e) if is_syntax_error(&e) => conn.query_first("SHOW BINARY LOG STATUS").await,
+        other => other,
+    }
+}
+
+/// True for the server's "you have an error in your SQL syntax" (1064).
+fn is_syntax_error(e: &mysql_async::Error) -> bool {
+    const ER_PARSE_ERROR: u16 = 1064;
+    matches!(e, mysql_async::Error::Server(s) if s.code == ER_PARSE_ERROR)
+}
+
 /// The current end of the binlog (for streaming without a snapshot).
 pub async fn current_position(conn: &mut Conn, mariadb: bool) -> Result<Position> {
-    let row: Option<mysql_async::Row> = conn
-        .query_first("SHOW MASTER STATUS")
+    let row = binlog_status(conn)
         .await
         .map_err(|e| classify(e, "cannot read the binlog position (SHOW MASTER STATUS)"))?;
     let Some(mut row) = row else {
@@ -466,4 +484,25 @@ pub fn conversion(table: &str, e: crate::types::ConvError) -> Error {
         format!("cannot convert a row of `{table}`"),
     )
     .with_source(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_syntax_error;
+
+    fn server(code: u16) -> mysql_async::Error {
+        mysql_async::Error::Server(mysql_async::ServerError {
+            code,
+            message: "m".into(),
+            state: "42000".into(),
+        })
+    }
+
+    #[test]
+    fn only_a_syntax_error_switches_to_show_binary_log_status() {
+        // MySQL 8.4 answers `SHOW MASTER STATUS` with 1064.
+        assert!(is_syntax_error(&server(1064)));
+        // A missing privilege (1227) must surface as it is, not be retried.
+        assert!(!is_syntax_error(&server(1227)));
+    }
 }

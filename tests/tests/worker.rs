@@ -1094,6 +1094,10 @@ async fn get_stats_answers_connector_stats_per_name() {
                     conn(wire::ConnectorStats::DeliveredInRecords),
                     conn(wire::ConnectorStats::IsAlive),
                     wire::StatType { stat: None },
+                    // Upstream's streamStat = AppendInRecords (1).
+                    wire::StatType {
+                        stat: Some(Stat::StreamStat(1)),
+                    },
                 ],
             })
             .await
@@ -1115,8 +1119,16 @@ async fn get_stats_answers_connector_stats_per_name() {
         Some(&1),
         "IsAlive of a RUNNING connector: {response:?}"
     );
-    assert_eq!(response.errors.len(), 1, "{response:?}");
+    assert_eq!(response.errors.len(), 2, "{response:?}");
     assert!(response.errors[0].message.contains("connector stats"));
+    // The error names the stat that was asked for, so a client can match it.
+    assert_eq!(
+        response.errors[1].stat_type,
+        Some(wire::StatType {
+            stat: Some(Stat::StreamStat(1))
+        }),
+        "{response:?}"
+    );
 
     // Paused: not alive any more.
     tokio::task::block_in_place(|| w.sql("PAUSE CONNECTOR gen1;"));

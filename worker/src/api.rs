@@ -130,7 +130,10 @@ impl ConnectorApi for ConnectorService {
         for stat_type in asked {
             let kind = match stat_type.stat {
                 Some(Stat::ConnStat(k)) => wire::ConnectorStats::try_from(k).ok(),
-                None => None,
+                Some(
+                    Stat::StreamStat(_) | Stat::SubStat(_) | Stat::QueryStat(_) | Stat::ViewStat(_),
+                )
+                | None => None,
             };
             let Some(kind) = kind else {
                 response.errors.push(wire::StatError {

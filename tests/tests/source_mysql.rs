@@ -580,6 +580,49 @@ async fn check_reports_each_failure_with_its_type_and_fix() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn check_fails_when_the_server_keeps_binlogs_shorter_than_asked() {
+    // Retention is global: set it on a server of this test alone.
+    let tmp = tempfile::tempdir().unwrap();
+    let server = harness::PrivateMariaDb::start(&tmp.path().join("mariadb")).await;
+    let db = server.server().create_database().await;
+    exec(&db, "CREATE TABLE t (id INT PRIMARY KEY)").await;
+
+    // Never purged (the default here): passes whatever the minimum.
+    let r = check(
+        &tmp.path().join("never"),
+        &connector(&db, "s", "t", json!({})),
+    );
+    assert_eq!(r["result"], true, "{r}");
+
+    let mut admin = server.server().admin().await;
+    admin
+        .query_drop("SET GLOBAL binlog_expire_logs_seconds = 7200")
+        .await
+        .unwrap();
+    admin.disconnect().await.unwrap();
+
+    // Default minimum 24 h > 2 h kept.
+    let r = check(
+        &tmp.path().join("short"),
+        &connector(&db, "s", "t", json!({})),
+    );
+    assert_eq!(r["type"], "SETUP", "{r}");
+    let message = r["message"].as_str().unwrap();
+    assert!(message.contains("2.0 hours"), "{r}");
+    assert!(
+        message.contains("binlog_expire_logs_seconds = 604800"),
+        "the fix: {r}"
+    );
+
+    // A minimum the server meets, and 0 (no check), pass.
+    for min in [2, 0] {
+        let c = connector(&db, "s", "t", json!({"minBinlogRetentionHours": min}));
+        let r = check(&tmp.path().join(format!("min{min}")), &c);
+        assert_eq!(r["result"], true, "minBinlogRetentionHours {min}: {r}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn several_tables_share_a_stream_or_get_one_each() {
     let db = harness::mariadb().await.create_database().await;
     let tmp = tempfile::tempdir().unwrap();

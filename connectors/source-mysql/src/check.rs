@@ -41,6 +41,12 @@ pub const CHECKS: &[CheckSpec] = &[
         hint: "Run SET GLOBAL binlog_row_metadata='FULL' and set binlog_row_metadata=FULL in my.cnf (MariaDB 10.5+, MySQL 8.0+).",
     },
     CheckSpec {
+        id: "binlog_retention",
+        kind: CheckType::Setup,
+        description: "binlogs kept at least `minBinlogRetentionHours` (binlog_expire_logs_seconds / expire_logs_days)",
+        hint: "Keep binlogs longer: SET GLOBAL binlog_expire_logs_seconds = 604800 (7 days) and the same in my.cnf, or lower minBinlogRetentionHours.",
+    },
+    CheckSpec {
         id: "privileges",
         kind: CheckType::Permission,
         description: "replication privileges (REPLICATION SLAVE and REPLICATION CLIENT / BINLOG MONITOR)",
@@ -122,6 +128,8 @@ pub async fn run(config: &MysqlSourceConfig) -> Result<(), CheckFailure> {
         true,
     )
     .await?;
+    check_retention(&mut conn, config.min_binlog_retention_hours).await?;
+    report_gtid_mode(&mut conn).await?;
     check_privileges(&mut conn).await?;
     for table in config.table_refs() {
         let schema = load_schema(&mut conn, &table)
@@ -136,6 +144,60 @@ pub async fn run(config: &MysqlSourceConfig) -> Result<(), CheckFailure> {
         })?;
     }
     let _ = conn.disconnect().await;
+    Ok(())
+}
+
+/// Seconds the server keeps a binlog file, from `binlog_expire_logs_seconds`
+/// and `expire_logs_days` (whichever is set, seconds first, as MySQL 8 and
+/// MariaDB 10.6+ do); `None` when binlogs are never purged automatically.
+pub fn retention_seconds(expire_seconds: Option<&str>, expire_days: Option<&str>) -> Option<u64> {
+    let seconds = expire_seconds.and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(s) = seconds.filter(|&s| s > 0) {
+        return Some(s);
+    }
+    // MariaDB shows days with decimals (`0.000000`, `1.500000`).
+    let days = expire_days.and_then(|v| v.trim().parse::<f64>().ok());
+    days.filter(|&d| d > 0.0)
+        .map(|d| (d * 86_400.0).round() as u64)
+}
+
+async fn check_retention(conn: &mut Conn, min_hours: u32) -> Result<(), CheckFailure> {
+    if min_hours == 0 {
+        return Ok(());
+    }
+    let seconds = variable(conn, "binlog_expire_logs_seconds").await?;
+    let days = variable(conn, "expire_logs_days").await?;
+    let Some(kept) = retention_seconds(seconds.as_deref(), days.as_deref()) else {
+        return Ok(());
+    };
+    let wanted = u64::from(min_hours) * 3600;
+    if kept >= wanted {
+        return Ok(());
+    }
+    Err(fail(
+        "binlog_retention",
+        ErrorKind::Setup,
+        format!(
+            "the server purges binlogs after {:.1} hours (binlog_expire_logs_seconds = {kept}), less than minBinlogRetentionHours = {min_hours}: a task stopped for longer could not resume without a new snapshot",
+            kept as f64 / 3600.0
+        ),
+    ))
+}
+
+/// Logs (check.log) whether the server runs with GTIDs: resume is by GTID
+/// position then, else by binlog file and position.
+async fn report_gtid_mode(conn: &mut Conn) -> Result<(), CheckFailure> {
+    if let Some(mode) = variable(conn, "gtid_mode").await? {
+        // MySQL: OFF, OFF_PERMISSIVE, ON_PERMISSIVE, ON.
+        tracing::info!(gtid_mode = %mode, "MySQL GTID mode; resume uses GTID sets when ON, else binlog file and position");
+    } else {
+        // MariaDB always writes GTIDs; strict mode only changes what a replica accepts.
+        let strict = variable(conn, "gtid_strict_mode")
+            .await?
+            .unwrap_or_default();
+        let pos = variable(conn, "gtid_binlog_pos").await?.unwrap_or_default();
+        tracing::info!(gtid_strict_mode = %strict, gtid_binlog_pos = %pos, "MariaDB GTIDs; resume uses the GTID position (@slave_connect_state) and the binlog file and position");
+    }
     Ok(())
 }
 
@@ -185,6 +247,22 @@ pub fn has_replication_slave(grants: &[String]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retention_comes_from_seconds_then_days() {
+        assert_eq!(
+            retention_seconds(Some("3600"), Some("7.000000")),
+            Some(3600)
+        );
+        assert_eq!(
+            retention_seconds(Some("0"), Some("1.500000")),
+            Some(129_600)
+        );
+        assert_eq!(retention_seconds(None, Some("2")), Some(172_800));
+        // Both zero: never purged, whatever the minimum.
+        assert_eq!(retention_seconds(Some("0"), Some("0.000000")), None);
+        assert_eq!(retention_seconds(None, None), None);
+    }
 
     #[test]
     fn reads_replication_grants() {

@@ -15,6 +15,9 @@ const fn default_port() -> u16 {
 const fn default_heartbeat() -> u32 {
     10
 }
+const fn default_min_retention() -> u32 {
+    24
+}
 const fn default_chunk() -> u32 {
     10_000
 }
@@ -94,6 +97,14 @@ pub struct MysqlSourceConfig {
     #[serde(default = "default_heartbeat")]
     #[schemars(range(min = 0, max = 3600))]
     pub heartbeat_interval_seconds: u32,
+    /// Shortest binlog retention `check` accepts, in hours: it fails when the
+    /// server purges binlogs sooner (`binlog_expire_logs_seconds`, or
+    /// `expire_logs_days` on older servers), because a task stopped for
+    /// longer than that could not resume and would need a new snapshot. A
+    /// server that never purges always passes; 0 skips the check.
+    #[serde(default = "default_min_retention")]
+    #[schemars(range(min = 0, max = 87_600))]
+    pub min_binlog_retention_hours: u32,
     /// TLS mode of the connections (snapshot and binlog).
     #[serde(default)]
     pub tls_mode: TlsMode,

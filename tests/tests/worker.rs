@@ -368,6 +368,120 @@ fn bad_sql_points_at_the_error() {
     assert!(err.contains("expected CREATE or SHOW"), "{err}");
 }
 
+/// Output of a process read on a thread, to wait for text in it.
+struct Screen(std::sync::Arc<std::sync::Mutex<String>>);
+
+impl Screen {
+    fn of(mut from: impl std::io::Read + Send + 'static) -> Self {
+        let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = text.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = from.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Self(text)
+    }
+
+    /// Waits (up to 60 s) for `child` to exit successfully.
+    fn wait_exit(&self, child: &mut Child) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "{status}: {:?}", self.0.lock().unwrap());
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the shell did not exit: {:?}", self.0.lock().unwrap());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until `needle` appears `times` times in all the output so far.
+    fn wait_for(&self, needle: &str, times: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = self.0.lock().unwrap().clone();
+            if text.matches(needle).count() >= times {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} ×{times} in {text:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn the_interactive_shell_edits_lines_and_keeps_history_across_sessions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = Worker::start(&tmp.path().join("data"));
+    let history = tmp.path().join("history");
+    // `script` gives the shell a terminal (a pty), as a person at a keyboard.
+    let session = || {
+        let command = format!("{} sql --service-url {}", binary().display(), w.url());
+        let mut child = Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .env("HSTREAM_IO_HISTORY", &history)
+            .env("TERM", "xterm")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("`script` (util-linux) runs the shell on a pty");
+        let screen = Screen::of(child.stdout.take().unwrap());
+        (child, screen)
+    };
+    use std::io::Write;
+
+    // rustyline turns bracketed paste on each time it waits for a line in
+    // raw mode: the n-th of those means "ready for keys" (keys sent while the
+    // terminal is between modes could be cooked by the line discipline).
+    const READY: &str = "\x1b[?2004h";
+    let (mut child, screen) = session();
+    let mut keys = child.stdin.take().unwrap();
+    screen.wait_for(READY, 1);
+    // A statement over two lines: the continuation prompt, then the result.
+    keys.write_all(b"CREATE STREAM\r").unwrap();
+    screen.wait_for("          > ", 1);
+    screen.wait_for(READY, 2);
+    keys.write_all(b"hist1;\r").unwrap();
+    screen.wait_for("created stream hist1", 1);
+    screen.wait_for(READY, 3);
+    // Ctrl-C drops a half-typed statement; Ctrl-D leaves.
+    keys.write_all(b"DROP STR\x03").unwrap();
+    screen.wait_for(READY, 4);
+    keys.write_all(b"\x04").unwrap();
+    screen.wait_exit(&mut child);
+    let saved = std::fs::read_to_string(&history).unwrap();
+    assert!(saved.contains("CREATE STREAM hist1;"), "{saved:?}");
+    assert!(!saved.contains("DROP STR"), "{saved:?}");
+
+    // A new session recalls it with the Up arrow.
+    let (mut child, screen) = session();
+    let mut keys = child.stdin.take().unwrap();
+    screen.wait_for(READY, 1);
+    keys.write_all(b"\x1b[A").unwrap();
+    screen.wait_for("CREATE STREAM hist1;", 1);
+    keys.write_all(b"\x03").unwrap();
+    screen.wait_for(READY, 2);
+    keys.write_all(b"\x04").unwrap();
+    screen.wait_exit(&mut child);
+    let (code, out, _) = w.cli(&["sql", "SHOW STREAMS;"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("| hist1 "), "{out}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn grpc_api_answers_with_hserver_codes() {
     let tmp = tempfile::tempdir().unwrap();

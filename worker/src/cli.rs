@@ -500,10 +500,11 @@ pub fn connector_main(url: &str, cmd: ConnectorCommand, output: Output) -> i32 {
 
 /// `hstream-io sql` without a statement: reads statements (each ended by `;`)
 /// from stdin and runs them one by one; errors are printed and the shell goes
-/// on. Returns 1 if any statement failed.
+/// on. On a terminal it is an interactive shell with line editing and a
+/// history kept across sessions (see [`history_path`]), exit code 0; from a
+/// pipe or file it returns 1 if any statement failed.
 pub fn shell_main(url: &str, output: Output) -> i32 {
-    use std::io::{BufRead, IsTerminal, Write};
-    let interactive = std::io::stdin().is_terminal();
+    use std::io::{BufRead, IsTerminal};
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -521,45 +522,104 @@ pub fn shell_main(url: &str, output: Output) -> i32 {
             return 1;
         }
     };
-    let prompt = |pending: bool| {
-        if interactive {
-            eprint!(
-                "{}",
-                if pending {
-                    "          > "
-                } else {
-                    "hstream-io> "
-                }
-            );
-            let _ = std::io::stderr().flush();
-        }
-    };
     let mut failed = false;
+    let mut run = |statement: &str| match sql::parse(statement) {
+        Err(e) => {
+            failed = true;
+            eprintln!("error: {}", e.render(statement.trim_end()));
+        }
+        Ok(stmt) => match rt.block_on(exec(&mut api, stmt, output)) {
+            Ok(out) => print!("{out}"),
+            Err(CliError(msg)) => {
+                failed = true;
+                eprintln!("error: {msg}");
+            }
+        },
+    };
+    if std::io::stdin().is_terminal() {
+        interactive(&mut run);
+        return 0;
+    }
     let mut buffer = String::new();
-    prompt(false);
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
         buffer.push_str(&line);
         buffer.push('\n');
-        if !line.trim_end().ends_with(';') {
-            prompt(!buffer.trim().is_empty());
-            continue;
+        if line.trim_end().ends_with(';') {
+            run(&std::mem::take(&mut buffer));
         }
-        let statement = std::mem::take(&mut buffer);
-        match sql::parse(&statement) {
-            Err(e) => {
-                failed = true;
-                eprintln!("error: {}", e.render(statement.trim_end()));
-            }
-            Ok(stmt) => match rt.block_on(exec(&mut api, stmt, output)) {
-                Ok(out) => print!("{out}"),
-                Err(CliError(msg)) => {
-                    failed = true;
-                    eprintln!("error: {msg}");
-                }
-            },
-        }
-        prompt(false);
     }
     i32::from(failed)
+}
+
+/// Where the shell keeps its history: `$HSTREAM_IO_HISTORY`, else
+/// `~/.hstream-io_history`; `None` when neither can be named.
+pub fn history_path() -> Option<std::path::PathBuf> {
+    if let Some(path) = std::env::var_os("HSTREAM_IO_HISTORY").filter(|p| !p.is_empty()) {
+        return Some(path.into());
+    }
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|home| std::path::Path::new(&home).join(".hstream-io_history"))
+}
+
+/// The terminal shell: line editing, history (kept across sessions in
+/// [`history_path`]), Ctrl-C drops the statement being typed, Ctrl-D leaves.
+fn interactive(run: &mut impl FnMut(&str)) {
+    use rustyline::error::ReadlineError;
+    let mut editor = match rustyline::DefaultEditor::new() {
+        Ok(editor) => editor,
+        Err(e) => {
+            eprintln!("error: cannot open the terminal: {e}");
+            return;
+        }
+    };
+    let history = history_path();
+    if let Some(path) = &history {
+        // A first session has no file yet.
+        let _ = editor.load_history(path);
+    }
+    let mut buffer = String::new();
+    loop {
+        let prompt = if buffer.is_empty() {
+            "hstream-io> "
+        } else {
+            "          > "
+        };
+        match editor.readline(prompt) {
+            Ok(line) => {
+                if buffer.is_empty() && line.trim().is_empty() {
+                    continue;
+                }
+                buffer.push_str(&line);
+                buffer.push('\n');
+                if !line.trim_end().ends_with(';') {
+                    continue;
+                }
+                let statement = std::mem::take(&mut buffer);
+                // One history entry per statement, on one line.
+                let entry = statement
+                    .lines()
+                    .map(str::trim)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let _ = editor.add_history_entry(entry.trim());
+                run(&statement);
+            }
+            Err(ReadlineError::Interrupted) => buffer.clear(),
+            Err(ReadlineError::Eof) => break,
+            Err(e) => {
+                eprintln!("error: cannot read the terminal: {e}");
+                break;
+            }
+        }
+    }
+    if let Some(path) = &history
+        && let Err(e) = editor.save_history(path)
+    {
+        eprintln!(
+            "warning: cannot save the shell history to {}: {e}",
+            path.display()
+        );
+    }
 }

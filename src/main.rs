@@ -271,6 +271,8 @@ fn limit_malloc_arenas() {
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
+    // Before any TLS: ring for every rustls user (aws-lc is compiled in too).
+    hstream_io_runtime::install_crypto_provider();
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Connectors { output } => list_connectors(output),

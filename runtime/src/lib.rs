@@ -43,6 +43,17 @@ pub mod stream;
 pub mod task;
 pub mod validate;
 
+/// Makes ring the process-wide rustls crypto provider, unless one is
+/// installed already (then nothing changes). Call it at start-up, before any
+/// TLS: `pgwire-replication` (source-postgresql) compiles aws-lc into rustls
+/// beside ring, and with two providers compiled in, the libraries that call
+/// `ClientConfig::builder()` / `ServerConfig::builder()` without naming one
+/// (mysql_async, tonic's TLS server) panic unless a default is installed.
+pub fn install_crypto_provider() {
+    // An error only says that a provider is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub use check::{CheckFailure, CheckResult, CheckSpec, CheckType};
 pub use config::TlsMode;
 pub use connector::{Connector, ConnectorInfo, Kind, SinkConnector, SinkWriter, Source};

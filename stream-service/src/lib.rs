@@ -219,6 +219,8 @@ fn load_tls(opts: &ServeOptions) -> Result<Option<tonic::transport::ServerTlsCon
         "-----BEGIN CERTIFICATE-----",
     )?;
     let key = read("private key", &files.key_pem_path, "PRIVATE KEY-----")?;
+    // tonic's TLS server asks rustls for the process's provider.
+    hstream_io_runtime::install_crypto_provider();
     let config = tonic::transport::ServerTlsConfig::new()
         .identity(tonic::transport::Identity::from_pem(cert, key));
     // Build once now so a bad key or a mismatching pair fails at start, not per connection.

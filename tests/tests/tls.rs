@@ -117,3 +117,150 @@ async fn source_mysql_tls_modes_against_a_tls_server() {
     let (base, ca) = mariadb_table().await;
     assert_modes("source-mysql", &base, &ca);
 }
+
+#[tokio::test]
+async fn source_postgresql_tls_modes_against_a_tls_server() {
+    let db = harness::postgres().await.create_database().await;
+    db.connect()
+        .await
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        .await
+        .unwrap();
+    let base = json!({"stream": "s", "host": "127.0.0.1", "port": db.port, "user": db.user,
+                      "password": db.password, "database": db.name, "table": "t"});
+    assert_modes("source-postgresql", &base, &db.tls_ca_pem());
+}
+
+/// Every record of `stream` in the service at `url`, as JSON.
+async fn read_stream(url: &str, stream: &str) -> Vec<Value> {
+    use hstream_io_runtime::stream::{Client, Payload, ReaderOffset};
+    let client = Client::connect(url).await.unwrap();
+    let Ok(shards) = client.list_shards(stream).await else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for shard in shards {
+        let mut reader = client
+            .shard_reader(stream, shard.shard_id, ReaderOffset::Earliest)
+            .await
+            .unwrap();
+        loop {
+            let got = reader.read(100).await.unwrap();
+            if got.is_empty() {
+                break;
+            }
+            for r in got {
+                out.push(match r.record.payload {
+                    Payload::Json(map) => Value::Object(map),
+                    Payload::Raw(bytes) => serde_json::from_slice(&bytes).unwrap(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The real task over `verify-full` with the run's CA, host `localhost` (a
+/// DNS name in the certificate): the snapshot and streamed changes arrive,
+/// and both of its sessions (SQL and replication) are encrypted.
+#[tokio::test(flavor = "multi_thread")]
+async fn source_postgresql_snapshot_and_stream_over_verify_full() {
+    use hstream_io_tests::hserver::{Serve, TaskProcess};
+    use std::time::{Duration, Instant};
+
+    let db = harness::postgres().await.create_database().await;
+    let pg = db.connect().await;
+    pg.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t VALUES (1, 'a'), (2, 'b');",
+    )
+    .await
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&tmp.path().join("data"));
+    let task_id = format!("tls-{}", db.name);
+    let slot: String = format!("tls_{}", db.name.to_ascii_lowercase())
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .take(63)
+        .collect();
+    let connector = json!({"stream": "tls", "host": "localhost", "port": db.port, "user": db.user,
+                           "password": db.password, "database": db.name, "table": "t",
+                           "tlsMode": "verify-full", "tlsCa": db.tls_ca_pem(),
+                           "slotName": slot, "statusIntervalSeconds": 1});
+    let config =
+        json!({"hstream": {"serviceUrl": serve.url}, "connector": connector, "task": task_id});
+    let mut task = TaskProcess::start(
+        &tmp.path().join("task"),
+        "source-postgresql",
+        &config,
+        Default::default(),
+        &[],
+    );
+    let wait = |n: usize| {
+        let (url, task) = (serve.url.clone(), &task);
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let got = read_stream(&url, "tls").await;
+                if got.len() >= n {
+                    return got;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "waited for {n} records, have {got:?}; stderr: {}; log: {}",
+                    task.stderr(),
+                    task.app_log()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    wait(2).await;
+    pg.batch_execute("INSERT INTO t VALUES (3, 'c'); UPDATE t SET v = 'a2' WHERE id = 1;")
+        .await
+        .unwrap();
+    let got = wait(4).await;
+    assert_eq!(
+        got,
+        vec![
+            json!({"key": {"id": 1}, "value": {"id": 1, "v": "a"}}),
+            json!({"key": {"id": 2}, "value": {"id": 2, "v": "b"}}),
+            json!({"key": {"id": 3}, "value": {"id": 3, "v": "c"}}),
+            json!({"key": {"id": 1}, "value": {"id": 1, "v": "a2"}}),
+        ]
+    );
+    let sessions: Vec<(String, bool)> = pg
+        .query(
+            "SELECT a.backend_type, s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+             WHERE a.application_name = 'hstream-io source-postgresql' AND a.datname = current_database() \
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert!(
+        sessions.iter().any(|(kind, _)| kind == "walsender")
+            && sessions.iter().all(|(_, ssl)| *ssl),
+        "the replication session and every SQL session use TLS: {sessions:?}"
+    );
+    task.send_stop();
+    let status = tokio::task::block_in_place(|| task.wait_exit(Duration::from_secs(30)));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", task.stderr());
+    // The shared server's slots are few: drop this one (its walsender may linger a moment).
+    for _ in 0..50 {
+        let dropped = pg
+            .execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await;
+        if dropped.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -2,14 +2,17 @@
 //! types, the publication and the replication slot.
 
 use hstream_io_runtime::{Error, ErrorKind, Result};
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, SimpleQueryMessage};
 
 use crate::config::{PgSourceConfig, TableName, quote_ident};
 use crate::error;
 use crate::types::{SESSION_OPTIONS, TYPE_QUERY, TypeCache, TypeRow};
 
-/// Opens a normal SQL session with the pinned session settings.
+/// Opens a normal SQL session with the pinned session settings, with TLS
+/// per `tlsMode` (`prefer` falls back to plain text only when the server has
+/// no TLS).
 pub async fn connect(config: &PgSourceConfig) -> Result<Client> {
+    let (ssl_mode, tls) = crate::tls::sql(config)?;
     let mut pg = tokio_postgres::Config::new();
     pg.host(&config.host)
         .port(config.port)
@@ -18,8 +21,9 @@ pub async fn connect(config: &PgSourceConfig) -> Result<Client> {
         .dbname(&config.database)
         .options(SESSION_OPTIONS)
         .application_name("hstream-io source-postgresql")
+        .ssl_mode(ssl_mode)
         .connect_timeout(std::time::Duration::from_secs(10));
-    let (client, connection) = pg.connect(NoTls).await.map_err(|e| {
+    let (client, connection) = pg.connect(tls).await.map_err(|e| {
         error::sql(
             format!(
                 "cannot connect to PostgreSQL at {}:{} (database `{}`, user `{}`)",

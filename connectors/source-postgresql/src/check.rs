@@ -1,18 +1,20 @@
 //! What `check` verifies, in order; the same list is in the generated docs.
 
 use hstream_io_runtime::{CheckFailure, CheckSpec, CheckType, Error, ErrorKind};
+use pgwire_replication::{ReplicationClient, ReplicationConfig};
 use tokio_postgres::Client;
 
 use crate::catalog;
 use crate::config::PgSourceConfig;
+use crate::error;
 
 /// The declared checks.
 pub static CHECKS: [CheckSpec; 6] = [
     CheckSpec {
         id: "connect",
         kind: CheckType::Connection,
-        description: "connection to the database",
-        hint: "Check host, port, database, user and password, and that pg_hba.conf admits this host.",
+        description: "connection to the database (a SQL session, and after the REPLICATION check a replication session), with TLS per tlsMode",
+        hint: "Check host, port, database, user, password and tlsMode (with verify-full: tlsCa), and that pg_hba.conf admits this host, for replication connections too.",
     },
     CheckSpec {
         id: "wal_level",
@@ -90,6 +92,8 @@ pub async fn check(config: &PgSourceConfig) -> Result<(), CheckFailure> {
             ),
         ));
     }
+    // The replication session has its own connection and TLS client.
+    replication_session(config).await.map_err(|e| fail(0, e))?;
     let names = config.table_names();
     for name in &names {
         let info = catalog::describe_table(&client, name)
@@ -188,6 +192,39 @@ pub async fn check(config: &PgSourceConfig) -> Result<(), CheckFailure> {
             }
         }
     }
+    Ok(())
+}
+
+/// Opens a replication session (as the task does, TLS included), runs
+/// IDENTIFY_SYSTEM on it and closes it.
+async fn replication_session(config: &PgSourceConfig) -> hstream_io_runtime::Result<()> {
+    let tls = crate::tls::replication(config)?;
+    let slot = config.slot(None);
+    let repl_config = ReplicationConfig::new(
+        config.host.clone(),
+        config.user.clone(),
+        config.password.expose().to_string(),
+        config.database.clone(),
+        slot.clone(),
+        config.publication_name(&slot),
+    )
+    .with_port(config.port)
+    .with_tls(tls.config.clone())
+    .with_application_name("hstream-io source-postgresql check");
+    let what = || {
+        format!(
+            "cannot open a replication session to PostgreSQL at {}:{} (database `{}`, user `{}`)",
+            config.host, config.port, config.database, config.user
+        )
+    };
+    let mut repl = ReplicationClient::connect_gated(repl_config)
+        .await
+        .map_err(|e| error::replication(what(), e))?;
+    repl.identify_system()
+        .await
+        .map_err(|e| error::replication(what(), e))?;
+    // Dropping a gated client before `start` ends the session.
+    drop(repl);
     Ok(())
 }
 

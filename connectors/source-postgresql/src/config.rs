@@ -3,8 +3,8 @@
 //! replication CDC connector expects: several tables, a stable slot, the
 //! publication, the snapshot mode, the record format and the slot's fate.
 
-use hstream_io_runtime::Secret;
 use hstream_io_runtime::validate::ConfigIssue;
+use hstream_io_runtime::{Secret, TlsMode};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -109,6 +109,14 @@ pub struct PgSourceConfig {
     /// Database that holds the tables.
     #[schemars(length(min = 1))]
     pub database: String,
+    /// TLS mode of the connections (snapshot and replication).
+    #[serde(default)]
+    pub tls_mode: TlsMode,
+    /// CA certificate(s) (PEM text) trusted for `verify-full`; unset: the
+    /// built-in web PKI roots.
+    #[serde(default)]
+    #[schemars(extend("ui:type" = "file", "ui:options" = {"sensitive": true}))]
+    pub tls_ca: Option<String>,
     /// Table to capture; without a dot it is `public.<table>`. Names are used
     /// exactly as written (case-sensitive, no quoting needed).
     #[serde(default)]
@@ -294,6 +302,16 @@ impl PgSourceConfig {
                 "is required when `createPublication` is false (name the publication to use)",
             ));
         }
+        if let Some(ca) = &self.tls_ca {
+            if self.tls_mode != TlsMode::VerifyFull {
+                issues.push(ConfigIssue::new(
+                    "/tlsCa",
+                    "is only used with tlsMode `verify-full`",
+                ));
+            } else if let Err(e) = crate::tls::ca_certificates(ca) {
+                issues.push(ConfigIssue::new("/tlsCa", e.to_string()));
+            }
+        }
         if self.stream.contains("{schema}") && !self.stream.contains("{table}") {
             issues.push(ConfigIssue::new(
                 "/stream",
@@ -368,6 +386,22 @@ mod tests {
         assert_eq!(issues[0].pointer, "/publication");
         j["publication"] = "pub1".into();
         assert!(config(j).validate().is_empty());
+    }
+
+    #[test]
+    fn tls_defaults_to_prefer_and_a_ca_needs_verify_full() {
+        let c = config(base());
+        assert_eq!(c.tls_mode, TlsMode::Prefer);
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIBSTCB8KADAgECAhQ=\n-----END CERTIFICATE-----\n";
+        let mut j = base();
+        j["tlsCa"] = pem.into();
+        let issues = config(j.clone()).validate();
+        assert_eq!(issues.len(), 1);
+        assert_eq!(issues[0].pointer, "/tlsCa");
+        j["tlsMode"] = "verify-full".into();
+        assert!(config(j.clone()).validate().is_empty());
+        j["tlsCa"] = "not PEM".into();
+        assert_eq!(config(j).validate()[0].pointer, "/tlsCa");
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub fn kind_of_sqlstate(code: &str) -> ErrorKind {
 fn hint_of(kind: ErrorKind) -> Option<&'static str> {
     match kind {
         ErrorKind::Connection => Some(
-            "Check host, port and database, and that PostgreSQL accepts connections from this host (pg_hba.conf).",
+            "Check host, port, database and tlsMode, and that PostgreSQL accepts connections from this host (pg_hba.conf).",
         ),
         ErrorKind::Authentication => Some("Check user and password."),
         ErrorKind::Permission => Some(
@@ -35,27 +35,32 @@ pub fn sql(what: impl Into<String>, error: tokio_postgres::Error) -> Error {
         None if error.is_closed() || error.as_db_error().is_none() => ErrorKind::Connection,
         None => ErrorKind::Internal,
     };
-    let e = Error::new(kind, what).with_source(error);
-    match hint_of(kind) {
-        Some(hint) => e.with_hint(hint),
-        None => e,
+    with_hint(Error::new(kind, what).with_source(error))
+}
+
+/// `error` with the hint of its kind; for a connection refused because of the
+/// server's certificate (tlsMode verify-full), the tlsCa hint.
+fn with_hint(error: Error) -> Error {
+    let certificate = match error.kind() {
+        ErrorKind::Connection => hstream_io_runtime::error::tls_certificate_hint(&error),
+        _ => None,
+    };
+    match certificate.or_else(|| hint_of(error.kind())) {
+        Some(hint) => error.with_hint(hint),
+        None => error,
     }
 }
 
 /// A replication-protocol error while doing `what`.
 pub fn replication(what: impl Into<String>, error: PgWireError) -> Error {
     let kind = match &error {
-        PgWireError::Io(_) => ErrorKind::Connection,
+        PgWireError::Io(_) | PgWireError::Tls(_) => ErrorKind::Connection,
         PgWireError::Auth(_) => ErrorKind::Authentication,
         PgWireError::Server(message) => server_message_kind(message),
         PgWireError::Protocol(_) => ErrorKind::Protocol,
         _ => ErrorKind::Internal,
     };
-    let e = Error::new(kind, what).with_source(error);
-    match hint_of(kind) {
-        Some(hint) => e.with_hint(hint),
-        None => e,
-    }
+    with_hint(Error::new(kind, what).with_source(error))
 }
 
 /// Server error texts of the replication session carry the SQLSTATE; find it.
@@ -90,5 +95,23 @@ mod tests {
             server_message_kind("FATAL 28P01: password authentication failed"),
             ErrorKind::Authentication
         );
+    }
+
+    #[test]
+    fn a_rejected_certificate_is_a_connection_error_with_the_tlsca_hint() {
+        let e = replication(
+            "cannot open the replication session",
+            PgWireError::Tls(
+                "TLS handshake failed: invalid peer certificate: UnknownIssuer".into(),
+            ),
+        );
+        assert_eq!(e.kind(), ErrorKind::Connection);
+        assert!(e.to_string().contains("set tlsCa"), "{e}");
+        let e = replication(
+            "cannot open the replication session",
+            PgWireError::Tls("server does not support TLS (SSLRequest rejected)".into()),
+        );
+        assert_eq!(e.kind(), ErrorKind::Connection);
+        assert!(e.to_string().contains("tlsMode"), "{e}");
     }
 }

@@ -23,6 +23,7 @@ mod record;
 mod replication;
 pub mod resume;
 mod snapshot;
+mod tls;
 mod types;
 
 use hstream_io_runtime::validate::ConfigIssue;

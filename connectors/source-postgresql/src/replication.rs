@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use hstream_io_runtime::stream::Record;
 use hstream_io_runtime::{Error, ErrorKind, Result, SourceContext};
-use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig};
+use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent};
 use serde_json::{Value, json};
 use tokio_postgres::Client;
 
@@ -210,6 +210,8 @@ pub async fn run(config: PgSourceConfig, ctx: SourceContext) -> Result<()> {
         Plan::Resume(lsn) => lsn,
         _ => Lsn(0),
     };
+    // Kept until `run` returns: the session reads tlsCa's file when it connects.
+    let tls = crate::tls::replication(&config)?;
     let repl_config = ReplicationConfig::new(
         config.host.clone(),
         config.user.clone(),
@@ -219,7 +221,7 @@ pub async fn run(config: PgSourceConfig, ctx: SourceContext) -> Result<()> {
         publication.clone(),
     )
     .with_port(config.port)
-    .with_tls(TlsConfig::disabled())
+    .with_tls(tls.config.clone())
     .with_options(SESSION_OPTIONS)
     .with_start_lsn(start)
     .with_ack_lsn(start)

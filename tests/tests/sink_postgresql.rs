@@ -1116,6 +1116,127 @@ async fn pg_kill_9_during_a_keyless_100k_load_applies_every_record_once() {
     );
 }
 
+/// `SELECT count(*) FROM <table>` on `db`, or `None` while the server does not answer.
+async fn count_if_up(db: &PostgresDatabase, table: &str) -> Option<i64> {
+    let (client, connection) = db.config().connect(tokio_postgres::NoTls).await.ok()?;
+    tokio::spawn(connection);
+    let row = client
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .ok()?;
+    Some(row.get(0))
+}
+
+/// A real PostgreSQL restart (fast shutdown: the sink's sessions are ended
+/// and its transaction in flight rolls back; then a start on the same data)
+/// in the middle of a keyless 100k load by the real task process: the sink
+/// retries until the server is back (restarted, as HServer would, should it
+/// exit) and every record is applied exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_server_restart_mid_load_applies_every_record_once() {
+    use hstream_io_tests::hserver::TaskProcess;
+    use std::time::{Duration, Instant};
+
+    let tmp = tempfile::tempdir().unwrap();
+    // A server of this test alone: restarting the shared one would disturb others.
+    let mut server = harness::PrivatePostgres::start(&tmp.path().join("postgres")).await;
+    let db = server.server().create_database().await;
+    exec(&db, "CREATE TABLE bulk (n bigint, payload text)").await;
+    let streams = streams().await;
+    let total: i64 = 100_000;
+    streams.create("bulk", 1).await;
+    for part in 0..total / 1000 {
+        let records = (part * 1000..part * 1000 + 1000)
+            .map(|n| pipeline::json_record("", json!({"n": n, "payload": format!("p{n}")})))
+            .collect();
+        streams.append("bulk", records).await;
+    }
+    // Small batches: the load takes long enough to be cut in the middle.
+    let sink_config = config(
+        &db,
+        "bulk",
+        json!({"stream": "bulk", "buffer.batch.maxBytesSize": 20000, "buffer.batch.maxAge": 20,
+               "task.error.maxRetries": -2}),
+    );
+    let task_config = json!({"hstream": {"serviceUrl": streams.service.url()},
+                             "connector": sink_config, "task": "pg-restart"});
+    let start = |round: usize, kv| {
+        TaskProcess::start(
+            &tmp.path().join(format!("run{round}")),
+            "sink-postgresql",
+            &task_config,
+            kv,
+            &[],
+        )
+    };
+    let mut round = 0;
+    let mut task = start(round, Default::default());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let before = loop {
+        let applied = count_if_up(&db, "bulk").await.unwrap_or(0);
+        if applied > 0 {
+            break applied;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sink applied nothing: {}",
+            task.app_log()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    server.stop().await;
+    let at_stop = {
+        // The server is down: the count is read after the start.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        server.start_again().await;
+        count_if_up(&db, "bulk").await.expect("the server is back")
+    };
+    assert!(
+        at_stop < total,
+        "the restart hit a finished load ({before} rows before it, {at_stop} after)"
+    );
+    let mut exits = 0;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let applied = count_if_up(&db, "bulk").await.unwrap_or(0);
+        if applied >= total {
+            break;
+        }
+        if let Some(status) = task.wait_exit(Duration::ZERO) {
+            // As HServer does: start it again with the KV it left.
+            exits += 1;
+            eprintln!("the sink exited ({status}); starting it again");
+            let kv = task.kv();
+            round += 1;
+            task = start(round, kv);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the load did not finish: {applied} of {total} rows; task log: {}",
+            task.app_log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    task.send_stop();
+    let status = tokio::task::block_in_place(|| task.wait_exit(Duration::from_secs(30)));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "the sink stops cleanly: {}",
+        task.stderr()
+    );
+    eprintln!("sink exits during the outage: {exits}");
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT count(*) AS c, count(DISTINCT n) AS d, sum(n)::text AS s, \
+             bool_and(payload = 'p' || n) AS intact FROM bulk"
+        )
+        .await,
+        vec![json!({"c": total, "d": total, "s": "4999950000", "intact": true})]
+    );
+}
+
 /// Not a test: `cargo test --release -p hstream-io-tests --test main bench_ -- --ignored --nocapture`
 /// prints the sink's rows/s for the bench workload (100k rows: inserts, then
 /// upserts of the same keys), appended before the sink starts reading.

@@ -1230,3 +1230,251 @@ async fn sessions_killed_by_the_server_mid_stream_resume_exactly() {
     drop(pg);
     db.drop_database().await;
 }
+
+/// Writes changes to `t1` (one transaction each, a fresh change id each) until
+/// `stop` is set, riding out a server restart: every change is logged in
+/// `changes` in its own transaction, so the log says exactly which changes
+/// committed even when a commit's answer was lost. Returns how many failed.
+async fn write_changes(
+    db: PostgresDatabase,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    written: Arc<std::sync::atomic::AtomicI64>,
+) -> usize {
+    use std::sync::atomic::Ordering;
+    let mut client: Option<tokio_postgres::Client> = None;
+    let mut failures = 0;
+    let mut change: i64 = 1000;
+    while !stop.load(Ordering::SeqCst) {
+        if client
+            .as_ref()
+            .is_none_or(tokio_postgres::Client::is_closed)
+        {
+            client = match db.config().connect(tokio_postgres::NoTls).await {
+                Ok((c, connection)) => {
+                    tokio::spawn(connection);
+                    Some(c)
+                }
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+        }
+        change += 1;
+        let id = change % 150;
+        let sql = match change % 5 {
+            // Inserts (or updates of a key that exists), updates, deletes.
+            0 | 1 => format!(
+                "INSERT INTO t1 VALUES ({id}, {change}) ON CONFLICT (id) DO UPDATE SET change_id = {change};
+                 INSERT INTO changes SELECT {change}, {id}, 'upsert';"
+            ),
+            2 | 3 => format!(
+                "UPDATE t1 SET change_id = {change} WHERE id = {id};
+                 INSERT INTO changes SELECT {change}, {id}, 'update' FROM t1 WHERE id = {id};"
+            ),
+            _ => format!(
+                "INSERT INTO changes SELECT {change}, {id}, 'delete' FROM t1 WHERE id = {id};
+                 DELETE FROM t1 WHERE id = {id};"
+            ),
+        };
+        let tx = format!("BEGIN; {sql} COMMIT;");
+        match client.as_ref().unwrap().batch_execute(&tx).await {
+            Ok(()) => {
+                written.fetch_add(1, Ordering::SeqCst);
+            }
+            Err(_) => {
+                failures += 1;
+                client = None;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    failures
+}
+
+/// A real PostgreSQL restart (fast shutdown, then a start on the same data)
+/// while changes are being written and streamed by the real task process:
+/// the task is started again when it exits (as HServer does), and the
+/// stream goes on from the slot with no gap and no duplicate: every
+/// committed change id arrives exactly once, the final state per key equals
+/// the table, and there is exactly one replication slot.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_restart_mid_stream_continues_without_gap_or_duplicate() {
+    use hstream_io_tests::hserver::TaskProcess;
+    use std::collections::{BTreeMap, HashMap};
+    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+    let tmp = tempfile::tempdir().unwrap();
+    // A server of this test alone: restarting the shared one would disturb others.
+    let mut server = harness::PrivatePostgres::start(&tmp.path().join("postgres")).await;
+    let db = server.server().create_database().await;
+    {
+        let pg = db.connect().await;
+        pg.batch_execute(
+            "CREATE TABLE t1 (id int PRIMARY KEY, change_id bigint NOT NULL);
+             CREATE TABLE changes (change_id bigint PRIMARY KEY, id int, op text);
+             INSERT INTO t1 SELECT g, g FROM generate_series(0, 99) g;",
+        )
+        .await
+        .unwrap();
+    }
+    let s = streams().await;
+    let task_id = unique_task(&db);
+    let slot = slot_of(&task_id);
+    let config = json!({
+        "hstream": {"serviceUrl": s.service.url()},
+        "connector": connector(&db, "rs", json!({})),
+        "task": task_id,
+    });
+    let start = |round: usize, kv: HashMap<String, String>| {
+        TaskProcess::start(
+            &tmp.path().join(format!("run{round}")),
+            "source-postgresql",
+            &config,
+            kv,
+            &[],
+        )
+    };
+    let mut round = 0;
+    let mut task = start(round, HashMap::new());
+    let snapshot = wait_records(&s.client, "rs", 100).await;
+    assert_eq!(snapshot.len(), 100, "the snapshot: {}", task.app_log());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicI64::new(0));
+    let writer = tokio::spawn(write_changes(db.clone(), stop.clone(), written.clone()));
+    // Changes streamed before the restart.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while read_stream(&s.client, "rs").await.len() < 100 + 100 {
+        assert!(
+            Instant::now() < deadline,
+            "nothing streamed: {}",
+            task.app_log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.stop().await;
+    let during = written.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    server.start_again().await;
+    // Changes after the restart, then a marker once the writer has stopped.
+    let target = written.load(Ordering::SeqCst) + 300;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while written.load(Ordering::SeqCst) < target {
+        assert!(
+            Instant::now() < deadline,
+            "the writer is stuck after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let failures = writer.await.unwrap();
+    assert!(
+        during > 0 && failures > 0,
+        "the restart hit the writer ({during} changes before it, {failures} failed)"
+    );
+    let pg = db.connect().await;
+    pg.batch_execute(
+        "BEGIN; UPDATE t1 SET change_id = -1 WHERE id = (SELECT min(id) FROM t1);
+         INSERT INTO changes SELECT -1, min(id), 'marker' FROM t1; COMMIT;",
+    )
+    .await
+    .unwrap();
+
+    let mut exits = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let records = loop {
+        let records = read_stream(&s.client, "rs").await;
+        if records.iter().any(|r| r["value"]["change_id"] == -1) {
+            break records;
+        }
+        if let Some(status) = task.wait_exit(Duration::ZERO) {
+            // As HServer does: start it again with the KV it left.
+            exits += 1;
+            eprintln!("the source exited ({status}); starting it again");
+            let kv = task.kv();
+            round += 1;
+            task = start(round, kv);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the marker never arrived ({} records); task log: {}",
+            records.len(),
+            task.app_log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    task.send_stop();
+    let status = tokio::task::block_in_place(|| task.wait_exit(Duration::from_secs(30)));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "the source stops cleanly: {}",
+        task.stderr()
+    );
+    eprintln!("source exits around the restart: {exits}");
+
+    // Every committed change exactly once: upserts and updates by their change id…
+    let streamed = &records[100..];
+    let mut got_ids: Vec<i64> = streamed
+        .iter()
+        .filter_map(|r| r["value"]["change_id"].as_i64())
+        .collect();
+    got_ids.sort_unstable();
+    let want_ids: Vec<i64> = pg
+        .query(
+            "SELECT change_id FROM changes WHERE op <> 'delete' ORDER BY change_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let sent = got_ids.len();
+    got_ids.dedup();
+    assert_eq!(sent, got_ids.len(), "a change arrived twice");
+    assert_eq!(got_ids, want_ids, "streamed change ids vs committed ones");
+    // … and deletes by count per key.
+    let mut got_deletes: BTreeMap<i64, i64> = BTreeMap::new();
+    for r in streamed.iter().filter(|r| r["value"].is_null()) {
+        *got_deletes
+            .entry(r["key"]["id"].as_i64().unwrap())
+            .or_default() += 1;
+    }
+    let want_deletes: BTreeMap<i64, i64> = pg
+        .query(
+            "SELECT id::int8, count(*) FROM changes WHERE op = 'delete' GROUP BY id ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(got_deletes, want_deletes, "deletes per key");
+    assert!(
+        !want_deletes.is_empty() && want_ids.len() > 200,
+        "too few changes to prove anything"
+    );
+    // The final state per key equals the table.
+    let table: BTreeMap<i64, Value> = pg
+        .query("SELECT id, change_id FROM t1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let id: i32 = r.get(0);
+            let change: i64 = r.get(1);
+            (i64::from(id), json!({"id": id, "change_id": change}))
+        })
+        .collect();
+    assert_eq!(final_state(&records), table);
+    let slots: i64 = pg
+        .query_one("SELECT count(*) FROM pg_replication_slots", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(slots, 1, "exactly one replication slot");
+    assert_eq!(slots_named(&pg, &slot).await, 1);
+}

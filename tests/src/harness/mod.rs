@@ -84,7 +84,7 @@ mod postgres;
 mod tls;
 
 pub use mariadb::{MariaDb, MariaDbDatabase, PrivateMariaDb, mariadb};
-pub use postgres::{Postgres, PostgresDatabase, postgres};
+pub use postgres::{Postgres, PostgresDatabase, PrivatePostgres, postgres};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};

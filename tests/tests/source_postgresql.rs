@@ -1234,7 +1234,8 @@ async fn sessions_killed_by_the_server_mid_stream_resume_exactly() {
 /// Writes changes to `t1` (one transaction each, a fresh change id each) until
 /// `stop` is set, riding out a server restart: every change is logged in
 /// `changes` in its own transaction, so the log says exactly which changes
-/// committed even when a commit's answer was lost. Returns how many failed.
+/// committed even when a commit's answer was lost. Returns how many writes
+/// and connection attempts failed.
 async fn write_changes(
     db: PostgresDatabase,
     stop: Arc<std::sync::atomic::AtomicBool>,
@@ -1255,6 +1256,7 @@ async fn write_changes(
                     Some(c)
                 }
                 Err(_) => {
+                    failures += 1;
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -1371,7 +1373,7 @@ async fn a_server_restart_mid_stream_continues_without_gap_or_duplicate() {
     let failures = writer.await.unwrap();
     assert!(
         during > 0 && failures > 0,
-        "the restart hit the writer ({during} changes before it, {failures} failed)"
+        "the restart hit the writer ({during} changes before it, {failures} writes or connects failed)"
     );
     let pg = db.connect().await;
     pg.batch_execute(

@@ -78,6 +78,13 @@
 //! only a SIGKILL of the watchdog itself leaves servers until the next run's sweep.
 //!
 //! Each test gets its own database, `t_<pid>_<n>_<random>`, from `create_database()`.
+//!
+//! # Servers of one test
+//!
+//! A test that stops or restarts the database server must not share it: [`PrivateMariaDb`] and
+//! [`PrivatePostgres`] start a server with the same settings (TLS with a CA of its own included)
+//! in a directory the test gives (its own data and port), stop it and start it again on the same
+//! data and port (`PrivatePostgres::stop` is a fast shutdown), and kill it when dropped.
 
 mod mariadb;
 mod postgres;

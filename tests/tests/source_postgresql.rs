@@ -649,6 +649,80 @@ async fn columns_added_and_dropped_mid_stream_and_several_tables() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn ddl_policy_strict_stops_at_a_column_change_until_the_policy_changes() {
+    let db = harness::postgres().await.create_database().await;
+    let pg = db.connect().await;
+    pg.batch_execute(
+        "CREATE TABLE t1 (id int PRIMARY KEY, a text); INSERT INTO t1 VALUES (1, 'p');",
+    )
+    .await
+    .unwrap();
+    let s = streams().await;
+    let url = s.service.url();
+    let task_id = unique_task(&db);
+    let kv = Arc::new(MemoryKv::default());
+    let strict = connector(&db, "ddl", json!({"ddlPolicy": "strict"}));
+    let task = Task::start(&url, &task_id, strict.clone(), kv.clone());
+    wait_records(&s.client, "ddl", 1).await;
+    pg.batch_execute("INSERT INTO t1 VALUES (2, 'q');")
+        .await
+        .unwrap();
+    wait_records(&s.client, "ddl", 2).await;
+    pg.batch_execute(
+        "ALTER TABLE t1 ADD COLUMN b int DEFAULT 7;
+         INSERT INTO t1 VALUES (3, 'r', 8);",
+    )
+    .await
+    .unwrap();
+    // The task stops at the first change written with the new columns.
+    let error = task.handle.await.unwrap().unwrap_err();
+    assert_eq!(
+        error.kind(),
+        hstream_io_runtime::ErrorKind::Setup,
+        "{error}"
+    );
+    assert!(
+        error.message().contains("`public.t1` changed")
+            && error.message().contains("(id, a) → (id, a, b)"),
+        "{error}"
+    );
+    assert!(error.hint().unwrap().contains("evolve"), "{error}");
+    let got = read_stream(&s.client, "ddl").await;
+    assert_eq!(got.len(), 2, "nothing of the new shape was sent: {got:?}");
+
+    // A restart under strict stops there again (the catalog alone would not know).
+    let task = Task::start(&url, &task_id, strict, kv.clone());
+    let error = task.handle.await.unwrap().unwrap_err();
+    assert!(error.message().contains("(id, a, b)"), "{error}");
+    assert_eq!(read_stream(&s.client, "ddl").await.len(), 2);
+
+    // evolve follows the change from where strict stopped, without a gap.
+    let task = Task::start(
+        &url,
+        &task_id,
+        connector(&db, "ddl", json!({"ddlPolicy": "evolve"})),
+        kv.clone(),
+    );
+    let got = wait_records(&s.client, "ddl", 3).await;
+    task.stop().await.unwrap();
+    assert_eq!(
+        got,
+        vec![
+            json!({"key":{"id":1},"value":{"id":1,"a":"p"}}),
+            json!({"key":{"id":2},"value":{"id":2,"a":"q"}}),
+            json!({"key":{"id":3},"value":{"id":3,"a":"r","b":8}}),
+        ]
+    );
+    assert_eq!(
+        kv.get("postgresql_ddl_stop").await.unwrap().as_deref(),
+        Some("null")
+    );
+    drop_slot(&pg, &slot_of(&task_id)).await;
+    drop(pg);
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn initial_only_reads_the_rows_and_completes_without_a_slot() {
     let db = harness::postgres().await.create_database().await;
     let pg = db.connect().await;

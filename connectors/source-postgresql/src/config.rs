@@ -83,6 +83,27 @@ pub enum TruncatePolicy {
     Fail,
 }
 
+/// What a change to a captured table's columns (`ALTER TABLE … ADD / DROP /
+/// RENAME / ALTER COLUMN … TYPE`) does. pgoutput announces the new columns
+/// (a Relation message) before the first change written with them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DdlPolicy {
+    /// Follow the change: records carry the new columns from the first change
+    /// made after it (logged with the old and new column lists).
+    #[default]
+    Evolve,
+    /// Stop the task at the first change written with new columns, before
+    /// sending it, with an error naming the table and both column lists. The
+    /// stop is remembered (KV key `postgresql_ddl_stop`): a restart stops there
+    /// again until the policy is changed to `evolve`.
+    Strict,
+    /// As `evolve`: unlike MySQL's binlog, pgoutput describes every change with
+    /// its own columns, so no change is ever unreadable or skipped. Accepted
+    /// so one config shape fits both CDC sources.
+    Ignore,
+}
+
 /// Config of `source-postgresql`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -158,6 +179,9 @@ pub struct PgSourceConfig {
     /// What a `TRUNCATE` of a captured table becomes.
     #[serde(default)]
     pub truncate: TruncatePolicy,
+    /// What a change to a captured table's columns does.
+    #[serde(default)]
+    pub ddl_policy: DdlPolicy,
     /// What happens to the slot when the task completes or the connector is deleted.
     #[serde(default)]
     pub slot_on_delete: SlotOnDelete,

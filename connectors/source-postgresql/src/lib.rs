@@ -17,6 +17,7 @@ mod catalog;
 mod check;
 mod cleanup;
 mod config;
+mod ddl;
 mod error;
 mod pgoutput;
 mod record;

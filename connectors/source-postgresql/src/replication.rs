@@ -24,6 +24,7 @@ use crate::catalog::{self, TableInfo};
 use crate::config::{
     PgSourceConfig, SlotOnDelete, SnapshotMode, TableName, TruncatePolicy, quote_ident,
 };
+use crate::ddl::DdlGuard;
 use crate::error;
 use crate::pgoutput::{self, Cell, Message};
 use crate::record::Target;
@@ -327,6 +328,7 @@ pub async fn run(config: PgSourceConfig, ctx: SourceContext) -> Result<()> {
         buffered: Vec::new(),
         in_transaction: false,
         last_position: start,
+        ddl: DdlGuard::load(config.ddl_policy, &ctx).await?,
         default_stream: targets[0].stream.clone(),
     };
     let result = stream.run(&mut repl).await;
@@ -465,6 +467,8 @@ struct ChangeStream<'a> {
     in_transaction: bool,
     /// The newest position handed to `send`.
     last_position: Lsn,
+    /// `ddlPolicy`: column changes of captured tables.
+    ddl: DdlGuard,
     default_stream: String,
 }
 
@@ -581,8 +585,10 @@ impl ChangeStream<'_> {
                             .map(|c| (c.name.clone(), c.type_oid))
                             .collect();
                         let flags: Vec<bool> = rel.columns.iter().map(|c| c.key).collect();
-                        if columns != info.columns {
-                            tracing::info!(table = %name, "table columns changed");
+                        let sent = self.last_position.to_pg_string();
+                        if let Some(stop) = self.ddl.relation(&name, &columns, &sent) {
+                            DdlGuard::remember(self.ctx, &stop).await?;
+                            return Err(stop.error());
                         }
                         Some(target_of(self.config, info, &columns, &flags, &self.types))
                     }

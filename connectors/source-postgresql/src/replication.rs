@@ -12,8 +12,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use hstream_io_runtime::retry::Backoff;
 use hstream_io_runtime::stream::Record;
 use hstream_io_runtime::{Error, ErrorKind, Result, SourceContext};
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent};
@@ -39,6 +40,25 @@ const MAX_BUFFERED_RECORDS: usize = 1000;
 fn position(lsn: Lsn) -> Value {
     json!({ "lsn": lsn.to_pg_string() })
 }
+
+/// A position inside a large transaction: the last commit end plus how many
+/// records of the transaction ending at `txn` (its final LSN) were sent. A
+/// resume there skips exactly those records of that transaction.
+fn partial_position(lsn: Lsn, txn: Lsn, sent: u64) -> Value {
+    json!({ "lsn": lsn.to_pg_string(), "txn": txn.to_pg_string(), "sent": sent })
+}
+
+/// The transaction and record count of a [`partial_position`].
+fn position_partial(position: Option<&Value>) -> Option<(Lsn, u64)> {
+    let position = position?;
+    let txn = Lsn::parse(position.get("txn")?.as_str()?).ok()?;
+    Some((txn, position.get("sent")?.as_u64()?))
+}
+
+/// Reconnects after a lost session before the task gives up.
+const MAX_RECONNECTS: u32 = 10;
+/// Streaming this long resets the reconnect count.
+const HEALTHY_STREAMING: Duration = Duration::from_secs(60);
 
 /// The LSN of a stored position.
 fn position_lsn(position: Option<&Value>) -> Option<Lsn> {
@@ -213,22 +233,26 @@ pub async fn run(config: PgSourceConfig, ctx: SourceContext) -> Result<()> {
     };
     // Kept until `run` returns: the session reads tlsCa's file when it connects.
     let tls = crate::tls::replication(&config)?;
-    let repl_config = ReplicationConfig::new(
-        config.host.clone(),
-        config.user.clone(),
-        config.password.expose().to_string(),
-        config.database.clone(),
-        slot.clone(),
-        publication.clone(),
-    )
-    .with_port(config.port)
-    .with_tls(tls.config.clone())
-    .with_options(SESSION_OPTIONS)
-    .with_start_lsn(start)
-    .with_ack_lsn(start)
-    .with_status_interval(Duration::from_secs(config.status_interval_seconds.into()))
-    .with_application_name("hstream-io source-postgresql");
-    let mut repl = ReplicationClient::connect_gated(repl_config)
+    // A session streaming from `start` that has confirmed `ack` (never ahead
+    // of what HStream acknowledged).
+    let session = |start: Lsn, ack: Lsn| {
+        ReplicationConfig::new(
+            config.host.clone(),
+            config.user.clone(),
+            config.password.expose().to_string(),
+            config.database.clone(),
+            slot.clone(),
+            publication.clone(),
+        )
+        .with_port(config.port)
+        .with_tls(tls.config.clone())
+        .with_options(SESSION_OPTIONS)
+        .with_start_lsn(start)
+        .with_ack_lsn(ack)
+        .with_status_interval(Duration::from_secs(config.status_interval_seconds.into()))
+        .with_application_name("hstream-io source-postgresql")
+    };
+    let mut repl = ReplicationClient::connect_gated(session(start, start))
         .await
         .map_err(|e| error::replication("cannot open the replication session", e))?;
 
@@ -304,9 +328,16 @@ pub async fn run(config: PgSourceConfig, ctx: SourceContext) -> Result<()> {
         .map_err(|e| error::replication(format!("cannot start replication on slot `{slot}`"), e))?;
     tracing::info!(slot, publication, start = %start, "streaming changes");
 
+    // A stored position inside a large transaction: skip what was sent of it.
+    let resume_skip = match plan {
+        Plan::Resume(lsn) if position_lsn(ctx.start_position()) == Some(lsn) => {
+            position_partial(ctx.start_position())
+        }
+        _ => None,
+    };
     let mut stream = ChangeStream {
         config: &config,
-        sql: &sql,
+        sql,
         types,
         infos: infos.iter().map(|i| (i.name.clone(), i)).collect(),
         orders: infos
@@ -330,14 +361,80 @@ pub async fn run(config: PgSourceConfig, ctx: SourceContext) -> Result<()> {
         last_position: start,
         ddl: DdlGuard::load(config.ddl_policy, &ctx).await?,
         default_stream: targets[0].stream.clone(),
+        txn: None,
+        txn_records: 0,
+        to_skip: 0,
+        resume_skip,
     };
-    let result = stream.run(&mut repl).await;
-    let _ = repl.shutdown().await;
-    result?;
+    // Stream; a lost session (server restart, network) is opened again from
+    // the last position handed to the runtime, with a fresh SQL session.
+    let backoff = Backoff::default();
+    let mut attempt = 0u32;
+    let mut began = Instant::now();
+    loop {
+        let result = stream.run(&mut repl).await;
+        let _ = repl.shutdown().await;
+        let mut error = match result {
+            Ok(()) => break,
+            Err(e) => e,
+        };
+        loop {
+            if ctx.shutdown().is_triggered() {
+                // Stopping anyway: what was sent is committed by the runtime.
+                tracing::info!(error = %error, "replication session lost while stopping");
+                return Ok(());
+            }
+            if !error.kind().is_retryable() {
+                return Err(error);
+            }
+            if began.elapsed() >= HEALTHY_STREAMING {
+                attempt = 0;
+            }
+            attempt += 1;
+            if attempt > MAX_RECONNECTS {
+                return Err(error);
+            }
+            let from = stream.restart_point();
+            tracing::warn!(error = %error, attempt, from = %from, "replication session lost; reconnecting");
+            if !backoff.wait(attempt, ctx.shutdown()).await {
+                return Ok(());
+            }
+            let acked = position_lsn(ctx.committed_positions().borrow().as_ref()).unwrap_or(start);
+            match reopen(&config, &slot, session(from, acked.min(from))).await {
+                Ok((sql, new_repl)) => {
+                    stream.sql = sql;
+                    repl = new_repl;
+                    began = Instant::now();
+                    tracing::info!(slot, from = %from, "streaming changes again");
+                    break;
+                }
+                Err(e) => error = e,
+            }
+        }
+    }
     if config.slot_on_delete == SlotOnDelete::Drop && !ctx.shutdown().is_triggered() {
-        catalog::drop_slot(&sql, &slot).await?;
+        catalog::drop_slot(&stream.sql, &slot).await?;
     }
     Ok(())
+}
+
+/// A new SQL session and a started replication session (after a lost one).
+async fn reopen(
+    config: &PgSourceConfig,
+    slot: &str,
+    session: ReplicationConfig,
+) -> Result<(Client, ReplicationClient)> {
+    let sql = catalog::connect(config).await?;
+    let mut repl = ReplicationClient::connect_gated(session)
+        .await
+        .map_err(|e| error::replication("cannot open the replication session", e))?;
+    repl.start()
+        .await
+        .map_err(|e| error::replication("cannot start replication", e))?;
+    repl.wait_started()
+        .await
+        .map_err(|e| error::replication(format!("cannot start replication on slot `{slot}`"), e))?;
+    Ok((sql, repl))
 }
 
 /// A snapshot stopped by the shutdown: it resumes on the next run.
@@ -445,7 +542,7 @@ fn target_of(
 
 struct ChangeStream<'a> {
     config: &'a PgSourceConfig,
-    sql: &'a Client,
+    sql: Client,
     types: TypeCache,
     infos: HashMap<TableName, &'a TableInfo>,
     /// Each table's primary-key order.
@@ -469,6 +566,14 @@ struct ChangeStream<'a> {
     last_position: Lsn,
     /// `ddlPolicy`: column changes of captured tables.
     ddl: DdlGuard,
+    /// Final LSN of the transaction being streamed.
+    txn: Option<Lsn>,
+    /// Records of that transaction handed to `flush` so far (sent or skipped).
+    txn_records: u64,
+    /// Records of that transaction still to skip (sent before a restart).
+    to_skip: u64,
+    /// Transaction (final LSN) and records of it sent before a restart.
+    resume_skip: Option<(Lsn, u64)>,
     default_stream: String,
 }
 
@@ -524,6 +629,18 @@ impl ChangeStream<'_> {
             } => {
                 self.in_transaction = true;
                 self.commit_unix_ms = Some(unix_ms(commit_time_micros));
+                self.txn = Some(final_lsn);
+                self.txn_records = 0;
+                self.to_skip = match self.resume_skip {
+                    Some((txn, sent)) if txn == final_lsn => {
+                        tracing::info!(transaction = %final_lsn, sent, "resuming inside a large transaction: its first records were sent already");
+                        sent
+                    }
+                    _ => 0,
+                };
+                if self.resume_skip.is_some_and(|(txn, _)| final_lsn >= txn) {
+                    self.resume_skip = None;
+                }
                 if let Some(filter) = &self.filter {
                     if final_lsn >= filter.horizon() {
                         tracing::info!(
@@ -540,6 +657,7 @@ impl ChangeStream<'_> {
             ReplicationEvent::Commit { end_lsn, .. } => {
                 self.in_transaction = false;
                 self.flush(Some(end_lsn)).await?;
+                self.txn = None;
             }
             ReplicationEvent::KeepAlive { wal_end, .. } => {
                 // Nothing in flight: let the slot advance past WAL that holds
@@ -577,7 +695,7 @@ impl ChangeStream<'_> {
                     Some(info) => {
                         if rel.columns.iter().any(|c| !self.types.contains(c.type_oid)) {
                             // A type created after start (e.g. a new enum).
-                            self.types = catalog::load_types(self.sql).await?;
+                            self.types = catalog::load_types(&self.sql).await?;
                         }
                         let columns: Vec<(String, u32)> = rel
                             .columns
@@ -692,7 +810,7 @@ impl ChangeStream<'_> {
             })
             .collect();
         let skip = filter
-            .skip(&self.seen, &t.table.to_string(), order, &key, self.sql)
+            .skip(&self.seen, &t.table.to_string(), order, &key, &self.sql)
             .await?;
         if skip {
             self.skipped.fetch_add(1, Ordering::Relaxed);
@@ -713,8 +831,43 @@ impl ChangeStream<'_> {
 
     /// Sends the buffered records, grouped by stream in order; the last send
     /// carries `lsn` as the position (an empty send when nothing is buffered).
+    /// Where a new session starts after a lost one (the last position handed
+    /// to the runtime); what was sent of a transaction in progress is
+    /// remembered so its replay skips exactly that.
+    fn restart_point(&mut self) -> Lsn {
+        if let (true, Some(txn)) = (self.in_transaction, self.txn) {
+            let sent = self.txn_records + self.to_skip;
+            if sent > 0 {
+                self.resume_skip = Some((txn, sent));
+            }
+        }
+        self.buffered.clear();
+        self.in_transaction = false;
+        self.txn = None;
+        self.txn_records = 0;
+        self.to_skip = 0;
+        // The new session announces its relations again.
+        self.relations.clear();
+        self.commit_unix_ms = None;
+        self.last_position
+    }
+
     async fn flush(&mut self, lsn: Option<Lsn>) -> Result<()> {
-        let buffered = std::mem::take(&mut self.buffered);
+        let mut buffered = std::mem::take(&mut self.buffered);
+        if self.txn.is_some() {
+            // Records of the transaction being streamed (Commit clears it after this).
+            self.txn_records += buffered.len() as u64;
+            let skipped = self.to_skip.min(buffered.len() as u64);
+            buffered.drain(..skipped as usize);
+            self.to_skip -= skipped;
+        }
+        // Mid-transaction: a position that resumes after what was sent of it.
+        let partial = match (lsn, self.txn) {
+            (None, Some(txn)) if self.in_transaction => {
+                Some(partial_position(self.last_position, txn, self.txn_records))
+            }
+            _ => None,
+        };
         let mut groups: Vec<(String, Vec<Record>)> = Vec::new();
         for (stream, record) in buffered {
             match groups.last_mut() {
@@ -735,7 +888,11 @@ impl ChangeStream<'_> {
         // they set the task's lag (an empty keepalive send carries none).
         let at = self.commit_unix_ms;
         for (i, (stream, records)) in groups.into_iter().enumerate() {
-            let pos = if i == last { lsn.map(position) } else { None };
+            let pos = if i == last {
+                lsn.map(position).or_else(|| partial.clone())
+            } else {
+                None
+            };
             let at = if records.is_empty() { None } else { at };
             self.ctx.send_at(&stream, records, pos, at).await?;
         }

@@ -20,6 +20,7 @@
 //!
 //! Net changes come out in the order of each key's last change in the batch.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
@@ -88,14 +89,26 @@ pub struct Reduced<K, R> {
 /// each key's last change.
 pub fn reduce<K, R>(changes: impl IntoIterator<Item = (K, Op<R>)>) -> Vec<Reduced<K, R>>
 where
-    K: Eq + Hash + Clone,
+    K: Eq + Hash,
     R: Merge,
 {
-    let mut slots: Vec<Option<Reduced<K, R>>> = Vec::new();
+    // slots[n]: the net change made by the n-th change, while that change is
+    // its key's last one; the key itself lives in `index` until the end.
+    let mut slots: Vec<Option<(Net<R>, usize)>> = Vec::new();
     let mut index: HashMap<K, usize> = HashMap::new();
     for (position, (key, op)) in changes.into_iter().enumerate() {
-        let earlier = index.get(&key).and_then(|&slot| slots[slot].take());
-        let net = match (earlier.map(|r| r.net), op) {
+        let slot = slots.len();
+        let earlier = match index.entry(key) {
+            Entry::Occupied(mut entry) => {
+                let old = std::mem::replace(entry.get_mut(), slot);
+                slots[old].take().map(|(net, _)| net)
+            }
+            Entry::Vacant(entry) => {
+                entry.insert(slot);
+                None
+            }
+        };
+        let net = match (earlier, op) {
             (None, Op::Upsert(row)) => Net::Upsert {
                 row,
                 replace: false,
@@ -107,14 +120,24 @@ where
             }
             (Some(Net::Delete), Op::Upsert(row)) => Net::Upsert { row, replace: true },
         };
-        index.insert(key.clone(), slots.len());
-        slots.push(Some(Reduced {
-            key,
-            net,
-            last: position,
-        }));
+        slots.push(Some((net, position)));
     }
-    slots.into_iter().flatten().collect()
+    let mut keys: Vec<Option<K>> = std::iter::repeat_with(|| None).take(slots.len()).collect();
+    for (key, slot) in index {
+        keys[slot] = Some(key);
+    }
+    slots
+        .into_iter()
+        .zip(keys)
+        .filter_map(|(slot, key)| {
+            let (net, last) = slot?;
+            Some(Reduced {
+                key: key.expect("a live slot has its key"),
+                net,
+                last,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -39,6 +39,7 @@ pub mod shutdown;
 pub mod sink;
 pub mod source;
 pub mod spec;
+pub mod sql_values;
 pub mod stream;
 pub mod task;
 pub mod validate;

@@ -1,8 +1,10 @@
 //! Record formats the SQL sinks accept, and exact readers for JSON values.
 //!
-//! A sink record's payload is JSON text: the compact JSON of a JSON (HRecord)
-//! record's Struct, or the bytes of a RAW record. Two shapes are accepted, as in
-//! the reference's JDBC sinks:
+//! A sink record's payload is a JSON object: the `google.protobuf.Struct` of a
+//! JSON (HRecord) record ([`parse_struct`], decoded straight from its protobuf
+//! bytes), or the JSON text of a RAW record ([`parse`]). Both give the same
+//! change for the same object. Two shapes are accepted, as in the reference's
+//! JDBC sinks:
 //!
 //! - **key/value**: an object with both `key` and `value` where `key` is an
 //!   object — `{"key":{"id":1},"value":{"id":1,"name":"a"}}` upserts the row,
@@ -18,6 +20,8 @@
 //! turn a JSON value into the exact text a database column takes, without
 //! going through a float where precision could be lost. Numbers in JSON
 //! (HRecord) records are doubles, so `1.0` is read as the integer `1`.
+
+use std::fmt::Write;
 
 use serde_json::{Map, Number, Value};
 
@@ -38,12 +42,31 @@ pub enum Change {
     },
 }
 
-/// Parses a record payload into the change it asks for (after [`normalize`]).
+/// Parses a JSON text payload (a RAW record) into the change it asks for
+/// (after [`normalize`]).
 ///
 /// The error is a lowercase fragment saying what is wrong with the payload.
 pub fn parse(payload: &[u8]) -> Result<Change, String> {
     let value: Value =
         serde_json::from_slice(payload).map_err(|e| format!("payload is not JSON text ({e})"))?;
+    change_of(value)
+}
+
+/// Parses the encoded `google.protobuf.Struct` of a JSON (HRecord) record
+/// into the change it asks for — the same change [`parse`] gives for the
+/// object's JSON text, without building that text: fields in key order (a
+/// repeated key: the last one wins), whole doubles within ±2^53 as integers,
+/// NaN and infinities as `null`, then [`normalize`] and the shape rules.
+///
+/// The error is a lowercase fragment saying what is wrong with the payload.
+pub fn parse_struct(payload: &[u8]) -> Result<Change, String> {
+    let object =
+        decode_struct(payload).map_err(|e| format!("payload is not a protobuf Struct ({e})"))?;
+    change_of(Value::Object(object))
+}
+
+/// The change a JSON value asks for.
+fn change_of(value: Value) -> Result<Change, String> {
     let Value::Object(mut object) = normalize(value) else {
         return Err("payload is not a JSON object".into());
     };
@@ -80,6 +103,229 @@ pub fn parse(payload: &[u8]) -> Result<Change, String> {
             type_name(&other)
         )),
         None => unreachable!("checked above"),
+    }
+}
+
+/// Nesting depth of Structs and lists a payload may have (prost's limit).
+const MAX_STRUCT_DEPTH: u32 = 100;
+
+/// Decodes an encoded `google.protobuf.Struct` straight into a JSON object,
+/// as `prost_types::Struct` decoding followed by the stream reader's
+/// conversion to JSON did (see [`parse_struct`]).
+pub fn decode_struct(bytes: &[u8]) -> Result<Map<String, Value>, String> {
+    let mut reader = Proto { buf: bytes };
+    let object = struct_fields(&mut reader, MAX_STRUCT_DEPTH)?;
+    Ok(object)
+}
+
+/// A cursor over protobuf bytes.
+struct Proto<'a> {
+    buf: &'a [u8],
+}
+
+/// Protobuf wire types.
+const VARINT: u8 = 0;
+const FIXED64: u8 = 1;
+const LEN: u8 = 2;
+const FIXED32: u8 = 5;
+
+impl<'a> Proto<'a> {
+    fn varint(&mut self) -> Result<u64, String> {
+        let mut value = 0u64;
+        for (i, &byte) in self.buf.iter().enumerate().take(10) {
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte < 0x80 {
+                self.buf = &self.buf[i + 1..];
+                return Ok(value);
+            }
+        }
+        Err("invalid varint".into())
+    }
+
+    /// The next field's number and wire type, or `None` at the end.
+    fn tag(&mut self) -> Result<Option<(u32, u8)>, String> {
+        if self.buf.is_empty() {
+            return Ok(None);
+        }
+        let tag = self.varint()?;
+        let field = u32::try_from(tag >> 3).map_err(|_| "invalid tag".to_string())?;
+        if field == 0 {
+            return Err("invalid tag value: 0".into());
+        }
+        Ok(Some((field, (tag & 7) as u8)))
+    }
+
+    fn take(&mut self, len: usize) -> Result<&'a [u8], String> {
+        if len > self.buf.len() {
+            return Err("buffer underflow".into());
+        }
+        let (head, rest) = self.buf.split_at(len);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], String> {
+        let len = self.varint()?;
+        self.take(usize::try_from(len).map_err(|_| "buffer underflow".to_string())?)
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        std::str::from_utf8(self.bytes()?)
+            .map(str::to_string)
+            .map_err(|_| "invalid string value: data is not UTF-8 encoded".into())
+    }
+
+    fn double(&mut self) -> Result<f64, String> {
+        let bytes = self.take(8)?;
+        Ok(f64::from_le_bytes(bytes.try_into().expect("8 bytes")))
+    }
+
+    /// Skips a field of an unknown number.
+    fn skip(&mut self, wire_type: u8) -> Result<(), String> {
+        match wire_type {
+            VARINT => self.varint().map(drop),
+            FIXED64 => self.take(8).map(drop),
+            LEN => self.bytes().map(drop),
+            FIXED32 => self.take(4).map(drop),
+            other => Err(format!("unsupported wire type {other}")),
+        }
+    }
+
+    /// Checks that a known field has the wire type it is declared with.
+    fn expect(wire_type: u8, expected: u8) -> Result<(), String> {
+        if wire_type == expected {
+            Ok(())
+        } else {
+            Err(format!(
+                "invalid wire type: {wire_type} (expected {expected})"
+            ))
+        }
+    }
+}
+
+/// The fields of a `Struct` message (field 1: repeated map entries).
+fn struct_fields(reader: &mut Proto<'_>, depth: u32) -> Result<Map<String, Value>, String> {
+    let depth = depth
+        .checked_sub(1)
+        .ok_or_else(|| "recursion limit reached".to_string())?;
+    let mut fields: Vec<(String, Value)> = Vec::new();
+    while let Some((field, wire_type)) = reader.tag()? {
+        if field != 1 {
+            reader.skip(wire_type)?;
+            continue;
+        }
+        Proto::expect(wire_type, LEN)?;
+        let mut entry = Proto {
+            buf: reader.bytes()?,
+        };
+        let mut key = String::new();
+        let mut value = Value::Null;
+        while let Some((field, wire_type)) = entry.tag()? {
+            match field {
+                1 => {
+                    Proto::expect(wire_type, LEN)?;
+                    key = entry.string()?;
+                }
+                2 => {
+                    Proto::expect(wire_type, LEN)?;
+                    let mut inner = Proto {
+                        buf: entry.bytes()?,
+                    };
+                    value = value_message(&mut inner, depth)?;
+                }
+                _ => entry.skip(wire_type)?,
+            }
+        }
+        fields.push((key, value));
+    }
+    // A protobuf map has no order and a repeated key replaces the earlier
+    // entry; prost keeps it in a BTreeMap, so fields come out sorted by key.
+    if !fields.windows(2).all(|w| w[0].0 < w[1].0) {
+        fields.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut deduped: Vec<(String, Value)> = Vec::with_capacity(fields.len());
+        for (key, value) in fields {
+            match deduped.last_mut() {
+                Some(last) if last.0 == key => last.1 = value,
+                _ => deduped.push((key, value)),
+            }
+        }
+        fields = deduped;
+    }
+    Ok(fields.into_iter().collect())
+}
+
+/// A `Value` message (one of its `kind` fields; the last one wins; none is null).
+fn value_message(reader: &mut Proto<'_>, depth: u32) -> Result<Value, String> {
+    let mut value = Value::Null;
+    while let Some((field, wire_type)) = reader.tag()? {
+        value = match field {
+            1 => {
+                Proto::expect(wire_type, VARINT)?;
+                reader.varint()?;
+                Value::Null
+            }
+            2 => {
+                Proto::expect(wire_type, FIXED64)?;
+                number_value(reader.double()?)
+            }
+            3 => {
+                Proto::expect(wire_type, LEN)?;
+                Value::String(reader.string()?)
+            }
+            4 => {
+                Proto::expect(wire_type, VARINT)?;
+                Value::Bool(reader.varint()? != 0)
+            }
+            5 => {
+                Proto::expect(wire_type, LEN)?;
+                let mut inner = Proto {
+                    buf: reader.bytes()?,
+                };
+                Value::Object(struct_fields(&mut inner, depth)?)
+            }
+            6 => {
+                Proto::expect(wire_type, LEN)?;
+                let mut inner = Proto {
+                    buf: reader.bytes()?,
+                };
+                list_values(&mut inner, depth)?
+            }
+            _ => {
+                reader.skip(wire_type)?;
+                continue;
+            }
+        };
+    }
+    Ok(value)
+}
+
+/// A `ListValue` message (field 1: repeated `Value`).
+fn list_values(reader: &mut Proto<'_>, depth: u32) -> Result<Value, String> {
+    let depth = depth
+        .checked_sub(1)
+        .ok_or_else(|| "recursion limit reached".to_string())?;
+    let mut items = Vec::new();
+    while let Some((field, wire_type)) = reader.tag()? {
+        if field != 1 {
+            reader.skip(wire_type)?;
+            continue;
+        }
+        Proto::expect(wire_type, LEN)?;
+        let mut inner = Proto {
+            buf: reader.bytes()?,
+        };
+        items.push(value_message(&mut inner, depth)?);
+    }
+    Ok(Value::Array(items))
+}
+
+/// A Struct number as JSON: whole doubles within ±2^53 as integers, NaN and
+/// infinities as `null`.
+fn number_value(n: f64) -> Value {
+    if n.fract() == 0.0 && n.abs() <= EXACT_F64_INT {
+        Value::from(n as i64)
+    } else {
+        Number::from_f64(n).map_or(Value::Null, Value::Number)
     }
 }
 
@@ -179,6 +425,11 @@ const EXACT_F64_INT: f64 = 9_007_199_254_740_992.0;
 /// with no fraction up to 2^53 (HRecord numbers), and decimal text (for
 /// integers beyond 2^53, which a double cannot carry).
 pub fn integer_text(value: &Value, min: i128, max: i128) -> Result<String, String> {
+    integer_value(value, min, max).map(|n| n.to_string())
+}
+
+/// [`integer_text`]'s integer, not as text.
+pub fn integer_value(value: &Value, min: i128, max: i128) -> Result<i128, String> {
     let n: i128 = match value {
         Value::Number(n) => {
             if let Some(i) = n.as_i64() {
@@ -208,36 +459,81 @@ pub fn integer_text(value: &Value, min: i128, max: i128) -> Result<String, Strin
     if n < min || n > max {
         return Err(format!("an integer in {min}..={max}"));
     }
-    Ok(n.to_string())
+    Ok(n)
+}
+
+/// Appends [`integer_text`]'s text to `out`.
+pub fn write_integer(value: &Value, min: i128, max: i128, out: &mut String) -> Result<(), String> {
+    let n = integer_value(value, min, max)?;
+    match i64::try_from(n) {
+        Ok(small) => out.push_str(itoa_i64(small, &mut [0; 20])),
+        Err(_) => {
+            let _ = write!(out, "{n}");
+        }
+    }
+    Ok(())
+}
+
+/// `n` as decimal text in `buf` (faster than `fmt` for the common case).
+fn itoa_i64(n: i64, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    std::str::from_utf8(&buf[i..]).expect("ASCII digits")
 }
 
 /// A decimal number as exact text (`-12.50`, `1e3`). JSON numbers keep the
 /// text they were parsed from where possible; strings are checked for
 /// decimal syntax and passed through unchanged, so no digit is lost.
 pub fn decimal_text(value: &Value) -> Result<String, String> {
+    let mut out = String::new();
+    write_decimal(value, &mut out).map(|()| out)
+}
+
+/// Appends [`decimal_text`]'s text to `out`.
+pub fn write_decimal(value: &Value, out: &mut String) -> Result<(), String> {
     match value {
-        Value::Number(n) => Ok(number_text(n)),
-        Value::String(text) if is_decimal(text.trim()) => Ok(text.trim().to_string()),
-        Value::String(_) => Err("a decimal number such as -12.50".into()),
-        other => Err(format!("a decimal number, not {}", type_name(other))),
+        Value::Number(n) => write_number(n, out),
+        Value::String(text) if is_decimal(text.trim()) => out.push_str(text.trim()),
+        Value::String(_) => return Err("a decimal number such as -12.50".into()),
+        other => return Err(format!("a decimal number, not {}", type_name(other))),
     }
+    Ok(())
 }
 
 /// A floating-point number as text: JSON numbers, decimal text, and
 /// `NaN`/`Infinity`/`-Infinity` as strings.
 pub fn float_text(value: &Value) -> Result<String, String> {
+    let mut out = String::new();
+    write_float(value, &mut out).map(|()| out)
+}
+
+/// Appends [`float_text`]'s text to `out`.
+pub fn write_float(value: &Value, out: &mut String) -> Result<(), String> {
     match value {
-        Value::Number(n) => Ok(number_text(n)),
+        Value::Number(n) => write_number(n, out),
         Value::String(text) => {
             let t = text.trim();
             match t {
-                "NaN" | "Infinity" | "-Infinity" => Ok(t.to_string()),
-                _ if is_decimal(t) => Ok(t.to_string()),
-                _ => Err("a number".into()),
+                "NaN" | "Infinity" | "-Infinity" => out.push_str(t),
+                _ if is_decimal(t) => out.push_str(t),
+                _ => return Err("a number".into()),
             }
         }
-        other => Err(format!("a number, not {}", type_name(other))),
+        other => return Err(format!("a number, not {}", type_name(other))),
     }
+    Ok(())
 }
 
 /// A boolean: `true`/`false`, the numbers 1/0, or the text
@@ -267,19 +563,42 @@ pub fn text_value(value: &Value) -> String {
     }
 }
 
+/// Appends [`text_value`]'s text to `out`.
+pub fn write_text(value: &Value, out: &mut String) {
+    match value {
+        Value::String(text) => out.push_str(text),
+        Value::Number(n) => write_number(n, out),
+        other => write_json(other, out),
+    }
+}
+
 /// JSON text for a JSON column. A string holding a JSON object or array is
 /// taken as that document (records often carry JSON as text); any other value
 /// is stored as itself.
 pub fn json_text(value: &Value) -> String {
+    let mut out = String::new();
+    write_json_text(value, &mut out);
+    out
+}
+
+/// Appends [`json_text`]'s text to `out`.
+pub fn write_json_text(value: &Value, out: &mut String) {
     if let Value::String(text) = value {
         let trimmed = text.trim_start();
         if (trimmed.starts_with('{') || trimmed.starts_with('['))
             && serde_json::from_str::<Value>(text).is_ok()
         {
-            return text.clone();
+            out.push_str(text);
+            return;
         }
     }
-    value.to_string()
+    write_json(value, out);
+}
+
+/// Appends the compact JSON of `value`.
+fn write_json(value: &Value, out: &mut String) {
+    // Safe: serde_json writes UTF-8 only.
+    let _ = write!(out, "{value}");
 }
 
 /// A date and time read from ISO-8601 text by [`parse_iso_datetime`].
@@ -391,14 +710,26 @@ pub fn parse_iso_datetime(text: &str) -> Option<IsoDateTime> {
 
 /// A number's text, with integral doubles up to 2^53 printed as integers.
 pub fn number_text(n: &Number) -> String {
+    let mut out = String::new();
+    write_number(n, &mut out);
+    out
+}
+
+/// Appends [`number_text`]'s text to `out`.
+pub fn write_number(n: &Number, out: &mut String) {
     if n.is_f64()
         && let Some(f) = n.as_f64()
         && f.fract() == 0.0
         && f.abs() <= EXACT_F64_INT
     {
-        return format!("{}", f as i64);
+        out.push_str(itoa_i64(f as i64, &mut [0; 20]));
+        return;
     }
-    n.to_string()
+    if let Some(i) = n.as_i64() {
+        out.push_str(itoa_i64(i, &mut [0; 20]));
+        return;
+    }
+    let _ = write!(out, "{n}");
 }
 
 fn is_decimal(text: &str) -> bool {
@@ -501,6 +832,90 @@ mod tests {
                 .unwrap_err()
                 .contains("object or null")
         );
+    }
+
+    /// The change of a JSON record as the sink driver computed it before
+    /// `parse_struct`: prost decode, conversion to a JSON map, JSON text, parse.
+    fn via_json_text(bytes: &[u8]) -> Result<Change, String> {
+        use prost::Message;
+        let s = prost_types::Struct::decode(bytes).expect("a valid Struct");
+        let map = crate::stream::codec::struct_to_json(s);
+        parse(&serde_json::to_vec(&map).unwrap())
+    }
+
+    fn encoded(v: Value) -> Vec<u8> {
+        use prost::Message;
+        crate::stream::codec::json_to_struct(v.as_object().unwrap()).encode_to_vec()
+    }
+
+    #[test]
+    fn struct_payloads_parse_like_their_json_text() {
+        for v in [
+            json!({"key": {"id": 1}, "value": {"id": 1, "name": "a"}}),
+            json!({"key": {"id": 1}, "value": null}),
+            json!({"key": {"id": 7}, "value": {"z": "x", "a": 2.5}}),
+            json!({"key": "k", "value": 3}),
+            json!({"key": {"a": 1}, "value": 5}),
+            json!({}),
+            json!({"k1": {"$numberLong": "3"}, "v1": {"$numberLong": "9"}, "v2": "x"}),
+            json!({"$numberLong": "5"}),
+            json!({"$date": {"b": 1, "a": [1, {"$numberInt": "2"}]}}),
+            json!({"t": {"$date": {"$numberLong": "1600000000000"}},
+                   "b": {"$binary": {"base64": "AAE=", "subType": "00"}},
+                   "b2": {"$binary": "AAE=", "$type": "00"}}),
+            json!({"zeta": 1, "alpha": -0.0, "mid": 1e17, "f": 0.1, "neg": -9007199254740992.0,
+                   "big": 9007199254740994.0, "n": null, "t": true, "s": "\u{0}é\"",
+                   "nested": {"y": [1.5, [], {}, {"b": 1, "a": 2}], "x": ""}, "": 3}),
+        ] {
+            let bytes = encoded(v.clone());
+            assert_eq!(parse_struct(&bytes), via_json_text(&bytes), "{v}");
+        }
+    }
+
+    #[test]
+    fn struct_fields_come_sorted_and_the_last_repeated_key_wins() {
+        use prost::Message;
+        // Hand-built Struct: entries "b"=1, "a"=2, "b"=3 (protobuf maps may repeat keys).
+        let entry = |k: &str, n: f64| prost_types::Struct {
+            fields: [(
+                k.to_string(),
+                prost_types::Value {
+                    kind: Some(prost_types::value::Kind::NumberValue(n)),
+                },
+            )]
+            .into(),
+        };
+        let mut bytes = entry("b", 1.0).encode_to_vec();
+        bytes.extend(entry("a", 2.0).encode_to_vec());
+        bytes.extend(entry("b", 3.0).encode_to_vec());
+        let map = decode_struct(&bytes).unwrap();
+        assert_eq!(Value::Object(map.clone()), json!({"a": 2, "b": 3}));
+        assert_eq!(map.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(parse_struct(&bytes), via_json_text(&bytes));
+    }
+
+    #[test]
+    fn bad_struct_payloads_say_what_is_wrong() {
+        for bad in [
+            &b"\x0a\x05\x0a\x01"[..],     // an entry longer than the payload
+            &b"\x0a\x03\x0a\x01\xff"[..], // a key that is not UTF-8
+            &b"\x09"[..],                 // field 1 with the wrong wire type
+            &b"\xff"[..],                 // a truncated varint
+        ] {
+            let e = parse_struct(bad).unwrap_err();
+            assert!(e.starts_with("payload is not a protobuf Struct ("), "{e}");
+            assert!(
+                prost::Message::decode(bad)
+                    .map(|_: prost_types::Struct| ())
+                    .is_err(),
+                "prost accepts {bad:?}"
+            );
+        }
+        assert!(parse_struct(b"").unwrap_err().contains("empty"));
+        // Unknown fields are skipped, as prost does.
+        let mut bytes = vec![0x10, 0x05, 0x1d, 0, 0, 0, 0];
+        bytes.extend(encoded(json!({"a": 1})));
+        assert_eq!(parse_struct(&bytes), via_json_text(&bytes));
     }
 
     #[test]

@@ -30,9 +30,10 @@ use tokio::task::JoinSet;
 
 use crate::connector::{SinkConnector, SinkWriter};
 use crate::error::{Error, ErrorKind, Result};
+use crate::record::Change;
 use crate::retry::Backoff;
 use crate::shutdown::Shutdown;
-use crate::stream::{Client, Payload, ReaderOffset, Record, RecordId};
+use crate::stream::{Client, EncodedRecord, ReaderOffset, Record, RecordId};
 use crate::task::TaskEnv;
 
 /// Stream batches fetched per `ReadShard` call. One: a read is one source
@@ -152,32 +153,45 @@ pub struct SinkOptions {
 }
 
 /// One record as a sink sees it.
+///
+/// The payload is handed over as it is stored in the stream: a JSON (HRecord)
+/// record's payload is its encoded `google.protobuf.Struct`, which the
+/// connector decodes where it converts records ([`SinkRecord::change`] for the
+/// SQL sinks: straight into the change, without JSON text). RAW payloads are
+/// the record's bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SinkRecord {
     /// Its id in the stream.
     pub record_id: RecordId,
     /// Partition key (`""` when none).
     pub key: String,
-    /// The payload: JSON text for JSON (HRecord) records, the bytes for RAW ones.
+    /// The payload: the encoded `google.protobuf.Struct` when `is_json`, the
+    /// bytes of a RAW record otherwise.
     pub payload: Vec<u8>,
     /// True when the record was a JSON (HRecord) record.
     pub is_json: bool,
 }
 
 impl SinkRecord {
-    fn from_stream(record_id: RecordId, record: Record) -> Self {
-        let (payload, is_json) = match record.payload {
-            Payload::Json(map) => (
-                serde_json::to_vec(&map).expect("a JSON map always encodes"),
-                true,
-            ),
-            Payload::Raw(bytes) => (bytes, false),
-        };
+    fn from_stream(record_id: RecordId, record: EncodedRecord) -> Self {
         Self {
             record_id,
             key: record.key,
-            payload,
-            is_json,
+            payload: record.payload,
+            is_json: record.is_json,
+        }
+    }
+
+    /// The change the record asks for, by the SQL sinks' record formats
+    /// ([`crate::record`]): a JSON record's `Struct` decoded with
+    /// [`crate::record::parse_struct`], a RAW record's bytes read as JSON text
+    /// with [`crate::record::parse`]. The error is a lowercase fragment saying
+    /// what is wrong with the payload.
+    pub fn change(&self) -> std::result::Result<Change, String> {
+        if self.is_json {
+            crate::record::parse_struct(&self.payload)
+        } else {
+            crate::record::parse(&self.payload)
         }
     }
 }
@@ -197,7 +211,7 @@ pub struct SinkBatch {
 }
 
 impl SinkBatch {
-    /// Sum of payload bytes.
+    /// Sum of payload bytes (as stored: a JSON record counts its encoded `Struct`).
     pub fn bytes(&self) -> u64 {
         self.records.iter().map(|r| r.payload.len() as u64).sum()
     }
@@ -531,7 +545,7 @@ async fn read_shard(mut r: ShardReading) -> Result<()> {
         };
         loop {
             let read = tokio::select! {
-                read = reader.read(READ_BATCHES) => read,
+                read = reader.read_encoded(READ_BATCHES) => read,
                 _ = r.shutdown.wait() => {
                     let _ = reader.close().await;
                     return Ok(());

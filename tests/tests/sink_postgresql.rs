@@ -495,7 +495,7 @@ fn batch(shard: u64, batch_id: u64, payloads: &[Value]) -> SinkBatch {
                 },
                 key: String::new(),
                 payload: p.to_string().into_bytes(),
-                is_json: true,
+                is_json: false,
             })
             .collect(),
         appended_ms: None,

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use hstream_io_runtime::change::{Net, Op, reduce};
-use hstream_io_runtime::record::{Change, excerpt, parse};
+use hstream_io_runtime::record::{Change, excerpt};
 use hstream_io_runtime::stream::RecordId;
 use hstream_io_runtime::{Error, ErrorKind, Result, SinkBatch, SinkRecord, SinkWriter};
 use sqlx::mysql::{MySqlArguments, MySqlPool};
@@ -222,7 +222,7 @@ fn conversion(record: &SinkRecord, table: &MysqlTable, message: String) -> Error
 
 /// Parses and converts one record.
 fn convert_record(table: &MysqlTable, record: &SinkRecord) -> Result<Converted> {
-    let change = parse(&record.payload).map_err(|m| conversion(record, table, m))?;
+    let change = record.change().map_err(|m| conversion(record, table, m))?;
     let cell = |name: &str, value: &serde_json::Value| -> Result<(usize, Cell)> {
         let index = table.column(name).ok_or_else(|| {
             conversion(record, table, format!("the table has no column `{name}`"))

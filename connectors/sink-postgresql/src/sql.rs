@@ -111,15 +111,21 @@ pub(crate) fn delete_by_keys(table: &PgTable) -> String {
 
 /// Appends `text` to a COPY text-format line, escaped.
 pub(crate) fn copy_escape(out: &mut Vec<u8>, text: &str) {
-    for b in text.bytes() {
-        match b {
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            _ => out.push(b),
-        }
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escaped: &[u8] = match b {
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[from..i]);
+        out.extend_from_slice(escaped);
+        from = i + 1;
     }
+    out.extend_from_slice(&bytes[from..]);
 }
 
 /// Appends one COPY text-format row (`\N` for NULL).

@@ -16,8 +16,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use hstream_io_runtime::change::{Net, Op, reduce};
-use hstream_io_runtime::record::{Change, excerpt, parse};
+use hstream_io_runtime::change::{Merge, Net, Op, reduce};
+use hstream_io_runtime::record::{Change, excerpt};
 use hstream_io_runtime::stream::RecordId;
 use hstream_io_runtime::{Error, ErrorKind, Result, SinkBatch, SinkRecord, SinkWriter};
 use sqlx::postgres::{PgDatabaseError, PgPool};
@@ -25,7 +25,7 @@ use sqlx::{PgConnection, Postgres, Transaction};
 
 use crate::catalog::{self, PgTable};
 use crate::config::PgSinkConfig;
-use crate::convert::to_text;
+use crate::convert::write_text_input;
 use crate::error::pg_error;
 use crate::progress::PgProgress;
 use crate::sql;
@@ -42,13 +42,75 @@ const DIRECT_PAUSE_MIN: u32 = 4;
 /// See [`DIRECT_PAUSE_MIN`].
 const DIRECT_PAUSE_MAX: u32 = 256;
 
-/// A row by column index: `None` absent, `Some(None)` NULL, `Some(Some(text))` a value.
-type Row = Vec<Option<Option<String>>>;
+/// A converted row: the text of its present cells in one buffer, and per
+/// table column whether the record has it, NULL, or which part of the buffer
+/// (one allocation for the texts instead of one per cell).
+#[derive(Debug, Clone)]
+struct Row {
+    text: String,
+    cells: Vec<Cell>,
+}
+
+/// One column of a [`Row`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cell {
+    /// The record does not carry the column (left untouched on update).
+    Absent,
+    /// SQL NULL.
+    Null,
+    /// `text[start..end]`.
+    Text(usize, usize),
+}
+
+impl Row {
+    fn new(columns: usize, capacity: usize) -> Self {
+        Self {
+            text: String::with_capacity(capacity),
+            cells: vec![Cell::Absent; columns],
+        }
+    }
+
+    /// Column `i`: `None` absent, `Some(None)` NULL, `Some(Some(text))` a value.
+    fn get(&self, i: usize) -> Option<Option<&str>> {
+        match self.cells[i] {
+            Cell::Absent => None,
+            Cell::Null => Some(None),
+            Cell::Text(start, end) => Some(Some(&self.text[start..end])),
+        }
+    }
+
+    /// The indices of the present columns, into `cols` (cleared first).
+    fn present(&self, cols: &mut Vec<usize>) {
+        cols.clear();
+        cols.extend((0..self.cells.len()).filter(|&i| self.cells[i] != Cell::Absent));
+    }
+}
+
+impl Merge for Row {
+    fn merge(&mut self, later: Self) {
+        for (i, cell) in later.cells.iter().enumerate() {
+            match *cell {
+                Cell::Absent => {}
+                Cell::Null => self.cells[i] = Cell::Null,
+                Cell::Text(start, end) => {
+                    let at = self.text.len();
+                    self.text.push_str(&later.text[start..end]);
+                    self.cells[i] = Cell::Text(at, self.text.len());
+                }
+            }
+        }
+    }
+}
+
+/// Separates the key column texts in [`Converted::key`]: PostgreSQL text
+/// cannot hold NUL, so no key text contains it.
+const KEY_SEPARATOR: char = '\0';
 
 /// One record, converted.
 struct Converted {
-    /// Key column texts, in key order (empty for append-only tables).
-    key: Vec<String>,
+    /// Key column texts, in key order, joined by [`KEY_SEPARATOR`] (empty
+    /// for append-only tables).
+    key: String,
     op: Op<Row>,
 }
 
@@ -74,9 +136,7 @@ impl CopyData {
     fn push(&mut self, row: &Row, record: RecordId) {
         sql::copy_row(
             &mut self.data,
-            self.cols
-                .iter()
-                .map(|&i| row[i].as_ref().and_then(|cell| cell.as_deref())),
+            self.cols.iter().map(|&i| row.get(i).flatten()),
         );
         self.records.push(record);
     }
@@ -409,21 +469,27 @@ fn plan_batch(table: &PgTable, records: &[&SinkRecord]) -> Result<Plan> {
     let reduced = reduce(converted.into_iter().map(|c| (c.key, c.op)));
     let mut deletes: Vec<Vec<String>> = vec![Vec::new(); table.key.len()];
     let mut groups: BTreeMap<Vec<usize>, CopyData> = BTreeMap::new();
+    let mut cols = Vec::with_capacity(table.columns.len());
     for r in reduced {
         let replace = match &r.net {
             Net::Delete => true,
             Net::Upsert { row, replace } => {
-                let cols: Vec<usize> = (0..row.len()).filter(|&i| row[i].is_some()).collect();
-                groups
-                    .entry(cols)
-                    .or_insert_with_key(|cols| CopyData::new(cols.clone()))
-                    .push(row, records[r.last].record_id);
+                row.present(&mut cols);
+                let record = records[r.last].record_id;
+                match groups.get_mut(cols.as_slice()) {
+                    Some(group) => group.push(row, record),
+                    None => {
+                        let mut group = CopyData::new(cols.clone());
+                        group.push(row, record);
+                        groups.insert(cols.clone(), group);
+                    }
+                }
                 *replace
             }
         };
         if replace {
-            for (n, text) in r.key.into_iter().enumerate() {
-                deletes[n].push(text);
+            for (n, text) in r.key.split(KEY_SEPARATOR).enumerate() {
+                deletes[n].push(text.to_string());
             }
         }
     }
@@ -436,13 +502,14 @@ fn plan_batch(table: &PgTable, records: &[&SinkRecord]) -> Result<Plan> {
 /// Append-only tables: one run per stretch of rows with the same columns.
 fn plan_append(records: &[&SinkRecord], converted: Vec<Converted>) -> Vec<CopyData> {
     let mut runs: Vec<CopyData> = Vec::new();
+    let mut cols = Vec::new();
     for (position, c) in converted.into_iter().enumerate() {
         let Op::Upsert(row) = c.op else {
             unreachable!("deletes into append-only tables are rejected in convert_record")
         };
-        let cols: Vec<usize> = (0..row.len()).filter(|&i| row[i].is_some()).collect();
+        row.present(&mut cols);
         if runs.last().is_none_or(|run| run.cols != cols) {
-            runs.push(CopyData::new(cols));
+            runs.push(CopyData::new(cols.clone()));
         }
         runs.last_mut()
             .expect("just pushed")
@@ -465,56 +532,65 @@ fn conversion(record: &SinkRecord, table: &PgTable, message: String) -> Error {
 
 /// Parses and converts one record.
 fn convert_record(table: &PgTable, record: &SinkRecord) -> Result<Converted> {
-    let change = parse(&record.payload).map_err(|m| conversion(record, table, m))?;
-    let cell = |name: &str, value: &serde_json::Value| -> Result<(usize, Option<String>)> {
+    let change = record.change().map_err(|m| conversion(record, table, m))?;
+    let mut row = Row::new(table.columns.len(), record.payload.len());
+    let put = |row: &mut Row, name: &str, value: &serde_json::Value| -> Result<()> {
         let index = table.column(name).ok_or_else(|| {
             conversion(record, table, format!("the table has no column `{name}`"))
         })?;
         let column = &table.columns[index];
-        let text = to_text(column, value).map_err(|expected| {
-            conversion(
-                record,
-                table,
-                format!(
-                    "column `{name}` ({}) expects {expected}, got {}",
-                    column.sql_type,
-                    excerpt(value, 40)
-                ),
-            )
-        })?;
-        Ok((index, text))
+        let start = row.text.len();
+        row.cells[index] = match write_text_input(column, value, &mut row.text) {
+            Ok(true) => Cell::Text(start, row.text.len()),
+            Ok(false) => Cell::Null,
+            Err(expected) => {
+                return Err(conversion(
+                    record,
+                    table,
+                    format!(
+                        "column `{name}` ({}) expects {expected}, got {}",
+                        column.sql_type,
+                        excerpt(value, 40)
+                    ),
+                ));
+            }
+        };
+        Ok(())
     };
-    let key_of = |cells: &dyn Fn(usize) -> Option<Option<String>>| -> Result<Vec<String>> {
-        table
-            .key
-            .iter()
-            .map(|&i| match cells(i) {
-                Some(Some(text)) => Ok(text),
-                Some(None) => Err(conversion(
+    let key_of = |row: &Row| -> Result<String> {
+        let mut key = String::new();
+        for (n, &i) in table.key.iter().enumerate() {
+            match row.get(i) {
+                Some(Some(text)) => {
+                    if n > 0 {
+                        key.push(KEY_SEPARATOR);
+                    }
+                    key.push_str(text);
+                }
+                Some(None) => return Err(conversion(
                     record,
                     table,
                     format!("key column `{}` is null", table.columns[i].name),
                 )),
-                None => Err(conversion(
+                None => return Err(conversion(
                     record,
                     table,
                     format!("the record has no value for key column `{}`", table.columns[i].name),
                 )
                 .with_hint("Send every key column, or set keyColumns to the columns the records identify rows by.")),
-            })
-            .collect()
+            }
+        }
+        Ok(key)
     };
     match change {
-        Change::Upsert { row, .. } => {
-            let mut cells: Row = vec![None; table.columns.len()];
-            for (name, value) in &row {
-                let (index, text) = cell(name, value)?;
-                cells[index] = Some(text);
+        Change::Upsert { row: fields, .. } => {
+            for (name, value) in &fields {
+                put(&mut row, name, value)?;
             }
-            let key = key_of(&|i| cells[i].clone())?;
+            let key = key_of(&row)?;
             Ok(Converted {
                 key,
-                op: Op::Upsert(cells),
+                op: Op::Upsert(row),
             })
         }
         Change::Delete { key } => {
@@ -526,15 +602,14 @@ fn convert_record(table: &PgTable, record: &SinkRecord) -> Result<Converted> {
                 )
                 .with_hint("Add a primary key to the table or set keyColumns."));
             }
-            let mut cells: Row = vec![None; table.columns.len()];
             for (name, value) in &key {
                 if let Some(index) = table.column(name)
                     && table.key.contains(&index)
                 {
-                    cells[index] = Some(cell(name, value)?.1);
+                    put(&mut row, name, value)?;
                 }
             }
-            let key = key_of(&|i| cells[i].clone())?;
+            let key = key_of(&row)?;
             Ok(Converted {
                 key,
                 op: Op::Delete,

@@ -194,6 +194,50 @@ pub(crate) fn decode_batch(
     b: &wire::BatchedRecord,
     target: &str,
 ) -> Result<Vec<Record>, StreamError> {
+    wire_records(b, target)?
+        .into_iter()
+        .map(|r| from_wire_record(r, target))
+        .collect()
+}
+
+/// Decodes a stored `BatchedRecord` into its records with each payload left
+/// as stored (see [`EncodedRecord`]): for readers that decode JSON payloads
+/// themselves, such as the sink driver.
+pub(crate) fn decode_batch_encoded(
+    b: &wire::BatchedRecord,
+    target: &str,
+) -> Result<Vec<EncodedRecord>, StreamError> {
+    Ok(wire_records(b, target)?
+        .into_iter()
+        .map(|r| {
+            let header = r.header.unwrap_or_default();
+            EncodedRecord {
+                key: header.key,
+                is_json: header.flag != wire::h_stream_record_header::Flag::Raw as i32,
+                payload: r.payload,
+            }
+        })
+        .collect())
+}
+
+/// A record read with its payload as stored, not decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedRecord {
+    /// Partition key (`""` when none).
+    pub key: String,
+    /// True for a JSON (HRecord) record: `payload` is then the encoded
+    /// `google.protobuf.Struct` (see `hstream_io_runtime::record::parse_struct`);
+    /// false for a RAW record: `payload` is its bytes.
+    pub is_json: bool,
+    /// The payload bytes as stored.
+    pub payload: Vec<u8>,
+}
+
+/// Decompresses and decodes a `BatchedRecord` into its wire records.
+fn wire_records(
+    b: &wire::BatchedRecord,
+    target: &str,
+) -> Result<Vec<wire::HStreamRecord>, StreamError> {
     let derr = |what: &'static str, reason: String| StreamError::Decode {
         what,
         target: target.to_string(),
@@ -238,11 +282,7 @@ pub(crate) fn decode_batch(
             ),
         ));
     }
-    batch
-        .records
-        .into_iter()
-        .map(|r| from_wire_record(r, target))
-        .collect()
+    Ok(batch.records)
 }
 
 #[cfg(test)]
@@ -268,6 +308,21 @@ mod tests {
             assert_eq!(b.batch_size, 2);
             assert_eq!(decode_batch(&b, "t").unwrap(), sample(), "{c:?}");
         }
+    }
+
+    #[test]
+    fn encoded_decode_keeps_payloads_as_stored() {
+        let b = encode_batch(sample(), Compression::Zstd).unwrap();
+        let got = decode_batch_encoded(&b, "t").unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(got[0].is_json);
+        assert_eq!(got[0].key, "k1");
+        let Payload::Json(map) = &sample()[0].payload else {
+            unreachable!()
+        };
+        assert_eq!(got[0].payload, json_to_struct(map).encode_to_vec());
+        assert!(!got[1].is_json);
+        assert_eq!(got[1].payload, b"\x00\x01raw");
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! payload, identified by a [`RecordId`] (`"shard-batch-index"`).
 
 mod client;
-mod codec;
+pub(crate) mod codec;
 mod error;
 mod producer;
 mod reader;
@@ -37,9 +37,10 @@ pub mod wire {
 }
 
 pub use client::{Client, ClientOptions, NodeInfo, StreamInfo, TLS_CA_ENV, connect_channel};
+pub use codec::EncodedRecord;
 pub use error::{StatusCode, StreamError};
 pub use producer::{AppendHandle, BufferedProducer, ProducerOptions};
-pub use reader::ShardReader;
+pub use reader::{ReceivedEncoded, ShardReader};
 pub use routing::{hash_key, shard_for_key, split_key_space};
 pub use subscription::{Consumer, SubscriptionInfo};
 pub use types::{

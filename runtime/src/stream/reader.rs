@@ -1,13 +1,24 @@
 //! [`ShardReader`]: reads one shard batch by batch (`ReadShard`).
 
 use super::client::{Client, Route, record_id_from_wire};
-use super::codec::decode_batch;
+use super::codec::{EncodedRecord, decode_batch, decode_batch_encoded};
 use super::error::StreamError;
 use super::types::ReceivedRecord;
 use super::wire;
 
 /// HServer's `ShardReaderDataLossGap`: treated as an empty read, as the Java client does.
 const DATA_LOSS_GAP: i64 = 903;
+
+/// A record read by [`ShardReader::read_encoded`], with its id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceivedEncoded {
+    /// Where the record is stored.
+    pub record_id: super::types::RecordId,
+    /// The record, its payload as stored.
+    pub record: EncodedRecord,
+    /// When its batch was appended (the server's publish time, unix ms), if the server said.
+    pub publish_time_ms: Option<i64>,
+}
 
 /// A server-side reader positioned in one shard. Create with
 /// [`Client::shard_reader`]; call [`ShardReader::close`] when done (dropping
@@ -45,6 +56,43 @@ impl ShardReader {
     /// Reads up to `max_batches` batches and returns their records in order.
     /// Returns an empty list when no data arrives within the reader's timeout.
     pub async fn read(&mut self, max_batches: u32) -> Result<Vec<ReceivedRecord>, StreamError> {
+        self.read_with(
+            max_batches,
+            decode_batch,
+            |record_id, record, publish_time_ms| ReceivedRecord {
+                record_id,
+                record,
+                publish_time_ms,
+            },
+        )
+        .await
+    }
+
+    /// [`ShardReader::read`] with the payloads left as stored (JSON payloads
+    /// not decoded, attributes dropped): for a reader that decodes JSON
+    /// payloads itself, later or on another thread (the sink driver).
+    pub async fn read_encoded(
+        &mut self,
+        max_batches: u32,
+    ) -> Result<Vec<ReceivedEncoded>, StreamError> {
+        self.read_with(
+            max_batches,
+            decode_batch_encoded,
+            |record_id, record, publish_time_ms| ReceivedEncoded {
+                record_id,
+                record,
+                publish_time_ms,
+            },
+        )
+        .await
+    }
+
+    async fn read_with<T, R>(
+        &mut self,
+        max_batches: u32,
+        decode: fn(&wire::BatchedRecord, &str) -> Result<Vec<T>, StreamError>,
+        received: fn(super::types::RecordId, T, Option<i64>) -> R,
+    ) -> Result<Vec<R>, StreamError> {
         let req = wire::ReadShardRequest {
             reader_id: self.reader_id.clone(),
             max_records: max_batches.max(1),
@@ -79,7 +127,7 @@ impl ShardReader {
                     reason: "a received record has no batch".into(),
                 });
             };
-            let records = decode_batch(&batch, &target)?;
+            let records = decode(&batch, &target)?;
             let published = super::types::publish_time_ms(&batch);
             if records.len() != rr.record_ids.len() {
                 return Err(StreamError::Decode {
@@ -96,11 +144,7 @@ impl ShardReader {
                 rr.record_ids
                     .iter()
                     .zip(records)
-                    .map(|(id, record)| ReceivedRecord {
-                        record_id: record_id_from_wire(id),
-                        record,
-                        publish_time_ms: published,
-                    }),
+                    .map(|(id, record)| received(record_id_from_wire(id), record, published)),
             );
         }
         Ok(out)

@@ -191,6 +191,23 @@ impl<'a> Proto<'a> {
         }
     }
 
+    /// Calls `f` with each occurrence of message field 1 (`Struct.fields`,
+    /// `ListValue.values`), skipping other fields.
+    fn each_message_of_field_1(
+        &mut self,
+        mut f: impl FnMut(Proto<'a>) -> Result<(), String>,
+    ) -> Result<(), String> {
+        while let Some((field, wire_type)) = self.tag()? {
+            if field != 1 {
+                self.skip(wire_type)?;
+                continue;
+            }
+            Self::expect(wire_type, LEN)?;
+            f(Proto { buf: self.bytes()? })?;
+        }
+        Ok(())
+    }
+
     /// Checks that a known field has the wire type it is declared with.
     fn expect(wire_type: u8, expected: u8) -> Result<(), String> {
         if wire_type == expected {
@@ -209,15 +226,7 @@ fn struct_fields(reader: &mut Proto<'_>, depth: u32) -> Result<Map<String, Value
         .checked_sub(1)
         .ok_or_else(|| "recursion limit reached".to_string())?;
     let mut fields: Vec<(String, Value)> = Vec::new();
-    while let Some((field, wire_type)) = reader.tag()? {
-        if field != 1 {
-            reader.skip(wire_type)?;
-            continue;
-        }
-        Proto::expect(wire_type, LEN)?;
-        let mut entry = Proto {
-            buf: reader.bytes()?,
-        };
+    reader.each_message_of_field_1(|mut entry| {
         let mut key = String::new();
         let mut value = Value::Null;
         while let Some((field, wire_type)) = entry.tag()? {
@@ -237,7 +246,8 @@ fn struct_fields(reader: &mut Proto<'_>, depth: u32) -> Result<Map<String, Value
             }
         }
         fields.push((key, value));
-    }
+        Ok(())
+    })?;
     // A protobuf map has no order and a repeated key replaces the earlier
     // entry; prost keeps it in a BTreeMap, so fields come out sorted by key.
     if !fields.windows(2).all(|w| w[0].0 < w[1].0) {
@@ -305,17 +315,10 @@ fn list_values(reader: &mut Proto<'_>, depth: u32) -> Result<Value, String> {
         .checked_sub(1)
         .ok_or_else(|| "recursion limit reached".to_string())?;
     let mut items = Vec::new();
-    while let Some((field, wire_type)) = reader.tag()? {
-        if field != 1 {
-            reader.skip(wire_type)?;
-            continue;
-        }
-        Proto::expect(wire_type, LEN)?;
-        let mut inner = Proto {
-            buf: reader.bytes()?,
-        };
-        items.push(value_message(&mut inner, depth)?);
-    }
+    reader.each_message_of_field_1(|mut item| {
+        items.push(value_message(&mut item, depth)?);
+        Ok(())
+    })?;
     Ok(Value::Array(items))
 }
 
@@ -392,6 +395,15 @@ fn unwrap_extended(map: &Map<String, Value>) -> Option<Value> {
         ("$binary", Value::Object(binary)) => binary.get("base64").cloned(),
         _ => None,
     }
+}
+
+/// The message for a value a column does not take:
+/// ``column `name` (sql_type) expects <expected>, got <value, cut to 40 characters>``.
+pub fn column_mismatch(name: &str, sql_type: &str, expected: &str, value: &Value) -> String {
+    format!(
+        "column `{name}` ({sql_type}) expects {expected}, got {}",
+        excerpt(value, 40)
+    )
 }
 
 /// `null`, `boolean`, `number`, `string`, `array` or `object`.

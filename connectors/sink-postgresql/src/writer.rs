@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use hstream_io_runtime::change::{Merge, Net, Op, reduce};
-use hstream_io_runtime::record::{Change, excerpt};
+use hstream_io_runtime::record::{Change, column_mismatch};
 use hstream_io_runtime::stream::RecordId;
 use hstream_io_runtime::{Error, ErrorKind, Result, SinkBatch, SinkRecord, SinkWriter};
 use sqlx::postgres::{PgDatabaseError, PgPool};
@@ -544,15 +544,8 @@ fn convert_record(table: &PgTable, record: &SinkRecord) -> Result<Converted> {
             Ok(true) => Cell::Text(start, row.text.len()),
             Ok(false) => Cell::Null,
             Err(expected) => {
-                return Err(conversion(
-                    record,
-                    table,
-                    format!(
-                        "column `{name}` ({}) expects {expected}, got {}",
-                        column.sql_type,
-                        excerpt(value, 40)
-                    ),
-                ));
+                let message = column_mismatch(name, &column.sql_type, &expected, value);
+                return Err(conversion(record, table, message));
             }
         };
         Ok(())

@@ -262,6 +262,8 @@ fn offsets_report(offsets: &BTreeMap<u64, RecordId>) -> Vec<Value> {
 
 /// Runs sink `C` under the runtime (called by `run`).
 pub async fn drive<C: SinkConnector>(config: C::Config, env: TaskEnv) -> Result<()> {
+    // TLS of any library must find one provider (also when embedded in a test or another program).
+    crate::install_crypto_provider();
     let TaskEnv {
         file,
         shutdown,

@@ -235,6 +235,8 @@ const SOURCE_IN_FLIGHT_BYTES: usize = 4 * 1024 * 1024;
 
 /// Runs source `C` under the runtime (called by `run`).
 pub async fn drive<C: Source>(config: C::Config, env: TaskEnv) -> Result<()> {
+    // TLS of any library must find one provider (also when embedded in a test or another program).
+    crate::install_crypto_provider();
     let TaskEnv {
         file,
         shutdown,

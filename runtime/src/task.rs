@@ -186,6 +186,8 @@ where
 /// The `cleanup` verb: the result line and the exit code (0 when done, else
 /// the error's exit code: 2 invalid config, 3 environment, 1 otherwise).
 pub fn cleanup<C: Connector>(path: &std::path::Path) -> (serde_json::Value, i32) {
+    // TLS of any library must find one provider (also when embedded in a test or another program).
+    crate::install_crypto_provider();
     let failed = |kind: &str, message: String, code: i32| {
         tracing::error!(%message, "cleanup failed");
         (
@@ -237,6 +239,8 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// The `check` verb: never fails, always a result.
 pub fn check<C: Connector>(path: &std::path::Path) -> CheckResult {
+    // TLS of any library must find one provider (also when embedded in a test or another program).
+    crate::install_crypto_provider();
     let result = check_unscrubbed::<C>(path);
     let Ok(file) = TaskFile::read(path) else {
         return result;

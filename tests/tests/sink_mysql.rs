@@ -794,9 +794,6 @@ async fn count_if_up(db: &MariaDbDatabase, sql: &str) -> Option<i64> {
 /// would, should it exit) and every record is applied exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_server_restart_mid_load_applies_every_record_once() {
-    use hstream_io_tests::hserver::TaskProcess;
-    use std::time::{Duration, Instant};
-
     let tmp = tempfile::tempdir().unwrap();
     // A server of this test alone: restarting the shared one would disturb others.
     let mut server = harness::PrivateMariaDb::start(&tmp.path().join("mariadb")).await;
@@ -804,13 +801,6 @@ async fn mysql_server_restart_mid_load_applies_every_record_once() {
     exec(&db, "CREATE TABLE bulk (n bigint, payload text)").await;
     let streams = streams().await;
     let total: i64 = 100_000;
-    streams.create("bulk", 1).await;
-    for part in 0..total / 1000 {
-        let records = (part * 1000..part * 1000 + 1000)
-            .map(|n| pipeline::json_record("", json!({"n": n, "payload": format!("p{n}")})))
-            .collect();
-        streams.append("bulk", records).await;
-    }
     // Small batches: the load takes long enough to be cut in the middle.
     let sink_config = config(
         &db,
@@ -818,69 +808,16 @@ async fn mysql_server_restart_mid_load_applies_every_record_once() {
         json!({"stream": "bulk", "buffer.batch.maxBytesSize": 20000, "buffer.batch.maxAge": 20,
                "task.error.maxRetries": -2}),
     );
-    let task_config = json!({"hstream": {"serviceUrl": streams.service.url()},
-                             "connector": sink_config, "task": "mysql-restart"});
-    let start = |round: usize, kv| {
-        TaskProcess::start(
-            &tmp.path().join(format!("run{round}")),
-            "sink-mysql",
-            &task_config,
-            kv,
-            &[],
-        )
-    };
-    let mut round = 0;
-    let mut task = start(round, Default::default());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let counted = "SELECT COUNT(*) FROM bulk";
-    loop {
-        if count_if_up(&db, counted).await.unwrap_or(0) > 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the sink applied nothing: {}",
-            task.app_log()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    server.restart(Duration::from_secs(2)).await;
-    let after = count_if_up(&db, counted).await.expect("the server is back");
-    assert!(
-        after < total,
-        "the restart hit a finished load ({after} rows after it)"
-    );
-    let mut exits = 0;
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let applied = count_if_up(&db, counted).await.unwrap_or(0);
-        if applied >= total {
-            break;
-        }
-        if let Some(status) = task.wait_exit(Duration::ZERO) {
-            // As HServer does: start it again with the KV it left.
-            exits += 1;
-            eprintln!("the sink exited ({status}); starting it again");
-            let kv = task.kv();
-            round += 1;
-            task = start(round, kv);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the load did not finish: {applied} of {total} rows; task log: {}",
-            task.app_log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    task.send_stop();
-    let status = tokio::task::block_in_place(|| task.wait_exit(Duration::from_secs(30)));
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "the sink stops cleanly: {}",
-        task.stderr()
-    );
-    eprintln!("sink exits during the outage: {exits}");
+    pipeline::server_restart_load(
+        &streams,
+        tmp.path(),
+        "sink-mysql",
+        sink_config,
+        total,
+        || count_if_up(&db, "SELECT COUNT(*) FROM bulk"),
+        || server.restart(std::time::Duration::from_secs(2)),
+    )
+    .await;
     assert_eq!(
         rows(
             &db,

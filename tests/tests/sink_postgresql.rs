@@ -376,6 +376,101 @@ pub(crate) mod pipeline {
         cuts
     }
 
+    /// Appends `total` records `{"n", "payload"}` to `stream`, runs `connector`
+    /// (the real task binary, in `dir`) with `sink_config`, calls `restart`
+    /// (the target server's restart) once the sink has applied some rows,
+    /// then waits until `applied` reaches `total`, starting the sink again
+    /// with the KV it left whenever it exits (as HServer would), and stops it
+    /// cleanly. `applied` is `None` while the server does not answer. Returns
+    /// how many times the sink exited.
+    pub(crate) async fn server_restart_load<F, Fut, R, RFut>(
+        streams: &Streams,
+        dir: &std::path::Path,
+        connector: &str,
+        sink_config: Value,
+        total: i64,
+        mut applied: F,
+        restart: R,
+    ) -> usize
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Option<i64>>,
+        R: FnOnce() -> RFut,
+        RFut: Future<Output = ()>,
+    {
+        use hstream_io_tests::hserver::TaskProcess;
+        let stream = sink_config["stream"]
+            .as_str()
+            .expect("a stream")
+            .to_string();
+        streams.create(&stream, 1).await;
+        for part in 0..total / 1000 {
+            let records = (part * 1000..part * 1000 + 1000)
+                .map(|n| json_record("", json!({"n": n, "payload": format!("p{n}")})))
+                .collect();
+            streams.append(&stream, records).await;
+        }
+        let task_config = json!({"hstream": {"serviceUrl": streams.service.url()},
+                                 "connector": sink_config, "task": format!("{connector}-restart")});
+        let start = |round: usize, kv| {
+            TaskProcess::start(
+                &dir.join(format!("run{round}")),
+                connector,
+                &task_config,
+                kv,
+                &[],
+            )
+        };
+        let mut round = 0;
+        let mut task = start(round, Default::default());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while applied().await.unwrap_or(0) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the sink applied nothing: {}",
+                task.app_log()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        restart().await;
+        let after = applied().await.expect("the server is back");
+        assert!(
+            after < total,
+            "the restart hit a finished load ({after} rows after it)"
+        );
+        let mut exits = 0;
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let now = applied().await.unwrap_or(0);
+            if now >= total {
+                break;
+            }
+            if let Some(status) = task.wait_exit(Duration::ZERO) {
+                exits += 1;
+                eprintln!("the sink exited ({status}); starting it again");
+                let kv = task.kv();
+                round += 1;
+                task = start(round, kv);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the load did not finish: {now} of {total} rows; task log: {}",
+                task.app_log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        task.send_stop();
+        let status = tokio::task::block_in_place(|| task.wait_exit(Duration::from_secs(30)));
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(0),
+            "the sink stops cleanly: {}",
+            task.stderr()
+        );
+        eprintln!("sink exits during the outage: {exits}");
+        exits
+    }
+
     /// The bench workload's row `i` (`bench.orders` shape, see bench/src/workload.rs)
     /// as a plain JSON record; `pass` changes the non-key columns.
     pub(crate) fn order(i: i64, pass: i64) -> Record {
@@ -1134,23 +1229,12 @@ async fn count_if_up(db: &PostgresDatabase, table: &str) -> Option<i64> {
 /// exit) and every record is applied exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_server_restart_mid_load_applies_every_record_once() {
-    use hstream_io_tests::hserver::TaskProcess;
-    use std::time::{Duration, Instant};
-
     let tmp = tempfile::tempdir().unwrap();
     // A server of this test alone: restarting the shared one would disturb others.
     let mut server = harness::PrivatePostgres::start(&tmp.path().join("postgres")).await;
     let db = server.server().create_database().await;
     exec(&db, "CREATE TABLE bulk (n bigint, payload text)").await;
     let streams = streams().await;
-    let total: i64 = 100_000;
-    streams.create("bulk", 1).await;
-    for part in 0..total / 1000 {
-        let records = (part * 1000..part * 1000 + 1000)
-            .map(|n| pipeline::json_record("", json!({"n": n, "payload": format!("p{n}")})))
-            .collect();
-        streams.append("bulk", records).await;
-    }
     // Small batches: the load takes long enough to be cut in the middle.
     let sink_config = config(
         &db,
@@ -1158,74 +1242,21 @@ async fn pg_server_restart_mid_load_applies_every_record_once() {
         json!({"stream": "bulk", "buffer.batch.maxBytesSize": 20000, "buffer.batch.maxAge": 20,
                "task.error.maxRetries": -2}),
     );
-    let task_config = json!({"hstream": {"serviceUrl": streams.service.url()},
-                             "connector": sink_config, "task": "pg-restart"});
-    let start = |round: usize, kv| {
-        TaskProcess::start(
-            &tmp.path().join(format!("run{round}")),
-            "sink-postgresql",
-            &task_config,
-            kv,
-            &[],
-        )
-    };
-    let mut round = 0;
-    let mut task = start(round, Default::default());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let before = loop {
-        let applied = count_if_up(&db, "bulk").await.unwrap_or(0);
-        if applied > 0 {
-            break applied;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the sink applied nothing: {}",
-            task.app_log()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    server.stop().await;
-    let at_stop = {
-        // The server is down: the count is read after the start.
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        server.start_again().await;
-        count_if_up(&db, "bulk").await.expect("the server is back")
-    };
-    assert!(
-        at_stop < total,
-        "the restart hit a finished load ({before} rows before it, {at_stop} after)"
-    );
-    let mut exits = 0;
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let applied = count_if_up(&db, "bulk").await.unwrap_or(0);
-        if applied >= total {
-            break;
-        }
-        if let Some(status) = task.wait_exit(Duration::ZERO) {
-            // As HServer does: start it again with the KV it left.
-            exits += 1;
-            eprintln!("the sink exited ({status}); starting it again");
-            let kv = task.kv();
-            round += 1;
-            task = start(round, kv);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the load did not finish: {applied} of {total} rows; task log: {}",
-            task.app_log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    task.send_stop();
-    let status = tokio::task::block_in_place(|| task.wait_exit(Duration::from_secs(30)));
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "the sink stops cleanly: {}",
-        task.stderr()
-    );
-    eprintln!("sink exits during the outage: {exits}");
+    pipeline::server_restart_load(
+        &streams,
+        tmp.path(),
+        "sink-postgresql",
+        sink_config,
+        100_000,
+        || count_if_up(&db, "bulk"),
+        || async {
+            server.stop().await;
+            // Down for a while: the sink's retries meet a refused connection.
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            server.start_again().await;
+        },
+    )
+    .await;
     assert_eq!(
         rows(
             &db,
@@ -1233,7 +1264,7 @@ async fn pg_server_restart_mid_load_applies_every_record_once() {
              bool_and(payload = 'p' || n) AS intact FROM bulk"
         )
         .await,
-        vec![json!({"c": total, "d": total, "s": "4999950000", "intact": true})]
+        vec![json!({"c": 100_000, "d": 100_000, "s": "4999950000", "intact": true})]
     );
 }
 

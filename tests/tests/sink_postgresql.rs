@@ -116,6 +116,9 @@ pub(crate) mod pipeline {
                         out.push(serde_json::from_slice(&bytes).unwrap())
                     }
                     hstream_io_runtime::stream::Payload::Json(map) => out.push(Value::Object(map)),
+                    hstream_io_runtime::stream::Payload::EncodedJson(_) => {
+                        unreachable!("readers decode JSON records")
+                    }
                 }
             }
         }

@@ -75,6 +75,7 @@ async fn read_stream(client: &Client, stream: &str) -> Vec<Value> {
                 out.push(match r.record.payload {
                     Payload::Raw(bytes) => serde_json::from_slice(&bytes).unwrap(),
                     Payload::Json(map) => Value::Object(map),
+                    Payload::EncodedJson(_) => unreachable!("readers decode JSON records"),
                 });
             }
         }

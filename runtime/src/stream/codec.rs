@@ -85,6 +85,13 @@ fn json_to_value(v: &serde_json::Value) -> prost_types::Value {
     prost_types::Value { kind: Some(kind) }
 }
 
+/// Serialized `Struct` → JSON object (see [`struct_to_json`]).
+pub(crate) fn struct_bytes_to_json(
+    bytes: &[u8],
+) -> Result<serde_json::Map<String, serde_json::Value>, prost::DecodeError> {
+    prost_types::Struct::decode(bytes).map(struct_to_json)
+}
+
 /// `Struct` → JSON object. Doubles that are whole numbers within ±2^53 come
 /// back as JSON integers; NaN/infinity become `null`.
 pub(crate) fn struct_to_json(s: prost_types::Struct) -> serde_json::Map<String, serde_json::Value> {
@@ -118,6 +125,7 @@ fn to_wire_record(r: Record) -> wire::HStreamRecord {
             wire::h_stream_record_header::Flag::Json,
             json_to_struct(&m).encode_to_vec(),
         ),
+        Payload::EncodedJson(b) => (wire::h_stream_record_header::Flag::Json, b),
         Payload::Raw(b) => (wire::h_stream_record_header::Flag::Raw, b),
     };
     wire::HStreamRecord {
@@ -323,6 +331,22 @@ mod tests {
         assert_eq!(got[0].payload, json_to_struct(map).encode_to_vec());
         assert!(!got[1].is_json);
         assert_eq!(got[1].payload, b"\x00\x01raw");
+    }
+
+    #[test]
+    fn encoded_json_records_travel_like_json_records() {
+        let obj = serde_json::json!({"key": {"id": 42}, "value": {"s": "x", "f": 1.5, "n": null}});
+        let mut w = super::super::PayloadWriter::new(super::super::PayloadEncoding::Struct);
+        for (k, v) in obj.as_object().unwrap() {
+            w.json(k, v);
+        }
+        let encoded = w.finish_record("k1").with_attribute("a", "b");
+        let plain = Record::json("k1", obj.as_object().unwrap().clone()).with_attribute("a", "b");
+        assert_eq!(encoded.encoded_len(), plain.encoded_len());
+        let a = encode_batch(vec![encoded], Compression::None).unwrap();
+        let b = encode_batch(vec![plain.clone()], Compression::None).unwrap();
+        assert_eq!(decode_batch(&a, "t").unwrap(), vec![plain]);
+        assert_eq!(a.payload.len(), b.payload.len());
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //!
 //! Records are [`Record`]s with a JSON (`google.protobuf.Struct`) or RAW
 //! payload, identified by a [`RecordId`] (`"shard-batch-index"`).
+//! [`PayloadWriter`] builds either payload directly in its wire form, for
+//! sources that write many records.
 
 mod client;
 pub(crate) mod codec;
@@ -24,6 +26,7 @@ mod routing;
 mod subscription;
 mod types;
 mod url;
+mod writer;
 
 /// Generated gRPC types for `hstream.server` (from `runtime/proto/hstream.proto`).
 ///
@@ -48,3 +51,4 @@ pub use types::{
     SubscriptionOffset,
 };
 pub use url::{DEFAULT_PORT, ServiceUrl};
+pub use writer::{PayloadEncoding, PayloadWriter};

@@ -74,6 +74,13 @@ pub enum Payload {
     Json(serde_json::Map<String, serde_json::Value>),
     /// Arbitrary bytes (flag RAW).
     Raw(Vec<u8>),
+    /// A JSON object already serialized as a `google.protobuf.Struct`
+    /// (flag JSON), appended as it is: what
+    /// [`PayloadWriter`](super::PayloadWriter) builds for sources that write
+    /// many records. Only a producer makes this form; readers decode every
+    /// JSON record into [`Payload::Json`]. It never equals a `Json` payload of
+    /// the same object (compare decoded records instead).
+    EncodedJson(Vec<u8>),
 }
 
 /// A record to append, or one that was read.
@@ -97,6 +104,16 @@ impl Record {
         }
     }
 
+    /// A JSON record whose payload is already a serialized
+    /// `google.protobuf.Struct` (see [`PayloadWriter`](super::PayloadWriter)).
+    pub fn encoded_json(key: impl Into<String>, bytes: Vec<u8>) -> Self {
+        Self {
+            key: key.into(),
+            attributes: BTreeMap::new(),
+            payload: Payload::EncodedJson(bytes),
+        }
+    }
+
     /// A RAW record.
     pub fn raw(key: impl Into<String>, bytes: impl Into<Vec<u8>>) -> Self {
         Self {
@@ -113,10 +130,11 @@ impl Record {
     }
 
     /// Payload size as HStream counts it for batching and flow control: the RAW
-    /// bytes, or the serialized `Struct` for JSON.
+    /// bytes, or the serialized `Struct` for JSON (its byte length when
+    /// already encoded).
     pub fn encoded_len(&self) -> usize {
         match &self.payload {
-            Payload::Raw(b) => b.len(),
+            Payload::Raw(b) | Payload::EncodedJson(b) => b.len(),
             Payload::Json(m) => super::codec::json_struct_len(m),
         }
     }

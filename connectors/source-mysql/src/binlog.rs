@@ -610,36 +610,43 @@ impl Streamer {
                 self.skip -= 1;
                 continue;
             }
-            let convert = |row: mysql_common::binlog::row::BinlogRow| {
-                let values = binlog_values(row, &table)?;
-                schema
-                    .row_to_json(values, Origin::Binlog, zero)
-                    .map_err(|e| conversion(&table, e))
+            // A row image's values, its primary key taken out of them.
+            let keyed = |row: mysql_common::binlog::row::BinlogRow| {
+                let mut values = binlog_values(row, &table)?;
+                let key = schema
+                    .take_key(&mut values, Origin::Binlog, zero)
+                    .map_err(|e| conversion(&table, e))?;
+                Ok::<_, Error>((values, key))
             };
             // Start of this transaction: a later snapshot of the key's range
             // holds the change when it is before that snapshot's position.
             let txn_pos = self.txn_start.unwrap_or(self.pos);
-            let covered = |key: &serde_json::Map<String, serde_json::Value>| {
-                self.coverage.covers(index, key, &self.file, txn_pos)
-            };
+            let covered =
+                |key: &[serde_json::Value]| self.coverage.covers(index, key, &self.file, txn_pos);
             if is_delete {
                 let Some(before) = before else { continue };
-                let (_, key) = convert(before)?;
+                let (_, key) = keyed(before)?;
                 if !covered(&key) {
-                    self.out.push(index, key, None);
+                    self.out
+                        .push(index, &schema, &key, None, Origin::Binlog)
+                        .map_err(|e| conversion(&table, e))?;
                 }
             } else {
                 let Some(after) = after else { continue };
-                let (value, key) = convert(after)?;
+                let (values, key) = keyed(after)?;
                 if !is_insert && let Some(before) = before {
-                    let (_, old_key) = convert(before)?;
+                    let (_, old_key) = keyed(before)?;
                     if old_key != key && !covered(&old_key) {
                         // The primary key changed: the old key is deleted.
-                        self.out.push(index, old_key, None);
+                        self.out
+                            .push(index, &schema, &old_key, None, Origin::Binlog)
+                            .map_err(|e| conversion(&table, e))?;
                     }
                 }
                 if !covered(&key) {
-                    self.out.push(index, key, Some(value));
+                    self.out
+                        .push(index, &schema, &key, Some(values), Origin::Binlog)
+                        .map_err(|e| conversion(&table, e))?;
                 }
             }
             if self.out.buffered() >= FLUSH_RECORDS {

@@ -8,21 +8,27 @@
 //! prefixed with `db.t/` on a shared stream — so a multi-shard stream keeps
 //! per-key order.
 
-use hstream_io_runtime::stream::Record;
+use hstream_io_runtime::stream::{PayloadEncoding, PayloadWriter, Record};
 use hstream_io_runtime::{Result, SourceContext};
-use serde_json::{Map, Value as Json};
+use mysql_async::Value;
+use serde_json::Value as Json;
 
-use crate::config::{MysqlSourceConfig, RecordFormat, TableRef};
+use crate::config::{MysqlSourceConfig, RecordFormat, TableRef, ZeroDate};
 use crate::events::Position;
+use crate::types::{ConvError, Origin, TableSchema};
 
 /// Records buffered before they are handed to the runtime.
 pub const FLUSH_RECORDS: usize = 1000;
 
 /// Builds records and buffers them per transaction.
 pub struct Output {
-    format: RecordFormat,
+    /// Writes each record's payload in its wire form (no JSON map per row).
+    writer: PayloadWriter,
+    zero: ZeroDate,
     shared: bool,
     tables: Vec<TableRef>,
+    /// `db.t` of each table (the `"table"` field and key prefix on a shared stream).
+    names: Vec<String>,
     streams: Vec<String>,
     buffer: Vec<(usize, Record)>,
     /// Commit time (unix ms) of the newest change buffered, for the task's lag.
@@ -34,9 +40,15 @@ impl Output {
     pub fn new(config: &MysqlSourceConfig) -> Self {
         let tables = config.table_refs();
         let streams = tables.iter().map(|t| config.stream_for(t)).collect();
+        let encoding = match config.record_format {
+            RecordFormat::Json => PayloadEncoding::Struct,
+            RecordFormat::Raw => PayloadEncoding::JsonText,
+        };
         Self {
-            format: config.record_format,
+            writer: PayloadWriter::new(encoding),
+            zero: config.zero_date,
             shared: config.shared_stream(),
+            names: tables.iter().map(ToString::to_string).collect(),
             tables,
             streams,
             buffer: Vec::new(),
@@ -56,10 +68,20 @@ impl Output {
             .position(|t| t.database == database && t.name == name)
     }
 
-    /// Buffers an upsert (`value` = the row) or a delete (`value` = None).
-    pub fn push(&mut self, table: usize, key: Map<String, Json>, value: Option<Map<String, Json>>) {
-        let record = self.record(table, key, value);
+    /// Buffers an upsert (`row` = the row image `schema` describes) or a
+    /// delete (`row` = None) of table `table`, whose primary key `key` was
+    /// taken out of the row by [`TableSchema::take_key`].
+    pub fn push(
+        &mut self,
+        table: usize,
+        schema: &TableSchema,
+        key: &[Json],
+        row: Option<Vec<Option<Value>>>,
+        origin: Origin,
+    ) -> std::result::Result<(), ConvError> {
+        let record = self.record(table, schema, key, row, origin)?;
         self.buffer.push((table, record));
+        Ok(())
     }
 
     /// Notes the time (unix ms) of the binlog event being read; sent with the
@@ -78,29 +100,43 @@ impl Output {
         self.buffer.clear();
     }
 
+    /// The record `{"table"?, "key": {…}, "value": {…} | null}` of a change.
     fn record(
-        &self,
+        &mut self,
         table: usize,
-        key: Map<String, Json>,
-        value: Option<Map<String, Json>>,
-    ) -> Record {
-        let mut partition = partition_key(&key);
+        schema: &TableSchema,
+        key: &[Json],
+        row: Option<Vec<Option<Value>>>,
+        origin: Origin,
+    ) -> std::result::Result<Record, ConvError> {
+        let w = &mut self.writer;
+        w.reset();
         if self.shared {
-            partition = format!("{}/{partition}", self.tables[table]);
+            w.string("table", &self.names[table]);
         }
-        let mut obj = Map::with_capacity(3);
+        w.begin_object("key");
+        for (&i, v) in schema.key.iter().zip(key) {
+            w.json(&schema.columns[i].name, v);
+        }
+        w.end_object();
+        match row {
+            None => w.null("value"),
+            Some(values) => {
+                w.begin_object("value");
+                if let Err(e) = schema.write_row(w, values, key, origin, self.zero) {
+                    w.reset();
+                    return Err(e);
+                }
+                w.end_object();
+            }
+        }
+        let mut partition = String::new();
         if self.shared {
-            obj.insert("table".into(), Json::String(self.tables[table].to_string()));
+            partition.push_str(&self.names[table]);
+            partition.push('/');
         }
-        obj.insert("key".into(), Json::Object(key));
-        obj.insert("value".into(), value.map_or(Json::Null, Json::Object));
-        match self.format {
-            RecordFormat::Json => Record::json(partition, obj),
-            RecordFormat::Raw => Record::raw(
-                partition,
-                serde_json::to_vec(&Json::Object(obj)).unwrap_or_default(),
-            ),
-        }
+        push_partition_key(&mut partition, key);
+        Ok(self.writer.finish_record(partition))
     }
 
     /// Sends everything buffered, in order (consecutive records of one stream
@@ -138,22 +174,41 @@ impl Output {
     }
 }
 
-/// The canonical text of a primary key: a one-column key's value as text
-/// (strings unquoted), a composite key as a compact JSON array of its values.
-pub fn partition_key(key: &Map<String, Json>) -> String {
-    if key.len() == 1 {
-        return match key.values().next() {
-            Some(Json::String(s)) => s.clone(),
-            Some(other) => other.to_string(),
-            None => String::new(),
-        };
+/// The canonical text of a primary key (its values in key order): a
+/// one-column key's value as text (strings unquoted), a composite key as a
+/// compact JSON array of its values.
+#[cfg(test)]
+fn partition_key(key: &[Json]) -> String {
+    let mut out = String::new();
+    push_partition_key(&mut out, key);
+    out
+}
+
+fn push_partition_key(out: &mut String, key: &[Json]) {
+    use std::fmt::Write as _;
+    // Display of a JSON value is its compact text; writing to a String cannot fail.
+    match key {
+        [Json::String(s)] => out.push_str(s),
+        [one] => {
+            let _ = write!(out, "{one}");
+        }
+        many => {
+            out.push('[');
+            for (n, v) in many.iter().enumerate() {
+                if n > 0 {
+                    out.push(',');
+                }
+                let _ = write!(out, "{v}");
+            }
+            out.push(']');
+        }
     }
-    Json::Array(key.values().cloned().collect()).to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::{Charset, ColKind, Column};
     use hstream_io_runtime::stream::Payload;
     use serde_json::json;
 
@@ -166,58 +221,117 @@ mod tests {
         serde_json::from_value(base).unwrap()
     }
 
-    fn obj(v: Json) -> Map<String, Json> {
-        v.as_object().unwrap().clone()
+    /// `(id BIGINT UNSIGNED PRIMARY KEY, n TEXT)` of `shop.<name>`.
+    fn schema(name: &str) -> TableSchema {
+        TableSchema {
+            table: TableRef {
+                database: "shop".into(),
+                name: name.into(),
+            },
+            columns: vec![
+                Column {
+                    name: "id".into(),
+                    kind: ColKind::Int {
+                        unsigned: true,
+                        bytes: 8,
+                    },
+                },
+                Column {
+                    name: "n".into(),
+                    kind: ColKind::Text(Charset::Utf8),
+                },
+            ],
+            key: vec![0],
+        }
+    }
+
+    fn record(out: &mut Output, table: usize, id: u64, value: Option<&str>) -> Record {
+        let s = schema(if table == 0 { "orders" } else { "customers" });
+        let mut row = vec![Some(Value::UInt(id)), value.map(|v| Value::Bytes(v.into()))];
+        let key = s
+            .take_key(&mut row, Origin::Binlog, ZeroDate::Null)
+            .unwrap();
+        out.record(table, &s, &key, value.map(|_| row), Origin::Binlog)
+            .unwrap()
+    }
+
+    fn struct_of(v: Json) -> Payload {
+        let mut w = PayloadWriter::new(PayloadEncoding::Struct);
+        for (k, v) in v.as_object().unwrap() {
+            w.json(k, v);
+        }
+        w.finish()
     }
 
     #[test]
     fn partition_keys_are_canonical() {
-        assert_eq!(partition_key(&obj(json!({"id": 42}))), "42");
-        assert_eq!(partition_key(&obj(json!({"id": "abc"}))), "abc");
-        assert_eq!(partition_key(&obj(json!({"a": 1, "b": "x"}))), r#"[1,"x"]"#);
+        assert_eq!(partition_key(&[json!(42)]), "42");
+        assert_eq!(partition_key(&[json!("abc")]), "abc");
+        assert_eq!(partition_key(&[json!(1), json!("x")]), r#"[1,"x"]"#);
         assert_eq!(
-            partition_key(&obj(json!({"id": 18446744073709551615u64}))),
+            partition_key(&[json!(18446744073709551615u64)]),
             "18446744073709551615"
+        );
+        assert_eq!(
+            partition_key(&[json!("a\"b"), json!(null)]),
+            r#"["a\"b",null]"#
         );
     }
 
     #[test]
     fn records_have_the_reference_shape() {
-        let out = Output::new(&config(json!({})));
-        let r = out.record(
-            0,
-            obj(json!({"id": 1})),
-            Some(obj(json!({"id": 1, "n": "a"}))),
-        );
+        let mut out = Output::new(&config(json!({})));
+        let r = record(&mut out, 0, 1, Some("a"));
         assert_eq!(r.key, "1");
         assert_eq!(
             r.payload,
-            Payload::Json(obj(json!({"key": {"id": 1}, "value": {"id": 1, "n": "a"}})))
+            struct_of(json!({"key": {"id": 1}, "value": {"id": 1, "n": "a"}}))
         );
-        let r = out.record(0, obj(json!({"id": 1})), None);
+        let r = record(&mut out, 0, 1, None);
         assert_eq!(
             r.payload,
-            Payload::Json(obj(json!({"key": {"id": 1}, "value": null})))
+            struct_of(json!({"key": {"id": 1}, "value": null}))
         );
     }
 
     #[test]
     fn raw_records_keep_big_integers_and_shared_streams_name_the_table() {
-        let out = Output::new(&config(
+        let mut out = Output::new(&config(
             json!({"recordFormat": "raw", "tables": ["customers"]}),
         ));
-        let r = out.record(
-            1,
-            obj(json!({"id": 9007199254740993u64})),
-            Some(obj(json!({"id": 9007199254740993u64}))),
-        );
+        let r = record(&mut out, 1, 9007199254740993, Some("x"));
         assert_eq!(r.key, "shop.customers/9007199254740993");
         let Payload::Raw(bytes) = r.payload else {
             panic!("expected a RAW record")
         };
         assert_eq!(
             String::from_utf8(bytes).unwrap(),
-            r#"{"table":"shop.customers","key":{"id":9007199254740993},"value":{"id":9007199254740993}}"#
+            r#"{"table":"shop.customers","key":{"id":9007199254740993},"value":{"id":9007199254740993,"n":"x"}}"#
+        );
+        let r = record(&mut out, 0, 2, None);
+        assert_eq!(
+            r.payload,
+            Payload::Raw(br#"{"table":"shop.orders","key":{"id":2},"value":null}"#.to_vec())
+        );
+    }
+
+    #[test]
+    fn a_conversion_error_leaves_no_half_record() {
+        let mut out = Output::new(&config(json!({"recordFormat": "raw"})));
+        let s = schema("orders");
+        let mut row = vec![Some(Value::UInt(1)), Some(Value::Bytes(vec![0xff]))];
+        let key = s
+            .take_key(&mut row, Origin::Snapshot, ZeroDate::Null)
+            .unwrap();
+        let e = out
+            .push(0, &s, &key, Some(row), Origin::Snapshot)
+            .unwrap_err();
+        assert_eq!(e.column, "n");
+        assert_eq!(out.buffered(), 0);
+        let r = record(&mut out, 0, 3, Some("ok"));
+        assert_eq!(
+            r.payload,
+            Payload::Raw(br#"{"key":{"id":3},"value":{"id":3,"n":"ok"}}"#.to_vec())
         );
     }
 }

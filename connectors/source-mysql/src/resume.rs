@@ -35,7 +35,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 
 /// A key range of one table read by one snapshot transaction.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,11 +105,6 @@ pub fn compare_keys(a: &[Json], b: &[Json]) -> Option<Ordering> {
     Some(a.len().cmp(&b.len()))
 }
 
-/// The values of a key object, in key order.
-pub fn key_values(key: &Map<String, Json>) -> Vec<Json> {
-    key.values().cloned().collect()
-}
-
 /// The segments of one table that streaming must consult.
 #[derive(Debug, Clone, Default)]
 pub struct Coverage {
@@ -149,17 +144,16 @@ impl Coverage {
 
     /// True when a change of `key` in table `table` made by a transaction
     /// starting at `(file, pos)` is already in the snapshot of its range.
-    pub fn covers(&self, table: usize, key: &Map<String, Json>, file: &str, pos: u64) -> bool {
+    pub fn covers(&self, table: usize, key: &[Json], file: &str, pos: u64) -> bool {
         let Some(list) = self.by_table.get(table) else {
             return false;
         };
         if list.is_empty() {
             return false;
         }
-        let values = key_values(key);
         let segment = list.iter().rev().find(|s| match &s.after {
             None => true,
-            Some(after) => compare_keys(after, &values) == Some(Ordering::Less),
+            Some(after) => compare_keys(after, key) == Some(Ordering::Less),
         });
         segment.is_some_and(|s| before(file, pos, &s.file, s.pos))
     }
@@ -192,8 +186,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn key(id: i64) -> Map<String, Json> {
-        json!({ "id": id }).as_object().unwrap().clone()
+    fn key(id: i64) -> Vec<Json> {
+        vec![json!(id)]
     }
 
     fn seg(after: Option<i64>, file: &str, pos: u64) -> Segment {

@@ -33,7 +33,7 @@ use crate::error::{classify, connect};
 use crate::events::Position;
 use crate::gtid_set::GtidSet;
 use crate::output::Output;
-use crate::resume::{Segment, SnapshotProgress, compare_keys, key_values};
+use crate::resume::{Segment, SnapshotProgress, compare_keys};
 use crate::types::{ColKind, Origin, TableSchema};
 
 /// Shortest interval between two progress log lines.
@@ -264,13 +264,16 @@ pub async fn run(
                 .map_err(|e| classify(e, format!("cannot read table `{}`", schema.table)))?;
             let end = row.is_none();
             if let Some(row) = row {
-                let (value, key) = schema
-                    .row_to_json(row.unwrap_raw(), Origin::Snapshot, config.zero_date)
-                    .map_err(|e| conversion(&schema.table.to_string(), e))?;
+                let conv = |e| conversion(&schema.table.to_string(), e);
+                let mut values = row.unwrap_raw();
+                let key = schema
+                    .take_key(&mut values, Origin::Snapshot, config.zero_date)
+                    .map_err(conv)?;
+                out.push(index, schema, &key, Some(values), Origin::Snapshot)
+                    .map_err(conv)?;
                 if resumable {
-                    last_key = Some(key_values(&key));
+                    last_key = Some(key);
                 }
-                out.push(index, key, Some(value));
                 rows += 1;
                 in_chunk += 1;
             }

@@ -21,8 +21,9 @@
 //! | zero date or datetime | `null`, or the zero text (`zeroDate`) |
 
 use base64::Engine;
+use hstream_io_runtime::stream::PayloadWriter;
 use mysql_async::Value;
-use serde_json::{Map, Number, Value as Json};
+use serde_json::{Number, Value as Json};
 
 use crate::config::{TableRef, ZeroDate};
 
@@ -113,7 +114,8 @@ pub struct Column {
 }
 
 /// A converted row or key: column name → JSON value.
-pub type JsonRow = Map<String, Json>;
+#[cfg(test)]
+pub type JsonRow = serde_json::Map<String, Json>;
 
 /// A captured table: its columns in ordinal order and its primary key.
 #[derive(Debug, Clone, PartialEq)]
@@ -237,98 +239,197 @@ impl std::fmt::Display for ConvError {
 
 impl std::error::Error for ConvError {}
 
-/// Converts one value of `column`.
+/// Receives one converted value: a [`PayloadWriter`] field ([`Field`]) on
+/// the record path, a JSON value ([`JsonOut`]) for keys and tests.
+pub trait ValueOut {
+    /// `null`.
+    fn null(self);
+    /// A boolean.
+    fn bool(self, b: bool);
+    /// A signed integer.
+    fn i64(self, n: i64);
+    /// An unsigned integer.
+    fn u64(self, n: u64);
+    /// A double (not finite: `null`).
+    fn f64(self, d: f64);
+    /// A string.
+    fn str(self, s: &str);
+    /// A string that `f` appends to the empty `String` it is given.
+    fn string_with(self, f: impl FnOnce(&mut String));
+}
+
+/// A field of the object a [`PayloadWriter`] is writing.
+pub struct Field<'a> {
+    /// The writer.
+    pub writer: &'a mut PayloadWriter,
+    /// The field's name.
+    pub name: &'a str,
+}
+
+impl ValueOut for Field<'_> {
+    fn null(self) {
+        self.writer.null(self.name);
+    }
+    fn bool(self, b: bool) {
+        self.writer.bool(self.name, b);
+    }
+    fn i64(self, n: i64) {
+        self.writer.i64(self.name, n);
+    }
+    fn u64(self, n: u64) {
+        self.writer.u64(self.name, n);
+    }
+    fn f64(self, d: f64) {
+        self.writer.f64(self.name, d);
+    }
+    fn str(self, s: &str) {
+        self.writer.string(self.name, s);
+    }
+    fn string_with(self, f: impl FnOnce(&mut String)) {
+        self.writer.string_with(self.name, f);
+    }
+}
+
+/// Stores the value as JSON.
+pub struct JsonOut<'a>(pub &'a mut Json);
+
+impl ValueOut for JsonOut<'_> {
+    fn null(self) {
+        *self.0 = Json::Null;
+    }
+    fn bool(self, b: bool) {
+        *self.0 = Json::Bool(b);
+    }
+    fn i64(self, n: i64) {
+        *self.0 = Json::from(n);
+    }
+    fn u64(self, n: u64) {
+        *self.0 = Json::from(n);
+    }
+    fn f64(self, d: f64) {
+        *self.0 = Number::from_f64(d).map_or(Json::Null, Json::Number);
+    }
+    fn str(self, s: &str) {
+        *self.0 = Json::String(s.to_string());
+    }
+    fn string_with(self, f: impl FnOnce(&mut String)) {
+        let mut s = String::new();
+        f(&mut s);
+        *self.0 = Json::String(s);
+    }
+}
+
+/// Converts one value of `column` into JSON.
 pub fn to_json(
     column: &Column,
     value: Value,
     origin: Origin,
     zero: ZeroDate,
 ) -> Result<Json, ConvError> {
+    let mut out = Json::Null;
+    convert(column, value, origin, zero, JsonOut(&mut out))?;
+    Ok(out)
+}
+
+/// Converts one value of `column` into `out` (the table in the module docs).
+pub fn convert(
+    column: &Column,
+    value: Value,
+    origin: Origin,
+    zero: ZeroDate,
+    out: impl ValueOut,
+) -> Result<(), ConvError> {
+    use std::fmt::Write as _;
     let err = |reason: String| ConvError {
         column: column.name.clone(),
         reason,
     };
     let unexpected = |v: &Value| err(format!("unexpected {} value", variant(v)));
-    if value == Value::NULL {
-        return Ok(Json::Null);
+    // `write!` into a String cannot fail.
+    macro_rules! text {
+        ($($arg:tt)*) => {
+            out.string_with(|s| { let _ = write!(s, $($arg)*); })
+        };
     }
-    Ok(match (&column.kind, value) {
-        (ColKind::Int { unsigned, bytes }, v) => {
-            let n = match v {
-                // Normalised by width: the binlog reader may decode a signed
-                // column as unsigned (or the reverse); the storage width decides.
-                Value::Int(i) if *unsigned => Number::from(mask(i as u64, *bytes)),
-                Value::Int(i) => Number::from(sign_extend(mask(i as u64, *bytes), *bytes)),
-                Value::UInt(u) if *unsigned => Number::from(u),
-                Value::UInt(u) => Number::from(sign_extend(u, *bytes)),
-                Value::Bytes(b) => {
-                    parse_int_text(&b).ok_or_else(|| err("not an integer".into()))?
-                }
-                other => return Err(unexpected(&other)),
-            };
-            Json::Number(n)
-        }
-        (ColKind::Decimal, Value::Bytes(b)) => Json::String(utf8(b).map_err(err)?),
+    if value == Value::NULL {
+        out.null();
+        return Ok(());
+    }
+    match (&column.kind, value) {
+        (ColKind::Int { unsigned, bytes }, v) => match v {
+            // Normalised by width: the binlog reader may decode a signed
+            // column as unsigned (or the reverse); the storage width decides.
+            Value::Int(i) if *unsigned => out.u64(mask(i as u64, *bytes)),
+            Value::Int(i) => out.i64(sign_extend(mask(i as u64, *bytes), *bytes)),
+            Value::UInt(u) if *unsigned => out.u64(u),
+            Value::UInt(u) => out.i64(sign_extend(u, *bytes)),
+            Value::Bytes(b) => match parse_int_text(&b) {
+                Some(IntText::Signed(i)) => out.i64(i),
+                Some(IntText::Unsigned(u)) => out.u64(u),
+                None => return Err(err("not an integer".into())),
+            },
+            other => return Err(unexpected(&other)),
+        },
+        (ColKind::Decimal, Value::Bytes(b)) => out.str(utf8_str(&b).map_err(err)?),
         (ColKind::Float, v) => {
             let f = match v {
                 Value::Float(f) => f,
                 Value::Double(d) => d as f32,
-                Value::Bytes(b) => utf8(b)
+                Value::Bytes(b) => utf8_str(&b)
                     .map_err(err)?
                     .parse::<f32>()
                     .map_err(|_| err("not a number".into()))?,
                 other => return Err(unexpected(&other)),
             };
             // The shortest text that reads back as this f32, as a double.
-            let d: f64 = f.to_string().parse().unwrap_or(f64::from(f));
-            Number::from_f64(d).map_or(Json::Null, Json::Number)
+            out.f64(shortest_f32_as_f64(f));
         }
         (ColKind::Double, v) => {
             let d = match v {
                 Value::Double(d) => d,
                 Value::Float(f) => f64::from(f),
-                Value::Bytes(b) => utf8(b)
+                Value::Bytes(b) => utf8_str(&b)
                     .map_err(err)?
                     .parse::<f64>()
                     .map_err(|_| err("not a number".into()))?,
                 other => return Err(unexpected(&other)),
             };
-            Number::from_f64(d).map_or(Json::Null, Json::Number)
+            out.f64(d);
         }
         (ColKind::Date, Value::Date(y, m, d, ..)) => {
             if y == 0 && m == 0 && d == 0 {
-                zero_value(zero, "0000-00-00")
+                zero_value(out, zero, "0000-00-00");
             } else {
-                Json::String(format!("{y:04}-{m:02}-{d:02}"))
+                text!("{y:04}-{m:02}-{d:02}");
             }
         }
         (ColKind::DateTime(fsp), Value::Date(y, mo, d, h, mi, s, us)) => {
             if y == 0 && mo == 0 && d == 0 && h == 0 && mi == 0 && s == 0 && us == 0 {
-                zero_value(zero, &format!("0000-00-00T00:00:00{}", frac(0, *fsp)))
+                zero_value(out, zero, &format!("0000-00-00T00:00:00{}", frac(0, *fsp)));
             } else {
-                Json::String(format!(
+                text!(
                     "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{}",
-                    frac(us, *fsp)
-                ))
+                    Frac(us, *fsp)
+                );
             }
         }
         (ColKind::Timestamp(fsp), v) => {
             let zero_text = || format!("0000-00-00T00:00:00{}Z", frac(0, *fsp));
             match v {
                 // Snapshot: the session time zone is UTC.
-                Value::Date(0, 0, 0, 0, 0, 0, 0) => zero_value(zero, &zero_text()),
-                Value::Date(y, mo, d, h, mi, s, us) => Json::String(format!(
+                Value::Date(0, 0, 0, 0, 0, 0, 0) => zero_value(out, zero, &zero_text()),
+                Value::Date(y, mo, d, h, mi, s, us) => text!(
                     "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{}Z",
-                    frac(us, *fsp)
-                )),
+                    Frac(us, *fsp)
+                ),
                 // Binlog: epoch seconds, as an integer or "secs[.micros]".
-                Value::Int(secs) => epoch_to_json(secs, 0, *fsp, zero, &zero_text()),
-                Value::UInt(secs) => epoch_to_json(secs as i64, 0, *fsp, zero, &zero_text()),
+                Value::Int(secs) => epoch_out(out, secs, 0, *fsp, zero, &zero_text),
+                Value::UInt(secs) => epoch_out(out, secs as i64, 0, *fsp, zero, &zero_text),
                 Value::Bytes(b) => {
-                    let text = utf8(b).map_err(err)?;
+                    let text = utf8_str(&b).map_err(err)?;
                     let (secs, us) =
-                        parse_epoch(&text).ok_or_else(|| err("not an epoch timestamp".into()))?;
-                    epoch_to_json(secs, us, *fsp, zero, &zero_text())
+                        parse_epoch(text).ok_or_else(|| err("not an epoch timestamp".into()))?;
+                    epoch_out(out, secs, us, *fsp, zero, &zero_text);
                 }
                 other => return Err(unexpected(&other)),
             }
@@ -336,13 +437,13 @@ pub fn to_json(
         (ColKind::Time(fsp), Value::Time(neg, days, h, m, s, us)) => {
             let hours = u64::from(days) * 24 + u64::from(h);
             let sign = if neg { "-" } else { "" };
-            Json::String(format!("{sign}{hours:02}:{m:02}:{s:02}{}", frac(us, *fsp)))
+            text!("{sign}{hours:02}:{m:02}:{s:02}{}", Frac(us, *fsp));
         }
         (ColKind::Year, v) => {
             let y: i64 = match v {
                 Value::Int(i) => i,
                 Value::UInt(u) => u as i64,
-                Value::Bytes(b) => utf8(b)
+                Value::Bytes(b) => utf8_str(&b)
                     .map_err(err)?
                     .parse()
                     .map_err(|_| err("not a year".into()))?,
@@ -354,40 +455,39 @@ pub fn to_json(
             } else {
                 y
             };
-            Json::Number(y.into())
+            out.i64(y);
         }
-        (ColKind::Text(charset), Value::Bytes(b)) => {
-            let s = match origin {
-                Origin::Snapshot => utf8(b).map_err(err)?,
-                Origin::Binlog => decode_charset(charset, b).map_err(err)?,
-            };
-            Json::String(s)
-        }
+        (ColKind::Text(charset), Value::Bytes(b)) => match (origin, charset) {
+            (Origin::Snapshot, _) | (Origin::Binlog, Charset::Utf8 | Charset::Ascii) => {
+                out.str(utf8_str(&b).map_err(err)?)
+            }
+            (Origin::Binlog, charset) => out.str(&decode_charset(charset, b).map_err(err)?),
+        },
         (ColKind::Binary { pad_to }, Value::Bytes(mut b)) => {
             if let Some(n) = pad_to
                 && b.len() < *n
             {
                 b.resize(*n, 0);
             }
-            Json::String(base64::engine::general_purpose::STANDARD.encode(b))
+            out.string_with(|s| base64::engine::general_purpose::STANDARD.encode_string(&b, s));
         }
         (ColKind::Enum(values), v) => match (origin, v) {
-            (Origin::Snapshot, Value::Bytes(b)) => Json::String(utf8(b).map_err(err)?),
-            (_, Value::Int(i)) => Json::String(enum_value(values, i as u64).map_err(err)?),
-            (_, Value::UInt(i)) => Json::String(enum_value(values, i).map_err(err)?),
+            (Origin::Snapshot, Value::Bytes(b)) => out.str(utf8_str(&b).map_err(err)?),
+            (_, Value::Int(i)) => out.str(enum_value(values, i as u64).map_err(err)?),
+            (_, Value::UInt(i)) => out.str(enum_value(values, i).map_err(err)?),
             (_, other) => return Err(unexpected(&other)),
         },
         (ColKind::Set(values), v) => match (origin, v) {
-            (Origin::Snapshot, Value::Bytes(b)) => Json::String(utf8(b).map_err(err)?),
+            (Origin::Snapshot, Value::Bytes(b)) => out.str(utf8_str(&b).map_err(err)?),
             (Origin::Binlog, Value::Bytes(b)) => {
                 let mut bits = 0u64;
                 for (i, byte) in b.iter().take(8).enumerate() {
                     bits |= u64::from(*byte) << (8 * i);
                 }
-                Json::String(set_value(values, bits))
+                out.string_with(|s| set_value(s, values, bits));
             }
-            (_, Value::Int(i)) => Json::String(set_value(values, i as u64)),
-            (_, Value::UInt(i)) => Json::String(set_value(values, i)),
+            (_, Value::Int(i)) => out.string_with(|s| set_value(s, values, i as u64)),
+            (_, Value::UInt(i)) => out.string_with(|s| set_value(s, values, i)),
             (_, other) => return Err(unexpected(&other)),
         },
         (ColKind::Bit(bits), v) => {
@@ -403,21 +503,24 @@ pub fn to_json(
                 other => return Err(unexpected(&other)),
             };
             if *bits == 1 {
-                Json::Bool(n != 0)
+                out.bool(n != 0);
             } else {
-                Json::Number(n.into())
+                out.u64(n);
             }
         }
         (ColKind::Json, Value::Bytes(b)) => {
             // Re-serialised compactly, so server text and binlog JSONB agree.
-            let text = utf8(b).map_err(err)?;
-            match serde_json::from_str::<Json>(&text) {
-                Ok(v) => Json::String(v.to_string()),
-                Err(_) => Json::String(text),
+            let text = utf8_str(&b).map_err(err)?;
+            match serde_json::from_str::<Json>(text) {
+                Ok(v) => out.string_with(|s| {
+                    let _ = write!(s, "{v}");
+                }),
+                Err(_) => out.str(text),
             }
         }
         (_, other) => return Err(unexpected(&other)),
-    })
+    }
+    Ok(())
 }
 
 fn variant(v: &Value) -> &'static str {
@@ -449,12 +552,22 @@ fn sign_extend(v: u64, bytes: u8) -> i64 {
     ((v << shift) as i64) >> shift
 }
 
-fn parse_int_text(b: &[u8]) -> Option<Number> {
+/// An integer read from text.
+enum IntText {
+    Signed(i64),
+    Unsigned(u64),
+}
+
+fn parse_int_text(b: &[u8]) -> Option<IntText> {
     let s = std::str::from_utf8(b).ok()?;
     s.parse::<i64>()
-        .map(Number::from)
+        .map(IntText::Signed)
         .ok()
-        .or_else(|| s.parse::<u64>().ok().map(Number::from))
+        .or_else(|| s.parse::<u64>().ok().map(IntText::Unsigned))
+}
+
+fn utf8_str(b: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(b).map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))
 }
 
 fn utf8(b: Vec<u8>) -> Result<String, String> {
@@ -462,18 +575,49 @@ fn utf8(b: Vec<u8>) -> Result<String, String> {
         .map_err(|e| format!("invalid UTF-8 at byte {}", e.utf8_error().valid_up_to()))
 }
 
-fn frac(us: u32, fsp: u8) -> String {
-    if fsp == 0 {
-        return String::new();
+/// The double whose shortest text is the shortest text of `f` (FLOAT's
+/// `1.1` is `1.1`, not `1.100000023841858`), formatted on the stack.
+fn shortest_f32_as_f64(f: f32) -> f64 {
+    use std::io::Write as _;
+    let mut buf = [0u8; 64];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    if write!(cursor, "{f}").is_err() {
+        return f64::from(f);
     }
-    let digits = format!("{us:06}");
-    format!(".{}", &digits[..usize::from(fsp.min(6))])
+    let len = cursor.position() as usize;
+    std::str::from_utf8(&buf[..len])
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(f64::from(f))
 }
 
-fn zero_value(zero: ZeroDate, text: &str) -> Json {
+/// `.` and the first `fsp` digits of `us` (zero-padded to 6), or nothing when `fsp` is 0.
+struct Frac(u32, u8);
+
+impl std::fmt::Display for Frac {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Frac(us, fsp) = *self;
+        if fsp == 0 {
+            return Ok(());
+        }
+        let fsp = u32::from(fsp.min(6));
+        write!(
+            f,
+            ".{:0width$}",
+            us / 10u32.pow(6 - fsp),
+            width = fsp as usize
+        )
+    }
+}
+
+fn frac(us: u32, fsp: u8) -> String {
+    Frac(us, fsp).to_string()
+}
+
+fn zero_value(out: impl ValueOut, zero: ZeroDate, text: &str) {
     match zero {
-        ZeroDate::Null => Json::Null,
-        ZeroDate::String => Json::String(text.to_string()),
+        ZeroDate::Null => out.null(),
+        ZeroDate::String => out.str(text),
     }
 }
 
@@ -486,23 +630,34 @@ fn parse_epoch(text: &str) -> Option<(i64, u32)> {
     if fraction.len() > 6 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let us: u32 = format!("{fraction:0<6}").parse().ok()?;
-    Some((secs, us))
+    let digits: u32 = fraction.parse().ok()?;
+    Some((secs, digits * 10u32.pow(6 - fraction.len() as u32)))
 }
 
-fn epoch_to_json(secs: i64, us: u32, fsp: u8, zero: ZeroDate, zero_text: &str) -> Json {
+fn epoch_out(
+    out: impl ValueOut,
+    secs: i64,
+    us: u32,
+    fsp: u8,
+    zero: ZeroDate,
+    zero_text: &dyn Fn() -> String,
+) {
     if secs == 0 && us == 0 {
-        return zero_value(zero, zero_text);
+        return zero_value(out, zero, &zero_text());
     }
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let rem = secs.rem_euclid(86_400);
-    Json::String(format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        frac(us, fsp)
-    ))
+    out.string_with(|s| {
+        use std::fmt::Write as _;
+        let _ = write!(
+            s,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60,
+            Frac(us, fsp)
+        );
+    });
 }
 
 /// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
@@ -518,26 +673,32 @@ pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-fn enum_value(values: &[String], index: u64) -> Result<String, String> {
+fn enum_value(values: &[String], index: u64) -> Result<&str, String> {
     if index == 0 {
-        return Ok(String::new()); // MySQL's "invalid value" entry
+        return Ok(""); // MySQL's "invalid value" entry
     }
-    values.get(index as usize - 1).cloned().ok_or_else(|| {
-        format!(
-            "ENUM index {index} beyond the {} declared values; the table may have changed",
-            values.len()
-        )
-    })
+    values
+        .get(index as usize - 1)
+        .map(String::as_str)
+        .ok_or_else(|| {
+            format!(
+                "ENUM index {index} beyond the {} declared values; the table may have changed",
+                values.len()
+            )
+        })
 }
 
-fn set_value(values: &[String], bits: u64) -> String {
-    values
+fn set_value(out: &mut String, values: &[String], bits: u64) {
+    let picked = values
         .iter()
         .enumerate()
-        .filter(|(i, _)| *i < 64 && bits & (1u64 << i) != 0)
-        .map(|(_, v)| v.as_str())
-        .collect::<Vec<_>>()
-        .join(",")
+        .filter(|(i, _)| *i < 64 && bits & (1u64 << i) != 0);
+    for (n, (_, v)) in picked.enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        out.push_str(v);
+    }
 }
 
 /// Windows-1252 code points for bytes 0x80..=0x9F (MySQL's latin1).
@@ -568,34 +729,89 @@ fn decode_charset(charset: &Charset, b: Vec<u8>) -> Result<String, String> {
 }
 
 impl TableSchema {
-    /// The row as a JSON object (column name → value), and its primary key object.
+    fn check_len(&self, values: usize) -> Result<(), ConvError> {
+        if values == self.columns.len() {
+            return Ok(());
+        }
+        Err(ConvError {
+            column: String::new(),
+            reason: format!(
+                "row has {values} columns but `{}` has {}; the table changed (DDL) since it was read",
+                self.table,
+                self.columns.len()
+            ),
+        })
+    }
+
+    /// Takes the primary-key columns out of a row image and converts them,
+    /// in key order. [`write_row`](Self::write_row) then writes them from the
+    /// returned values.
+    pub fn take_key(
+        &self,
+        values: &mut [Option<Value>],
+        origin: Origin,
+        zero: ZeroDate,
+    ) -> Result<Vec<Json>, ConvError> {
+        self.check_len(values.len())?;
+        self.key
+            .iter()
+            .map(|&i| match values[i].take() {
+                // Not in the row image: with binlog_row_image=FULL this does not happen.
+                None => Ok(Json::Null),
+                Some(v) => to_json(&self.columns[i], v, origin, zero),
+            })
+            .collect()
+    }
+
+    /// Writes the row (column name → value, in column order) as the fields
+    /// of the object `w` has open; the key columns, already taken out by
+    /// [`take_key`](Self::take_key), are written from `key`.
+    pub fn write_row(
+        &self,
+        w: &mut PayloadWriter,
+        values: Vec<Option<Value>>,
+        key: &[Json],
+        origin: Origin,
+        zero: ZeroDate,
+    ) -> Result<(), ConvError> {
+        self.check_len(values.len())?;
+        for (i, (column, value)) in self.columns.iter().zip(values).enumerate() {
+            let name = column.name.as_str();
+            if let Some(k) = self.key.iter().position(|&c| c == i) {
+                w.json(name, key.get(k).unwrap_or(&Json::Null));
+                continue;
+            }
+            match value {
+                // Not in the row image: with binlog_row_image=FULL this does not happen.
+                None => w.null(name),
+                Some(v) => convert(column, v, origin, zero, Field { writer: w, name })?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The row and its primary key as JSON objects (tests: what the record holds).
+    #[cfg(test)]
     pub fn row_to_json(
         &self,
-        values: Vec<Option<Value>>,
+        mut values: Vec<Option<Value>>,
         origin: Origin,
         zero: ZeroDate,
     ) -> Result<(JsonRow, JsonRow), ConvError> {
-        if values.len() != self.columns.len() {
-            return Err(ConvError {
-                column: String::new(),
-                reason: format!(
-                    "row has {} columns but `{}` has {}; the table changed (DDL) since it was read",
-                    values.len(),
-                    self.table,
-                    self.columns.len()
-                ),
-            });
-        }
-        let mut row = Map::with_capacity(values.len());
-        for (column, value) in self.columns.iter().zip(values) {
-            let json = match value {
-                // Not in the row image: with binlog_row_image=FULL this does not happen.
-                None => Json::Null,
-                Some(v) => to_json(column, v, origin, zero)?,
-            };
-            row.insert(column.name.clone(), json);
-        }
-        let key = self.key_of(&row);
+        use hstream_io_runtime::stream::{Payload, PayloadEncoding};
+        let key = self.take_key(&mut values, origin, zero)?;
+        let mut w = PayloadWriter::new(PayloadEncoding::JsonText);
+        self.write_row(&mut w, values, &key, origin, zero)?;
+        let Payload::Raw(text) = w.finish() else {
+            unreachable!("JSON text is a RAW payload")
+        };
+        let row: JsonRow = serde_json::from_slice(&text).expect("the writer writes JSON");
+        let key = self
+            .key
+            .iter()
+            .zip(key)
+            .map(|(&i, v)| (self.columns[i].name.clone(), v))
+            .collect();
         Ok((row, key))
     }
 
@@ -616,17 +832,6 @@ impl TableSchema {
             columns: picked.iter().map(|&i| self.columns[i].clone()).collect(),
             key,
         })
-    }
-
-    /// The primary-key object of a converted row.
-    pub fn key_of(&self, row: &Map<String, Json>) -> Map<String, Json> {
-        self.key
-            .iter()
-            .map(|&i| {
-                let name = &self.columns[i].name;
-                (name.clone(), row.get(name).cloned().unwrap_or(Json::Null))
-            })
-            .collect()
     }
 }
 

@@ -400,17 +400,17 @@ pub fn convert(
             if y == 0 && m == 0 && d == 0 {
                 zero_value(out, zero, "0000-00-00");
             } else {
-                text!("{y:04}-{m:02}-{d:02}");
+                out.string_with(|t| push_date(t, i64::from(y), m.into(), d.into()));
             }
         }
         (ColKind::DateTime(fsp), Value::Date(y, mo, d, h, mi, s, us)) => {
             if y == 0 && mo == 0 && d == 0 && h == 0 && mi == 0 && s == 0 && us == 0 {
                 zero_value(out, zero, &format!("0000-00-00T00:00:00{}", frac(0, *fsp)));
             } else {
-                text!(
-                    "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{}",
-                    Frac(us, *fsp)
-                );
+                out.string_with(|t| {
+                    push_date(t, i64::from(y), mo.into(), d.into());
+                    push_time(t, h.into(), mi.into(), s.into(), us, *fsp);
+                });
             }
         }
         (ColKind::Timestamp(fsp), v) => {
@@ -418,10 +418,11 @@ pub fn convert(
             match v {
                 // Snapshot: the session time zone is UTC.
                 Value::Date(0, 0, 0, 0, 0, 0, 0) => zero_value(out, zero, &zero_text()),
-                Value::Date(y, mo, d, h, mi, s, us) => text!(
-                    "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{}Z",
-                    Frac(us, *fsp)
-                ),
+                Value::Date(y, mo, d, h, mi, s, us) => out.string_with(|t| {
+                    push_date(t, i64::from(y), mo.into(), d.into());
+                    push_time(t, h.into(), mi.into(), s.into(), us, *fsp);
+                    t.push('Z');
+                }),
                 // Binlog: epoch seconds, as an integer or "secs[.micros]".
                 Value::Int(secs) => epoch_out(out, secs, 0, *fsp, zero, &zero_text),
                 Value::UInt(secs) => epoch_out(out, secs as i64, 0, *fsp, zero, &zero_text),
@@ -610,6 +611,54 @@ impl std::fmt::Display for Frac {
     }
 }
 
+/// `n` in decimal, zero-padded to `width` digits (dates are formatted for
+/// every row: this skips `core::fmt`).
+fn push_padded(t: &mut String, n: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut i = digits.len();
+    let mut v = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let start = i.min(digits.len() - width.min(digits.len()));
+    // ASCII digits are UTF-8.
+    t.push_str(std::str::from_utf8(&digits[start..]).unwrap_or_default());
+}
+
+/// `YYYY-MM-DD` (a negative year keeps its sign, as `{y:04}` does).
+fn push_date(t: &mut String, y: i64, m: i64, d: i64) {
+    if y < 0 {
+        use std::fmt::Write as _;
+        let _ = write!(t, "{y:04}");
+    } else {
+        push_padded(t, y as u64, 4);
+    }
+    t.push('-');
+    push_padded(t, m as u64, 2);
+    t.push('-');
+    push_padded(t, d as u64, 2);
+}
+
+/// `Thh:mm:ss` and the fraction of `fsp` digits.
+fn push_time(t: &mut String, h: i64, mi: i64, s: i64, us: u32, fsp: u8) {
+    t.push('T');
+    push_padded(t, h as u64, 2);
+    t.push(':');
+    push_padded(t, mi as u64, 2);
+    t.push(':');
+    push_padded(t, s as u64, 2);
+    if fsp > 0 {
+        let fsp = u32::from(fsp.min(6));
+        t.push('.');
+        push_padded(t, u64::from(us / 10u32.pow(6 - fsp)), fsp as usize);
+    }
+}
+
 fn frac(us: u32, fsp: u8) -> String {
     Frac(us, fsp).to_string()
 }
@@ -647,16 +696,10 @@ fn epoch_out(
     }
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let rem = secs.rem_euclid(86_400);
-    out.string_with(|s| {
-        use std::fmt::Write as _;
-        let _ = write!(
-            s,
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{}Z",
-            rem / 3600,
-            rem % 3600 / 60,
-            rem % 60,
-            Frac(us, fsp)
-        );
+    out.string_with(|t| {
+        push_date(t, y, m, d);
+        push_time(t, rem / 3600, rem % 3600 / 60, rem % 60, us, fsp);
+        t.push('Z');
     });
 }
 
@@ -1036,6 +1079,33 @@ mod tests {
             ),
             2024
         );
+    }
+
+    #[test]
+    fn dates_are_formatted_like_core_fmt() {
+        for (y, m, d) in [
+            (0i64, 1i64, 1i64),
+            (1, 2, 3),
+            (999, 12, 31),
+            (2024, 2, 29),
+            (12345, 1, 1),
+            (-44, 3, 15),
+        ] {
+            let mut t = String::new();
+            push_date(&mut t, y, m, d);
+            assert_eq!(t, format!("{y:04}-{m:02}-{d:02}"));
+        }
+        for (h, mi, s, us, fsp) in [
+            (0i64, 0i64, 0i64, 0u32, 0u8),
+            (23, 59, 59, 999_999, 6),
+            (7, 5, 3, 120_000, 2),
+            (1, 2, 3, 4, 6),
+            (10, 0, 0, 500_000, 1),
+        ] {
+            let mut t = String::new();
+            push_time(&mut t, h, mi, s, us, fsp);
+            assert_eq!(t, format!("T{h:02}:{mi:02}:{s:02}{}", frac(us, fsp)));
+        }
     }
 
     #[test]

@@ -17,6 +17,14 @@ pub fn hash_key(key: &str) -> u128 {
 
 /// The shard whose inclusive hash range holds `hash_key(key)`, if any.
 pub fn shard_for_key<'a>(shards: &'a [Shard], key: &str) -> Option<&'a Shard> {
+    // One shard over the whole key space holds every hash: no MD5 per record
+    // (the common single-shard stream; it was a few % of a source's CPU).
+    if let [only] = shards
+        && only.start_hash_key == 0
+        && only.end_hash_key == u128::MAX
+    {
+        return Some(only);
+    }
     let h = hash_key(key);
     shards
         .iter()
@@ -67,6 +75,28 @@ mod tests {
         assert_eq!(
             hash_key("customer-42"),
             273230869323448032740578469245923174832
+        );
+    }
+
+    #[test]
+    fn a_single_shard_over_the_key_space_takes_every_key_and_a_partial_one_only_its_range() {
+        let one = shards(1);
+        for k in ["", "1", "db.t/[1,\"x\"]"] {
+            assert_eq!(shard_for_key(&one, k).map(|s| s.shard_id), Some(1000));
+        }
+        // A lone shard that does not cover the whole space still checks the hash.
+        let h = hash_key("k");
+        assert!(h < u128::MAX);
+        let partial = vec![Shard {
+            shard_id: 9,
+            stream_name: "s".into(),
+            start_hash_key: h + 1,
+            end_hash_key: u128::MAX,
+        }];
+        assert!(shard_for_key(&partial, "k").is_none());
+        assert_eq!(
+            shard_for_key(&partial, "another key").map(|s| s.shard_id),
+            (hash_key("another key") > h).then_some(9)
         );
     }
 

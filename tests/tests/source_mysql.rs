@@ -941,7 +941,7 @@ fn persisted_progress(kv: &HashMap<String, String>, table: &str) -> Option<Value
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill9_mid_snapshot_resumes_after_the_last_acknowledged_chunk_without_gap() {
-    const ROWS: i64 = 200_000;
+    const ROWS: i64 = 600_000;
     const KILLS: usize = 3;
     let db = harness::mariadb().await.create_database().await;
     let tmp = tempfile::tempdir().unwrap();

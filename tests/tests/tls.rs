@@ -153,6 +153,7 @@ async fn read_stream(url: &str, stream: &str) -> Vec<Value> {
                 out.push(match r.record.payload {
                     Payload::Json(map) => Value::Object(map),
                     Payload::Raw(bytes) => serde_json::from_slice(&bytes).unwrap(),
+                    Payload::EncodedJson(_) => unreachable!("readers decode JSON records"),
                 });
             }
         }

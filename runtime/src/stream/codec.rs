@@ -85,13 +85,6 @@ fn json_to_value(v: &serde_json::Value) -> prost_types::Value {
     prost_types::Value { kind: Some(kind) }
 }
 
-/// Serialized `Struct` → JSON object (see [`struct_to_json`]).
-pub(crate) fn struct_bytes_to_json(
-    bytes: &[u8],
-) -> Result<serde_json::Map<String, serde_json::Value>, prost::DecodeError> {
-    prost_types::Struct::decode(bytes).map(struct_to_json)
-}
-
 /// `Struct` → JSON object. Doubles that are whole numbers within ±2^53 come
 /// back as JSON integers; NaN/infinity become `null`.
 pub(crate) fn struct_to_json(s: prost_types::Struct) -> serde_json::Map<String, serde_json::Value> {

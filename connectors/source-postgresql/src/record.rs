@@ -1,23 +1,72 @@
 //! Rows to records, in the reference's shape:
-//! `{"key":{<primary key>},"value":{<row>}|null}` (null = delete), with the
-//! partition key set to the canonical text of the primary key, so every
-//! change of one row lands in one shard, in order.
+//! `{"key":{<primary key>},"value":{<row>}|null}` (null = delete; `"table"`
+//! follows on a shared stream), with the partition key set to the canonical
+//! text of the primary key, so every change of one row lands in one shard, in
+//! order.
+//!
+//! Each row is converted cell by cell straight into the record's wire bytes
+//! (the runtime's [`PayloadWriter`]: a `Struct` for JSON records, JSON text
+//! for RAW ones); only the primary key is kept as JSON values ([`Key`]), for
+//! the key object, the partition key and the key-change test of updates.
 
-use hstream_io_runtime::stream::Record;
-use serde_json::{Map, Value};
+use std::fmt::Write as _;
+
+use hstream_io_runtime::stream::{PayloadEncoding, PayloadWriter, Record};
+use serde_json::Value;
 
 use crate::config::{RecordFormat, TableName};
 use crate::pgoutput::Cell;
-use crate::types::{TypeCache, TypeKind, to_json};
+use crate::types::{Field, TypeCache, TypeKind, convert, to_json};
 
 /// Header attribute naming the table of every record (`schema.table`).
 pub const TABLE_ATTRIBUTE: &str = "table";
+
+/// One cell of a row, borrowed: from a pgoutput tuple or a COPY text line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellRef<'a> {
+    /// SQL NULL.
+    Null,
+    /// An unchanged TOASTed value that was not sent.
+    Unchanged,
+    /// The value in text format.
+    Text(&'a str),
+}
+
+/// A row whose cells can be read by column index.
+pub trait Row {
+    /// The cell of column `i`, `None` past the row's end.
+    fn cell(&self, i: usize) -> Option<CellRef<'_>>;
+}
+
+impl Row for [Cell] {
+    fn cell(&self, i: usize) -> Option<CellRef<'_>> {
+        self.get(i).map(|c| match c {
+            Cell::Null => CellRef::Null,
+            Cell::Unchanged => CellRef::Unchanged,
+            Cell::Text(text) => CellRef::Text(text),
+        })
+    }
+}
+
+/// A row's primary key: `(column index, value)` in key order (a key cell
+/// that is unchanged TOAST with no old value is left out).
+pub type Key = Vec<(usize, Value)>;
+
+/// The record encoding of `format`.
+pub fn encoding(format: RecordFormat) -> PayloadEncoding {
+    match format {
+        RecordFormat::Json => PayloadEncoding::Struct,
+        RecordFormat::Raw => PayloadEncoding::JsonText,
+    }
+}
 
 /// Where and how one table's rows become records.
 #[derive(Debug, Clone)]
 pub struct Target {
     /// The table.
     pub table: TableName,
+    /// `schema.table` (the `"table"` field, the attribute).
+    pub label: String,
     /// Its stream.
     pub stream: String,
     /// Columns in tuple order: name and conversion.
@@ -56,6 +105,7 @@ impl Target {
                 .collect();
         }
         Self {
+            label: table.to_string(),
             table,
             stream,
             columns: columns
@@ -68,101 +118,106 @@ impl Target {
         }
     }
 
-    /// The row's column values. Unchanged TOASTed values are left out (not
-    /// `null`), so a sink keeps what it has for them.
-    pub fn value(&self, cells: &[Cell]) -> Map<String, Value> {
-        let mut map = Map::with_capacity(self.columns.len());
-        for ((name, kind), cell) in self.columns.iter().zip(cells) {
-            match cell {
-                Cell::Null => {
-                    map.insert(name.clone(), Value::Null);
-                }
-                Cell::Unchanged => {}
-                Cell::Text(text) => {
-                    map.insert(name.clone(), to_json(kind, text));
-                }
+    /// Writes the row's column values as fields of the open object.
+    /// Unchanged TOASTed values are left out (not `null`), so a sink keeps
+    /// what it has for them.
+    fn write_value<R: Row + ?Sized>(&self, w: &mut PayloadWriter, row: &R) {
+        for (i, (name, kind)) in self.columns.iter().enumerate() {
+            match row.cell(i) {
+                None => break,
+                Some(CellRef::Null) => w.null(name),
+                Some(CellRef::Unchanged) => {}
+                Some(CellRef::Text(text)) => convert(kind, text, Field { writer: w, name }),
             }
         }
-        map
     }
 
-    /// The primary-key values of `cells` (taking unchanged ones from `old`).
-    pub fn key(&self, cells: &[Cell], old: Option<&[Cell]>) -> Map<String, Value> {
-        let mut map = Map::with_capacity(self.key.len());
+    /// The primary-key values of `row` (taking unchanged ones from `old`).
+    pub fn key<R: Row + ?Sized>(&self, row: &R, old: Option<&R>) -> Key {
+        let mut key = Vec::with_capacity(self.key.len());
         for &i in &self.key {
-            let (Some((name, kind)), Some(cell)) = (self.columns.get(i), cells.get(i)) else {
+            let (Some((_, kind)), Some(cell)) = (self.columns.get(i), row.cell(i)) else {
                 continue;
             };
-            let cell = match (cell, old.and_then(|o| o.get(i))) {
-                (Cell::Unchanged, Some(old)) => old,
+            let cell = match (cell, old.and_then(|o| o.cell(i))) {
+                (CellRef::Unchanged, Some(old)) => old,
                 (cell, _) => cell,
             };
             match cell {
-                Cell::Text(text) => {
-                    map.insert(name.clone(), to_json(kind, text));
-                }
-                Cell::Null => {
-                    map.insert(name.clone(), Value::Null);
-                }
-                Cell::Unchanged => {}
+                CellRef::Text(text) => key.push((i, to_json(kind, text))),
+                CellRef::Null => key.push((i, Value::Null)),
+                CellRef::Unchanged => {}
             }
         }
-        map
+        key
     }
 
-    /// The record of a change: `value` `None` is a delete.
-    pub fn record(&self, key: Map<String, Value>, value: Option<Map<String, Value>>) -> Record {
-        let partition_key = partition_key(&key);
-        let mut payload = Map::with_capacity(3);
-        payload.insert("key".into(), Value::Object(key));
-        payload.insert("value".into(), value.map_or(Value::Null, Value::Object));
-        if self.shared {
-            payload.insert("table".into(), Value::String(self.table.to_string()));
+    /// The record of a change of the row with primary key `key`: `row`
+    /// `None` is a delete. `w` must write this target's format.
+    pub fn record<R: Row + ?Sized>(
+        &self,
+        w: &mut PayloadWriter,
+        key: &Key,
+        row: Option<&R>,
+    ) -> Record {
+        debug_assert_eq!(w.encoding(), encoding(self.format));
+        w.reset();
+        w.begin_object("key");
+        for (i, v) in key {
+            w.json(&self.columns[*i].0, v);
         }
-        let record = match self.format {
-            RecordFormat::Json => Record::json(partition_key, payload),
-            RecordFormat::Raw => Record::raw(
-                partition_key,
-                serde_json::to_vec(&Value::Object(payload)).unwrap_or_default(),
-            ),
-        };
-        record.with_attribute(TABLE_ATTRIBUTE, self.table.to_string())
+        w.end_object();
+        match row {
+            None => w.null("value"),
+            Some(row) => {
+                w.begin_object("value");
+                self.write_value(w, row);
+                w.end_object();
+            }
+        }
+        if self.shared {
+            w.string("table", &self.label);
+        }
+        w.finish_record(partition_key(key))
+            .with_attribute(TABLE_ATTRIBUTE, self.label.as_str())
     }
-}
 
-impl Target {
-    /// The control record of a `TRUNCATE` of this table (see `TruncatePolicy::Record`).
-    pub fn truncate_record(&self) -> Record {
-        let table = self.table.to_string();
-        let mut payload = Map::with_capacity(4);
-        payload.insert("key".into(), Value::Null);
-        payload.insert("value".into(), Value::Null);
-        payload.insert("op".into(), Value::String("truncate".into()));
-        payload.insert("table".into(), Value::String(table.clone()));
-        let record = match self.format {
-            RecordFormat::Json => Record::json(table.clone(), payload),
-            RecordFormat::Raw => Record::raw(
-                table.clone(),
-                serde_json::to_vec(&Value::Object(payload)).unwrap_or_default(),
-            ),
-        };
-        record
-            .with_attribute(TABLE_ATTRIBUTE, table)
+    /// The control record of a `TRUNCATE` of this table (see `TruncatePolicy::Record`):
+    /// `{"key":null,"value":null,"op":"truncate","table":"schema.table"}`.
+    pub fn truncate_record(&self, w: &mut PayloadWriter) -> Record {
+        w.reset();
+        w.null("key");
+        w.null("value");
+        w.string("op", "truncate");
+        w.string("table", &self.label);
+        w.finish_record(self.label.as_str())
+            .with_attribute(TABLE_ATTRIBUTE, self.label.as_str())
             .with_attribute("op", "truncate")
     }
 }
 
 /// The canonical text of a key: a single column's value as text (strings
 /// unquoted), several columns as the compact JSON array of their values.
-pub fn partition_key(key: &Map<String, Value>) -> String {
-    let text = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    match key.len() {
-        1 => key.values().next().map(text).unwrap_or_default(),
-        _ => Value::Array(key.values().cloned().collect()).to_string(),
+pub fn partition_key(key: &Key) -> String {
+    // Display of a JSON value is its compact text; writing to a String cannot fail.
+    let mut out = String::new();
+    match key.as_slice() {
+        [(_, Value::String(s))] => out.push_str(s),
+        [(_, one)] => {
+            let _ = write!(out, "{one}");
+        }
+        many => {
+            out.push('[');
+            for (n, (_, v)) in many.iter().enumerate() {
+                if n > 0 {
+                    out.push(',');
+                }
+                let _ = write!(out, "{v}");
+            }
+            out.push(']');
+        }
     }
+    out
 }
 
 #[cfg(test)]
@@ -184,6 +239,20 @@ mod tests {
         )
     }
 
+    /// The payload the old path (a JSON map, then `Record::json` / `to_vec`) gave for `obj`.
+    fn payload_of(format: RecordFormat, obj: Value) -> Payload {
+        let mut w = PayloadWriter::new(encoding(format));
+        for (k, v) in obj.as_object().unwrap() {
+            w.json(k, v);
+        }
+        w.finish()
+    }
+
+    fn record(t: &Target, cells: &[Cell], value: bool) -> Record {
+        let mut w = PayloadWriter::new(encoding(t.format));
+        t.record(&mut w, &t.key(cells, None), value.then_some(cells))
+    }
+
     #[test]
     fn upsert_and_delete_in_the_reference_shape() {
         let t = target(RecordFormat::Json, false);
@@ -192,24 +261,24 @@ mod tests {
             Cell::Null,
             Cell::Text("1.10".into()),
         ];
-        let r = t.record(t.key(&cells, None), Some(t.value(&cells)));
+        let r = record(&t, &cells, true);
         assert_eq!(r.key, "7");
         assert_eq!(
             r.attributes.get("table").map(String::as_str),
             Some("public.t1")
         );
-        let Payload::Json(map) = r.payload else {
-            panic!("not JSON")
-        };
         assert_eq!(
-            Value::Object(map),
-            json!({"key":{"id":7},"value":{"id":7,"body":null,"n":"1.10"}})
+            r.payload,
+            payload_of(
+                RecordFormat::Json,
+                json!({"key":{"id":7},"value":{"id":7,"body":null,"n":"1.10"}})
+            )
         );
-        let d = t.record(t.key(&cells, None), None);
-        let Payload::Json(map) = d.payload else {
-            panic!("not JSON")
-        };
-        assert_eq!(Value::Object(map), json!({"key":{"id":7},"value":null}));
+        let d = record(&t, &cells, false);
+        assert_eq!(
+            d.payload,
+            payload_of(RecordFormat::Json, json!({"key":{"id":7},"value":null}))
+        );
     }
 
     #[test]
@@ -220,7 +289,7 @@ mod tests {
             Cell::Unchanged,
             Cell::Null,
         ];
-        let r = t.record(t.key(&cells, None), Some(t.value(&cells)));
+        let r = record(&t, &cells, true);
         let Payload::Raw(bytes) = r.payload else {
             panic!("not RAW")
         };
@@ -228,13 +297,69 @@ mod tests {
             std::str::from_utf8(&bytes).unwrap(),
             r#"{"key":{"id":9007199254740993},"value":{"id":9007199254740993,"n":null},"table":"public.t1"}"#
         );
+        let d = record(&t, &cells, false);
+        assert_eq!(
+            d.payload,
+            Payload::Raw(
+                br#"{"key":{"id":9007199254740993},"value":null,"table":"public.t1"}"#.to_vec()
+            )
+        );
+    }
+
+    #[test]
+    fn truncate_records_name_the_table() {
+        let t = target(RecordFormat::Raw, false);
+        let mut w = PayloadWriter::new(PayloadEncoding::JsonText);
+        let r = t.truncate_record(&mut w);
+        assert_eq!(r.key, "public.t1");
+        assert_eq!(r.attributes.get("op").map(String::as_str), Some("truncate"));
+        assert_eq!(
+            r.payload,
+            Payload::Raw(
+                br#"{"key":null,"value":null,"op":"truncate","table":"public.t1"}"#.to_vec()
+            )
+        );
+    }
+
+    #[test]
+    fn keys_take_unchanged_cells_from_the_old_row() {
+        let t = Target::new(
+            TableName::parse("t1"),
+            "s".into(),
+            &[("a".into(), 25), ("b".into(), 20), ("c".into(), 25)],
+            &["b".into(), "a".into()],
+            &[],
+            &TypeCache::default(),
+            false,
+            RecordFormat::Raw,
+        );
+        let new = [Cell::Unchanged, Cell::Text("2".into()), Cell::Null];
+        let old = [Cell::Text("x".into()), Cell::Text("1".into()), Cell::Null];
+        assert_eq!(
+            t.key(&new[..], Some(&old[..])),
+            vec![(1, json!(2)), (0, json!("x"))]
+        );
+        // Without an old row an unchanged key cell is left out.
+        assert_eq!(t.key(&new[..], None), vec![(1, json!(2))]);
+        let mut w = PayloadWriter::new(PayloadEncoding::JsonText);
+        let r = t.record(&mut w, &t.key(&new[..], Some(&old[..])), Some(&new[..]));
+        assert_eq!(r.key, r#"[2,"x"]"#);
+        assert_eq!(
+            r.payload,
+            Payload::Raw(br#"{"key":{"b":2,"a":"x"},"value":{"b":2,"c":null}}"#.to_vec())
+        );
     }
 
     #[test]
     fn composite_keys_are_json_arrays() {
-        let mut key = Map::new();
-        key.insert("a".into(), json!(1));
-        key.insert("b".into(), json!("x"));
+        let key = vec![(0, json!(1)), (1, json!("x"))];
         assert_eq!(partition_key(&key), r#"[1,"x"]"#);
+        assert_eq!(partition_key(&vec![(0, json!("a\"b"))]), "a\"b");
+        assert_eq!(
+            partition_key(&vec![(0, json!(9223372036854775807i64))]),
+            "9223372036854775807"
+        );
+        assert_eq!(partition_key(&vec![(0, json!(1.5))]), "1.5");
+        assert_eq!(partition_key(&Vec::new()), "[]");
     }
 }

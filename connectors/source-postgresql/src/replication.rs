@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hstream_io_runtime::retry::Backoff;
-use hstream_io_runtime::stream::Record;
+use hstream_io_runtime::stream::{PayloadWriter, Record};
 use hstream_io_runtime::{Error, ErrorKind, Result, SourceContext};
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent};
 use serde_json::{Value, json};
@@ -28,7 +28,7 @@ use crate::config::{
 use crate::ddl::DdlGuard;
 use crate::error;
 use crate::pgoutput::{self, Cell, Message};
-use crate::record::Target;
+use crate::record::{Target, encoding};
 use crate::resume::{ColumnOrder, ResumeFilter, Seen, SnapshotState};
 use crate::snapshot::{self, Progress, Snapshot};
 use crate::types::{SESSION_OPTIONS, TypeCache};
@@ -357,6 +357,7 @@ pub async fn run(config: PgSourceConfig, ctx: SourceContext) -> Result<()> {
         relations: HashMap::new(),
         ctx: &ctx,
         buffered: Vec::new(),
+        writer: PayloadWriter::new(encoding(config.format)),
         in_transaction: false,
         last_position: start,
         ddl: DdlGuard::load(config.ddl_policy, &ctx).await?,
@@ -561,6 +562,8 @@ struct ChangeStream<'a> {
     relations: HashMap<u32, Option<Target>>,
     ctx: &'a SourceContext,
     buffered: Vec<(String, Record)>,
+    /// Writes each change's record payload (reused).
+    writer: PayloadWriter,
     in_transaction: bool,
     /// The newest position handed to `send`.
     last_position: Lsn,
@@ -715,39 +718,39 @@ impl ChangeStream<'_> {
                 self.relations.insert(rel.oid, target);
             }
             Message::Insert { relation, new } => {
-                if let Some(t) = self.target(relation)? {
+                if let Some(t) = target(&self.relations, relation)? {
                     if self.skip(t, &new, None).await? {
                         return Ok(());
                     }
-                    let record = t.record(t.key(&new, None), Some(t.value(&new)));
+                    let key = t.key(&new[..], None);
+                    let record = t.record(&mut self.writer, &key, Some(&new[..]));
                     self.buffered.push((t.stream.clone(), record));
                 }
             }
             Message::Update { relation, old, new } => {
-                if let Some(t) = self.target(relation)? {
-                    let key = t.key(&new, old.as_deref());
-                    let mut records = Vec::with_capacity(2);
+                if let Some(t) = target(&self.relations, relation)? {
+                    let key = t.key(&new[..], old.as_deref());
                     if let Some(old) = &old {
-                        let old_key = t.key(old, None);
+                        let old_key = t.key(&old[..], None);
                         if old_key != key && !self.skip(t, old, None).await? {
                             // The key changed: the old row is gone.
-                            records.push(t.record(old_key, None));
+                            let record = t.record::<[Cell]>(&mut self.writer, &old_key, None);
+                            self.buffered.push((t.stream.clone(), record));
                         }
                     }
                     if !self.skip(t, &new, old.as_deref()).await? {
-                        records.push(t.record(key, Some(t.value(&new))));
+                        let record = t.record(&mut self.writer, &key, Some(&new[..]));
+                        self.buffered.push((t.stream.clone(), record));
                     }
-                    let stream = t.stream.clone();
-                    self.buffered
-                        .extend(records.into_iter().map(|r| (stream.clone(), r)));
                 }
             }
             Message::Delete { relation, old } => {
-                if let Some(t) = self.target(relation)? {
+                if let Some(t) = target(&self.relations, relation)? {
                     if self.skip(t, &old, None).await? {
                         return Ok(());
                     }
-                    let record = t.record(t.key(&old, None), None);
+                    let key = t.key(&old[..], None);
+                    let record = t.record::<[Cell]>(&mut self.writer, &key, None);
                     self.buffered.push((t.stream.clone(), record));
                 }
             }
@@ -767,7 +770,7 @@ impl ChangeStream<'_> {
                         }
                         TruncatePolicy::Record => {
                             tracing::info!(table = %t.table, "TRUNCATE written as a control record");
-                            let record = t.truncate_record();
+                            let record = t.truncate_record(&mut self.writer);
                             self.buffered.push((t.stream.clone(), record));
                         }
                         TruncatePolicy::Fail => {
@@ -817,16 +820,6 @@ impl ChangeStream<'_> {
             tracing::debug!(table = %t.table, ?key, "change already in the resumed snapshot; skipped");
         }
         Ok(skip)
-    }
-
-    fn target(&self, relation: u32) -> Result<Option<&Target>> {
-        match self.relations.get(&relation) {
-            Some(target) => Ok(target.as_ref()),
-            None => Err(Error::new(
-                ErrorKind::Protocol,
-                format!("a change of relation {relation} arrived before its Relation message"),
-            )),
-        }
     }
 
     /// Sends the buffered records, grouped by stream in order; the last send
@@ -900,6 +893,17 @@ impl ChangeStream<'_> {
             self.last_position = self.last_position.max(lsn);
         }
         Ok(())
+    }
+}
+
+/// The target of relation `relation` (`None`: not captured).
+fn target(relations: &HashMap<u32, Option<Target>>, relation: u32) -> Result<Option<&Target>> {
+    match relations.get(&relation) {
+        Some(target) => Ok(target.as_ref()),
+        None => Err(Error::new(
+            ErrorKind::Protocol,
+            format!("a change of relation {relation} arrived before its Relation message"),
+        )),
     }
 }
 

@@ -12,8 +12,10 @@
 //! after the last committed chunk, in a new repeatable-read snapshot; the
 //! [`crate::resume`] module keeps that exact.
 
+use std::borrow::Cow;
+
 use futures::StreamExt;
-use hstream_io_runtime::stream::Record;
+use hstream_io_runtime::stream::{PayloadWriter, Record};
 use hstream_io_runtime::{Error, ErrorKind, Result, SourceContext};
 use serde_json::{Value, json};
 use tokio_postgres::Client;
@@ -21,8 +23,7 @@ use tokio_postgres::Client;
 use crate::catalog::{TableInfo, simple_rows};
 use crate::config::{quote_ident, quote_literal};
 use crate::error;
-use crate::pgoutput::Cell;
-use crate::record::Target;
+use crate::record::{CellRef, Row, Target, encoding};
 use crate::resume::{Point, Run, SNAPSHOT_STATE_KEY, SnapshotState};
 
 /// How a snapshot ended.
@@ -218,12 +219,14 @@ impl Snapshot<'_> {
             return self.whole_table(progress, state).await;
         }
         let started = std::time::Instant::now();
-        let cells = self
+        let text = self
             .read_chunk(target, progress.point.after.as_deref())
             .await?;
-        let n = cells.len();
+        let n = text.rows;
         let table_done = n < self.chunk_rows;
-        let last_key: Option<Vec<String>> = cells.last().map(|row| key_text(target, row));
+        let last_key: Option<Vec<String>> = text
+            .last_line()
+            .map(|line| key_text(target, &parse_line(line)));
         progress.point = if table_done {
             Point {
                 table: t + 1,
@@ -245,8 +248,12 @@ impl Snapshot<'_> {
         }
         let mut records: Vec<Record> = Vec::with_capacity(n.min(self.batch_rows));
         let mut remaining = n;
-        for row in cells {
-            records.push(target.record(target.key(&row, None), Some(target.value(&row))));
+        let mut w = PayloadWriter::new(encoding(target.format));
+        let mut fields = Vec::with_capacity(target.columns.len());
+        for line in text.lines() {
+            parse_line_into(line, &mut fields);
+            let key = target.key(&fields[..], None);
+            records.push(target.record(&mut w, &key, Some(&fields[..])));
             remaining -= 1;
             if records.len() >= self.batch_rows && remaining > 0 {
                 self.ctx
@@ -319,13 +326,15 @@ impl Snapshot<'_> {
         let mut records: Vec<Record> = Vec::with_capacity(self.batch_rows);
         let mut n = 0u64;
         let name = info.name.to_string();
+        let mut w = PayloadWriter::new(encoding(target.format));
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| error::sql(what(), e))?;
             pending.extend_from_slice(&chunk);
             let mut start = 0;
             while let Some(end) = pending[start..].iter().position(|&b| b == b'\n') {
                 let row = parse_line(&pending[start..start + end]);
-                records.push(target.record(target.key(&row, None), Some(target.value(&row))));
+                let key = target.key(&row[..], None);
+                records.push(target.record(&mut w, &key, Some(&row[..])));
                 start += end + 1;
                 n += 1;
                 if records.len() >= self.batch_rows {
@@ -358,12 +367,8 @@ impl Snapshot<'_> {
         Ok(n)
     }
 
-    /// The rows of the chunk after `after` (all columns, text cells).
-    async fn read_chunk(
-        &self,
-        target: &Target,
-        after: Option<&[String]>,
-    ) -> Result<Vec<Vec<Cell>>> {
+    /// The rows of the chunk after `after` (all columns), as COPY text.
+    async fn read_chunk(&self, target: &Target, after: Option<&[String]>) -> Result<ChunkText> {
         let columns = column_list(target);
         let key_columns = target
             .key
@@ -394,19 +399,42 @@ impl Snapshot<'_> {
             .await
             .map_err(|e| error::sql(what(), e))?;
         futures::pin_mut!(stream);
-        let mut pending: Vec<u8> = Vec::new();
-        let mut rows = Vec::with_capacity(self.chunk_rows.min(100_000));
+        let mut text = ChunkText::default();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| error::sql(what(), e))?;
-            pending.extend_from_slice(&chunk);
-            let mut start = 0;
-            while let Some(end) = pending[start..].iter().position(|&b| b == b'\n') {
-                rows.push(parse_line(&pending[start..start + end]));
-                start += end + 1;
-            }
-            pending.drain(..start);
+            text.push(&chunk);
         }
-        Ok(rows)
+        Ok(text)
+    }
+}
+
+/// A chunk's rows as the COPY text they came in (a few bytes a row, no
+/// allocation per cell); converted line by line when sent.
+#[derive(Debug, Default)]
+struct ChunkText {
+    bytes: Vec<u8>,
+    /// Complete lines in `bytes`.
+    rows: usize,
+}
+
+impl ChunkText {
+    /// Appends COPY data (whole lines, as PostgreSQL sends them).
+    fn push(&mut self, data: &[u8]) {
+        self.rows += data.iter().filter(|&&b| b == b'\n').count();
+        self.bytes.extend_from_slice(data);
+    }
+
+    /// The complete lines, without their newline.
+    fn lines(&self) -> impl Iterator<Item = &[u8]> {
+        self.bytes.split(|&b| b == b'\n').take(self.rows)
+    }
+
+    /// The last complete line.
+    fn last_line(&self) -> Option<&[u8]> {
+        let end = self.bytes.iter().rposition(|&b| b == b'\n')?;
+        let body = &self.bytes[..end];
+        let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        Some(&body[start..])
     }
 }
 
@@ -421,12 +449,12 @@ fn column_list(target: &Target) -> String {
 }
 
 /// The text of the key columns of `row`.
-fn key_text(target: &Target, row: &[Cell]) -> Vec<String> {
+fn key_text(target: &Target, row: &[CopyField<'_>]) -> Vec<String> {
     target
         .key
         .iter()
         .map(|&i| match row.get(i) {
-            Some(Cell::Text(text)) => text.clone(),
+            Some(CopyField::Text(text)) => text.to_string(),
             _ => String::new(),
         })
         .collect()
@@ -454,18 +482,45 @@ pub async fn load_state(ctx: &SourceContext) -> Result<Option<SnapshotState>> {
     })
 }
 
-/// One line of COPY text output: tab-separated fields, `\N` for NULL,
-/// backslash escapes.
-pub fn parse_line(line: &[u8]) -> Vec<Cell> {
-    line.split(|&b| b == b'\t').map(parse_field).collect()
+/// One field of a line of COPY text: NULL or its text, borrowed from the
+/// line unless it had escapes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyField<'a> {
+    /// `\N`.
+    Null,
+    /// The unescaped text.
+    Text(Cow<'a, str>),
 }
 
-fn parse_field(field: &[u8]) -> Cell {
+impl Row for [CopyField<'_>] {
+    fn cell(&self, i: usize) -> Option<CellRef<'_>> {
+        self.get(i).map(|f| match f {
+            CopyField::Null => CellRef::Null,
+            CopyField::Text(text) => CellRef::Text(text),
+        })
+    }
+}
+
+/// One line of COPY text output: tab-separated fields, `\N` for NULL,
+/// backslash escapes.
+pub fn parse_line(line: &[u8]) -> Vec<CopyField<'_>> {
+    let mut fields = Vec::new();
+    parse_line_into(line, &mut fields);
+    fields
+}
+
+/// [`parse_line`] into `fields` (emptied first), reusing its room.
+pub fn parse_line_into<'a>(line: &'a [u8], fields: &mut Vec<CopyField<'a>>) {
+    fields.clear();
+    fields.extend(line.split(|&b| b == b'\t').map(parse_field));
+}
+
+fn parse_field(field: &[u8]) -> CopyField<'_> {
     if field == b"\\N" {
-        return Cell::Null;
+        return CopyField::Null;
     }
     if !field.contains(&b'\\') {
-        return Cell::Text(String::from_utf8_lossy(field).into_owned());
+        return CopyField::Text(String::from_utf8_lossy(field));
     }
     let mut out = Vec::with_capacity(field.len());
     let mut i = 0;
@@ -512,7 +567,7 @@ fn parse_field(field: &[u8]) -> Cell {
             other => out.push(other),
         }
     }
-    Cell::Text(String::from_utf8_lossy(&out).into_owned())
+    CopyField::Text(Cow::Owned(String::from_utf8_lossy(&out).into_owned()))
 }
 
 #[cfg(test)]
@@ -524,14 +579,34 @@ mod tests {
         assert_eq!(
             parse_line(b"1\t\\N\ta\\tb\\nc\\\\d\t\\x41\\101"),
             vec![
-                Cell::Text("1".into()),
-                Cell::Null,
-                Cell::Text("a\tb\nc\\d".into()),
-                Cell::Text("AA".into()),
+                CopyField::Text("1".into()),
+                CopyField::Null,
+                CopyField::Text("a\tb\nc\\d".into()),
+                CopyField::Text("AA".into()),
             ]
         );
-        assert_eq!(parse_line(b""), vec![Cell::Text(String::new())]);
+        assert_eq!(parse_line(b""), vec![CopyField::Text("".into())]);
         // A trailing lone backslash is kept, not a panic.
-        assert_eq!(parse_line(b"x\\"), vec![Cell::Text("x\\".into())]);
+        assert_eq!(parse_line(b"x\\"), vec![CopyField::Text("x\\".into())]);
+        // Fields without escapes borrow the line.
+        assert!(matches!(
+            parse_line(b"abc\tx")[0],
+            CopyField::Text(Cow::Borrowed("abc"))
+        ));
+    }
+
+    #[test]
+    fn chunk_text_counts_whole_lines() {
+        let mut text = ChunkText::default();
+        assert_eq!(text.last_line(), None);
+        text.push(b"1\ta\n");
+        assert_eq!(text.last_line(), Some(&b"1\ta"[..]));
+        text.push(b"2\tb\n3\t\\N\n");
+        assert_eq!(text.rows, 3);
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            vec![&b"1\ta"[..], b"2\tb", b"3\t\\N"]
+        );
+        assert_eq!(text.last_line(), Some(&b"3\t\\N"[..]));
     }
 }

@@ -27,6 +27,7 @@
 use std::collections::HashMap;
 
 use base64::Engine;
+use hstream_io_runtime::stream::PayloadWriter;
 use serde_json::Value;
 
 /// Session settings pinned on every connection, so text output is identical
@@ -142,65 +143,167 @@ fn resolve(oid: u32, rows: &HashMap<u32, &TypeRow>, depth: u32) -> TypeKind {
     builtin(oid)
 }
 
-/// Converts one non-NULL value's text.
-pub fn to_json(kind: &TypeKind, text: &str) -> Value {
-    match kind {
-        TypeKind::Bool => match text {
-            "t" | "true" => Value::Bool(true),
-            "f" | "false" => Value::Bool(false),
-            other => Value::String(other.into()),
-        },
-        TypeKind::Int => text
-            .parse::<i64>()
-            .map(Value::from)
-            .or_else(|_| text.parse::<u64>().map(Value::from))
-            .unwrap_or_else(|_| Value::String(text.into())),
-        TypeKind::Float => match text.parse::<f64>() {
-            Ok(f) if f.is_finite() => {
-                serde_json::Number::from_f64(f).map_or(Value::String(text.into()), Value::Number)
-            }
-            _ => Value::String(text.into()),
-        },
-        TypeKind::Numeric | TypeKind::Text => Value::String(text.into()),
-        TypeKind::Json => serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.into())),
-        TypeKind::Bytea => match text.strip_prefix("\\x").and_then(decode_hex) {
-            Some(bytes) => Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)),
-            None => Value::String(text.into()),
-        },
-        TypeKind::Timestamp => Value::String(iso_timestamp(text, false)),
-        TypeKind::TimestampTz => Value::String(iso_timestamp(text, true)),
-        TypeKind::Array(element, delim) => {
-            parse_array(text, element, *delim).unwrap_or_else(|| Value::String(text.into()))
-        }
+/// Receives one converted value: a [`PayloadWriter`] field ([`Field`]) on
+/// the record path, a JSON value ([`to_json`]) for keys and tests.
+pub trait ValueOut {
+    /// A boolean.
+    fn bool(self, b: bool);
+    /// A signed integer.
+    fn i64(self, n: i64);
+    /// An unsigned integer.
+    fn u64(self, n: u64);
+    /// A finite double.
+    fn f64(self, d: f64);
+    /// A string.
+    fn str(self, s: &str);
+    /// A string that `f` appends to the empty `String` it is given.
+    fn string_with(self, f: impl FnOnce(&mut String));
+    /// A parsed JSON value (json columns, arrays).
+    fn json(self, v: Value);
+}
+
+/// A field of the object a [`PayloadWriter`] is writing.
+pub struct Field<'a> {
+    /// The writer.
+    pub writer: &'a mut PayloadWriter,
+    /// The field's name.
+    pub name: &'a str,
+}
+
+impl ValueOut for Field<'_> {
+    fn bool(self, b: bool) {
+        self.writer.bool(self.name, b);
+    }
+    fn i64(self, n: i64) {
+        self.writer.i64(self.name, n);
+    }
+    fn u64(self, n: u64) {
+        self.writer.u64(self.name, n);
+    }
+    fn f64(self, d: f64) {
+        self.writer.f64(self.name, d);
+    }
+    fn str(self, s: &str) {
+        self.writer.string(self.name, s);
+    }
+    fn string_with(self, f: impl FnOnce(&mut String)) {
+        self.writer.string_with(self.name, f);
+    }
+    fn json(self, v: Value) {
+        self.writer.json(self.name, &v);
     }
 }
 
-fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    let bytes = hex.as_bytes();
-    if !bytes.len().is_multiple_of(2) {
-        return None;
+/// Stores the value as JSON.
+struct JsonOut<'a>(&'a mut Value);
+
+impl ValueOut for JsonOut<'_> {
+    fn bool(self, b: bool) {
+        *self.0 = Value::Bool(b);
     }
-    let digit = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    bytes
-        .chunks_exact(2)
-        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
-        .collect()
+    fn i64(self, n: i64) {
+        *self.0 = Value::from(n);
+    }
+    fn u64(self, n: u64) {
+        *self.0 = Value::from(n);
+    }
+    fn f64(self, d: f64) {
+        *self.0 = serde_json::Number::from_f64(d).map_or(Value::Null, Value::Number);
+    }
+    fn str(self, s: &str) {
+        *self.0 = Value::String(s.to_string());
+    }
+    fn string_with(self, f: impl FnOnce(&mut String)) {
+        let mut s = String::new();
+        f(&mut s);
+        *self.0 = Value::String(s);
+    }
+    fn json(self, v: Value) {
+        *self.0 = v;
+    }
+}
+
+/// Converts one non-NULL value's text into a JSON value.
+pub fn to_json(kind: &TypeKind, text: &str) -> Value {
+    let mut v = Value::Null;
+    convert(kind, text, JsonOut(&mut v));
+    v
+}
+
+/// Converts one non-NULL value's text into `out` (the table in the module docs).
+pub fn convert(kind: &TypeKind, text: &str, out: impl ValueOut) {
+    match kind {
+        TypeKind::Bool => match text {
+            "t" | "true" => out.bool(true),
+            "f" | "false" => out.bool(false),
+            other => out.str(other),
+        },
+        TypeKind::Int => {
+            if let Ok(n) = text.parse::<i64>() {
+                out.i64(n)
+            } else if let Ok(n) = text.parse::<u64>() {
+                out.u64(n)
+            } else {
+                out.str(text)
+            }
+        }
+        TypeKind::Float => match text.parse::<f64>() {
+            Ok(f) if f.is_finite() => out.f64(f),
+            _ => out.str(text),
+        },
+        TypeKind::Numeric | TypeKind::Text => out.str(text),
+        TypeKind::Json => match serde_json::from_str(text) {
+            Ok(v) => out.json(v),
+            Err(_) => out.str(text),
+        },
+        TypeKind::Bytea => match text.strip_prefix("\\x").filter(|h| is_hex(h)) {
+            Some(hex) => out.string_with(|s| hex_to_base64(hex.as_bytes(), s)),
+            None => out.str(text),
+        },
+        TypeKind::Timestamp => out.string_with(|s| iso_timestamp(text, false, s)),
+        TypeKind::TimestampTz => out.string_with(|s| iso_timestamp(text, true, s)),
+        TypeKind::Array(element, delim) => match parse_array(text, element, *delim) {
+            Some(v) => out.json(v),
+            None => out.str(text),
+        },
+    }
+}
+
+/// An even number of hex digits.
+fn is_hex(hex: &str) -> bool {
+    hex.len().is_multiple_of(2) && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Appends the base64 of the bytes whose hex digits are `hex` (valid: see
+/// [`is_hex`]), decoding a block at a time on the stack.
+fn hex_to_base64(hex: &[u8], out: &mut String) {
+    // A multiple of 3 bytes, so the blocks' base64 texts concatenate.
+    const BLOCK: usize = 3 * 256;
+    let digit = |b: u8| (b as char).to_digit(16).unwrap_or(0) as u8;
+    let mut block = [0u8; BLOCK];
+    for pairs in hex.chunks(BLOCK * 2) {
+        let n = pairs.len() / 2;
+        for (slot, pair) in block.iter_mut().zip(pairs.chunks_exact(2)) {
+            *slot = digit(pair[0]) << 4 | digit(pair[1]);
+        }
+        base64::engine::general_purpose::STANDARD.encode_string(&block[..n], out);
+    }
 }
 
 /// `2024-01-31 12:00:00.5+00` → `2024-01-31T12:00:00.5Z` (with `zone`);
 /// `2024-01-31 12:00:00` → `2024-01-31T12:00:00`. Other text (infinity, BC
-/// dates) is kept.
-fn iso_timestamp(text: &str, zone: bool) -> String {
+/// dates) is kept. Appended to `out`.
+fn iso_timestamp(text: &str, zone: bool, out: &mut String) {
     if text.len() < 19 || text.as_bytes()[10] != b' ' || text.ends_with(" BC") {
-        return text.into();
+        out.push_str(text);
+        return;
     }
-    let mut out = String::with_capacity(text.len() + 2);
     out.push_str(&text[..10]);
     out.push('T');
     let rest = &text[11..];
     if !zone {
         out.push_str(rest);
-        return out;
+        return;
     }
     // The zone starts at the last '+' or '-' after the time.
     match rest.rfind(['+', '-']) {
@@ -218,7 +321,6 @@ fn iso_timestamp(text: &str, zone: bool) -> String {
         }
         None => out.push_str(rest),
     }
-    out
 }
 
 /// Parses an array literal (`{1,2,NULL}`, `{{a,"b c"},{d,e}}`,
@@ -381,6 +483,68 @@ mod tests {
         // Malformed literals are kept as text, never a panic.
         assert_eq!(to_json(&ints, "{1,2"), json!("{1,2"));
         assert_eq!(to_json(&texts, r#"{"a"#), json!(r#"{"a"#));
+    }
+
+    #[test]
+    fn writer_fields_equal_the_json_values() {
+        use hstream_io_runtime::stream::PayloadEncoding;
+        let ints = TypeKind::Array(Box::new(TypeKind::Int), b',');
+        let stamps = TypeKind::Array(Box::new(TypeKind::TimestampTz), b',');
+        let cases: &[(TypeKind, &str)] = &[
+            (TypeKind::Bool, "t"),
+            (TypeKind::Bool, "f"),
+            (TypeKind::Bool, "maybe"),
+            (TypeKind::Int, "-9223372036854775808"),
+            (TypeKind::Int, "9007199254740993"),
+            (TypeKind::Int, "18446744073709551615"),
+            (TypeKind::Int, "99999999999999999999"),
+            (TypeKind::Float, "1.5"),
+            (TypeKind::Float, "-0"),
+            (TypeKind::Float, "1e-300"),
+            (TypeKind::Float, "NaN"),
+            (TypeKind::Float, "Infinity"),
+            (TypeKind::Numeric, "-0.0001"),
+            (TypeKind::Json, r#"{"b": [1, 2.5, null], "a": "x"}"#),
+            (TypeKind::Json, "not json"),
+            (TypeKind::Bytea, "\\x"),
+            (TypeKind::Bytea, "\\xdeadbeef"),
+            (TypeKind::Bytea, "\\xDEADBE"),
+            (TypeKind::Bytea, "\\xdeadbee"),
+            (TypeKind::Timestamp, "2024-01-31 12:00:00.123456"),
+            (TypeKind::TimestampTz, "2024-01-31 12:00:00+00"),
+            (TypeKind::TimestampTz, "0044-03-15 12:00:00+00 BC"),
+            (TypeKind::TimestampTz, "-infinity"),
+            (TypeKind::Text, "h\u{e9}\"llo\n"),
+            (ints.clone(), "{{1,2},{3,NULL}}"),
+            (ints, "{1,"),
+            (stamps, r#"{"2024-01-31 12:00:00+00",NULL}"#),
+        ];
+        // Bytea longer than one stack block.
+        let long_hex = format!("\\x{}", "0aff7c".repeat(1000));
+        let long = [(TypeKind::Bytea, long_hex.as_str())];
+        for enc in [PayloadEncoding::Struct, PayloadEncoding::JsonText] {
+            for (kind, text) in cases.iter().chain(&long) {
+                let mut direct = PayloadWriter::new(enc);
+                convert(
+                    kind,
+                    text,
+                    Field {
+                        writer: &mut direct,
+                        name: "c",
+                    },
+                );
+                let mut via_json = PayloadWriter::new(enc);
+                via_json.json("c", &to_json(kind, text));
+                assert_eq!(direct.finish(), via_json.finish(), "{kind:?} {text:?}");
+            }
+        }
+        assert_eq!(
+            to_json(&TypeKind::Bytea, &long_hex),
+            json!(
+                base64::engine::general_purpose::STANDARD
+                    .encode([0x0a_u8, 0xff, 0x7c].repeat(1000))
+            )
+        );
     }
 
     #[test]

@@ -21,24 +21,90 @@
 //! going through a float where precision could be lost. Numbers in JSON
 //! (HRecord) records are doubles, so `1.0` is read as the integer `1`.
 
+use std::borrow::Cow;
 use std::fmt::Write;
 
 use serde_json::{Map, Number, Value};
 
+/// The fields of a record's object, in the object's order: column name →
+/// value. A JSON (HRecord) record's top-level names borrow from its payload,
+/// so no name is copied per record; nested objects stay `serde_json` maps.
+///
+/// Two `Fields` are equal when they hold the same names with equal values, in
+/// any order (as `serde_json::Map`'s equality).
+#[derive(Debug, Clone, Default)]
+pub struct Fields<'a>(Vec<(Cow<'a, str>, Value)>);
+
+impl<'a> Fields<'a> {
+    /// The value of field `name`, if present.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// Whether field `name` is present.
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Number of fields.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there is no field.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The fields as (name, value) pairs, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.0.iter().map(|(n, v)| (n.as_ref(), v))
+    }
+
+    /// Removes and returns field `name`.
+    fn remove(&mut self, name: &str) -> Option<Value> {
+        let at = self.0.iter().position(|(n, _)| n == name)?;
+        Some(self.0.remove(at).1)
+    }
+
+    /// The fields of a JSON object, in its order.
+    fn from_map(map: Map<String, Value>) -> Self {
+        Self(map.into_iter().map(|(n, v)| (Cow::Owned(n), v)).collect())
+    }
+}
+
+impl<'a, 'b> IntoIterator for &'b Fields<'a> {
+    type Item = (&'b str, &'b Value);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'b, (Cow<'a, str>, Value)>,
+        fn(&'b (Cow<'a, str>, Value)) -> (&'b str, &'b Value),
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(n, v)| (n.as_ref(), v))
+    }
+}
+
+impl PartialEq for Fields<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().all(|(n, v)| other.get(n) == Some(v))
+    }
+}
+
 /// One change a record asks for.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Change {
+pub enum Change<'a> {
     /// Insert the row, or update the columns present in it when the key exists.
     Upsert {
         /// The row: column name → value; absent columns are left untouched on update.
-        row: Map<String, Value>,
+        row: Fields<'a>,
         /// The key fields of a key/value record (`None` for a plain record).
-        key: Option<Map<String, Value>>,
+        key: Option<Fields<'a>>,
     },
     /// Delete the row with this key.
     Delete {
         /// The key fields.
-        key: Map<String, Value>,
+        key: Fields<'a>,
     },
 }
 
@@ -46,7 +112,7 @@ pub enum Change {
 /// (after [`normalize`]).
 ///
 /// The error is a lowercase fragment saying what is wrong with the payload.
-pub fn parse(payload: &[u8]) -> Result<Change, String> {
+pub fn parse(payload: &[u8]) -> Result<Change<'static>, String> {
     let value: Value =
         serde_json::from_slice(payload).map_err(|e| format!("payload is not JSON text ({e})"))?;
     change_of(value)
@@ -58,18 +124,43 @@ pub fn parse(payload: &[u8]) -> Result<Change, String> {
 /// repeated key: the last one wins), whole doubles within ±2^53 as integers,
 /// NaN and infinities as `null`, then [`normalize`] and the shape rules.
 ///
+/// The top-level field names borrow from `payload`.
+///
 /// The error is a lowercase fragment saying what is wrong with the payload.
-pub fn parse_struct(payload: &[u8]) -> Result<Change, String> {
-    let object =
-        decode_struct(payload).map_err(|e| format!("payload is not a protobuf Struct ({e})"))?;
-    change_of(Value::Object(object))
+pub fn parse_struct(payload: &[u8]) -> Result<Change<'_>, String> {
+    let fields = top_struct_fields(&mut Proto { buf: payload })
+        .map_err(|e| format!("payload is not a protobuf Struct ({e})"))?;
+    // An object that may itself be extended JSON (`{"$numberLong":"5"}`)
+    // takes the general path, which unwraps it as a whole.
+    if fields.len() <= 2 && fields.iter().any(|(n, _)| n.starts_with('$')) {
+        let object = fields
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v))
+            .collect();
+        return change_of(Value::Object(object));
+    }
+    let mut fields = Fields(
+        fields
+            .into_iter()
+            .map(|(n, v)| (Cow::Borrowed(n), v))
+            .collect(),
+    );
+    for (_, value) in &mut fields.0 {
+        normalize_in_place(value);
+    }
+    change_of_fields(fields)
 }
 
 /// The change a JSON value asks for.
-fn change_of(value: Value) -> Result<Change, String> {
-    let Value::Object(mut object) = normalize(value) else {
+fn change_of(value: Value) -> Result<Change<'static>, String> {
+    let Value::Object(object) = normalize(value) else {
         return Err("payload is not a JSON object".into());
     };
+    change_of_fields(Fields::from_map(object))
+}
+
+/// The change a (normalized) JSON object asks for.
+fn change_of_fields(mut object: Fields<'_>) -> Result<Change<'_>, String> {
     let key_value = object.len() >= 2
         && object.contains_key("value")
         && matches!(object.get("key"), Some(Value::Object(_)));
@@ -85,12 +176,14 @@ fn change_of(value: Value) -> Result<Change, String> {
     let Some(Value::Object(key)) = object.remove("key") else {
         unreachable!("checked above")
     };
+    let key = Fields::from_map(key);
     match object.remove("value") {
         Some(Value::Null) => Ok(Change::Delete { key }),
-        Some(Value::Object(mut row)) => {
-            for (name, value) in &key {
+        Some(Value::Object(row)) => {
+            let mut row = Fields::from_map(row);
+            for (name, value) in &key.0 {
                 if !row.contains_key(name) {
-                    row.insert(name.clone(), value.clone());
+                    row.0.push((name.clone(), value.clone()));
                 }
             }
             Ok(Change::Upsert {
@@ -169,10 +262,13 @@ impl<'a> Proto<'a> {
         self.take(usize::try_from(len).map_err(|_| "buffer underflow".to_string())?)
     }
 
-    fn string(&mut self) -> Result<String, String> {
+    fn str(&mut self) -> Result<&'a str, String> {
         std::str::from_utf8(self.bytes()?)
-            .map(str::to_string)
             .map_err(|_| "invalid string value: data is not UTF-8 encoded".into())
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        self.str().map(str::to_string)
     }
 
     fn double(&mut self) -> Result<f64, String> {
@@ -222,18 +318,34 @@ impl<'a> Proto<'a> {
 
 /// The fields of a `Struct` message (field 1: repeated map entries).
 fn struct_fields(reader: &mut Proto<'_>, depth: u32) -> Result<Map<String, Value>, String> {
+    let fields = entries(reader, depth)?;
+    Ok(fields
+        .into_iter()
+        .map(|(key, value)| (key.to_string(), value))
+        .collect())
+}
+
+/// The top-level `Struct` of a payload: its entries with names borrowed from
+/// the payload, sorted by name, a repeated name's last value winning.
+fn top_struct_fields<'a>(reader: &mut Proto<'a>) -> Result<Vec<(&'a str, Value)>, String> {
+    entries(reader, MAX_STRUCT_DEPTH)
+}
+
+/// The entries of a `Struct` message, sorted by key (a repeated key: the last
+/// one wins), keys borrowed from the message bytes.
+fn entries<'a>(reader: &mut Proto<'a>, depth: u32) -> Result<Vec<(&'a str, Value)>, String> {
     let depth = depth
         .checked_sub(1)
         .ok_or_else(|| "recursion limit reached".to_string())?;
-    let mut fields: Vec<(String, Value)> = Vec::new();
+    let mut fields: Vec<(&'a str, Value)> = Vec::new();
     reader.each_message_of_field_1(|mut entry| {
-        let mut key = String::new();
+        let mut key = "";
         let mut value = Value::Null;
         while let Some((field, wire_type)) = entry.tag()? {
             match field {
                 1 => {
                     Proto::expect(wire_type, LEN)?;
-                    key = entry.string()?;
+                    key = entry.str()?;
                 }
                 2 => {
                     Proto::expect(wire_type, LEN)?;
@@ -251,8 +363,8 @@ fn struct_fields(reader: &mut Proto<'_>, depth: u32) -> Result<Map<String, Value
     // A protobuf map has no order and a repeated key replaces the earlier
     // entry; prost keeps it in a BTreeMap, so fields come out sorted by key.
     if !fields.windows(2).all(|w| w[0].0 < w[1].0) {
-        fields.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut deduped: Vec<(String, Value)> = Vec::with_capacity(fields.len());
+        fields.sort_by(|a, b| a.0.cmp(b.0));
+        let mut deduped: Vec<(&'a str, Value)> = Vec::with_capacity(fields.len());
         for (key, value) in fields {
             match deduped.last_mut() {
                 Some(last) if last.0 == key => last.1 = value,
@@ -261,7 +373,7 @@ fn struct_fields(reader: &mut Proto<'_>, depth: u32) -> Result<Map<String, Value
         }
         fields = deduped;
     }
-    Ok(fields.into_iter().collect())
+    Ok(fields)
 }
 
 /// A `Value` message (one of its `kind` fields; the last one wins; none is null).
@@ -787,8 +899,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn obj(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
+    fn obj(v: Value) -> Fields<'static> {
+        Fields::from_map(v.as_object().unwrap().clone())
     }
 
     #[test]
@@ -848,7 +960,7 @@ mod tests {
 
     /// The change of a JSON record as the sink driver computed it before
     /// `parse_struct`: prost decode, conversion to a JSON map, JSON text, parse.
-    fn via_json_text(bytes: &[u8]) -> Result<Change, String> {
+    fn via_json_text(bytes: &[u8]) -> Result<Change<'static>, String> {
         use prost::Message;
         let s = prost_types::Struct::decode(bytes).expect("a valid Struct");
         let map = crate::stream::codec::struct_to_json(s);
@@ -871,6 +983,9 @@ mod tests {
             json!({}),
             json!({"k1": {"$numberLong": "3"}, "v1": {"$numberLong": "9"}, "v2": "x"}),
             json!({"$numberLong": "5"}),
+            json!({"$binary": "AAE=", "$type": "00"}),
+            json!({"$x": 1, "a": {"$numberLong": "2"}}),
+            json!({"$x": 1, "a": 2, "b": {"$numberInt": "3"}}),
             json!({"$date": {"b": 1, "a": [1, {"$numberInt": "2"}]}}),
             json!({"t": {"$date": {"$numberLong": "1600000000000"}},
                    "b": {"$binary": {"base64": "AAE=", "subType": "00"}},
@@ -904,6 +1019,28 @@ mod tests {
         assert_eq!(Value::Object(map.clone()), json!({"a": 2, "b": 3}));
         assert_eq!(map.keys().collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(parse_struct(&bytes), via_json_text(&bytes));
+    }
+
+    #[test]
+    fn struct_field_names_borrow_from_the_payload() {
+        let bytes = encoded(json!({"id": 1, "name": "a"}));
+        let Ok(Change::Upsert { row, key: None }) = parse_struct(&bytes) else {
+            panic!("not a plain upsert")
+        };
+        assert!(row.0.iter().all(|(n, _)| matches!(n, Cow::Borrowed(_))));
+        assert_eq!(
+            row.iter().collect::<Vec<_>>(),
+            [("id", &json!(1)), ("name", &json!("a"))]
+        );
+    }
+
+    #[test]
+    fn fields_compare_like_maps() {
+        let a = obj(json!({"a": 1, "b": 2}));
+        assert_eq!(a, obj(json!({"b": 2, "a": 1})));
+        assert_ne!(a, obj(json!({"a": 1, "b": 3})));
+        assert_ne!(a, obj(json!({"a": 1})));
+        assert_ne!(a, obj(json!({"a": 1, "b": 2, "c": 3})));
     }
 
     #[test]

@@ -187,7 +187,7 @@ impl SinkRecord {
     /// [`crate::record::parse_struct`], a RAW record's bytes read as JSON text
     /// with [`crate::record::parse`]. The error is a lowercase fragment saying
     /// what is wrong with the payload.
-    pub fn change(&self) -> std::result::Result<Change, String> {
+    pub fn change(&self) -> std::result::Result<Change<'_>, String> {
         if self.is_json {
             crate::record::parse_struct(&self.payload)
         } else {

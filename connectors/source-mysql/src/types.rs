@@ -21,9 +21,9 @@
 //! | zero date or datetime | `null`, or the zero text (`zeroDate`) |
 
 use base64::Engine;
-use hstream_io_runtime::stream::PayloadWriter;
+use hstream_io_runtime::stream::{Field, JsonOut, PayloadWriter, ValueOut};
 use mysql_async::Value;
-use serde_json::{Number, Value as Json};
+use serde_json::Value as Json;
 
 use crate::config::{TableRef, ZeroDate};
 
@@ -238,86 +238,6 @@ impl std::fmt::Display for ConvError {
 }
 
 impl std::error::Error for ConvError {}
-
-/// Receives one converted value: a [`PayloadWriter`] field ([`Field`]) on
-/// the record path, a JSON value ([`JsonOut`]) for keys and tests.
-pub trait ValueOut {
-    /// `null`.
-    fn null(self);
-    /// A boolean.
-    fn bool(self, b: bool);
-    /// A signed integer.
-    fn i64(self, n: i64);
-    /// An unsigned integer.
-    fn u64(self, n: u64);
-    /// A double (not finite: `null`).
-    fn f64(self, d: f64);
-    /// A string.
-    fn str(self, s: &str);
-    /// A string that `f` appends to the empty `String` it is given.
-    fn string_with(self, f: impl FnOnce(&mut String));
-}
-
-/// A field of the object a [`PayloadWriter`] is writing.
-pub struct Field<'a> {
-    /// The writer.
-    pub writer: &'a mut PayloadWriter,
-    /// The field's name.
-    pub name: &'a str,
-}
-
-impl ValueOut for Field<'_> {
-    fn null(self) {
-        self.writer.null(self.name);
-    }
-    fn bool(self, b: bool) {
-        self.writer.bool(self.name, b);
-    }
-    fn i64(self, n: i64) {
-        self.writer.i64(self.name, n);
-    }
-    fn u64(self, n: u64) {
-        self.writer.u64(self.name, n);
-    }
-    fn f64(self, d: f64) {
-        self.writer.f64(self.name, d);
-    }
-    fn str(self, s: &str) {
-        self.writer.string(self.name, s);
-    }
-    fn string_with(self, f: impl FnOnce(&mut String)) {
-        self.writer.string_with(self.name, f);
-    }
-}
-
-/// Stores the value as JSON.
-pub struct JsonOut<'a>(pub &'a mut Json);
-
-impl ValueOut for JsonOut<'_> {
-    fn null(self) {
-        *self.0 = Json::Null;
-    }
-    fn bool(self, b: bool) {
-        *self.0 = Json::Bool(b);
-    }
-    fn i64(self, n: i64) {
-        *self.0 = Json::from(n);
-    }
-    fn u64(self, n: u64) {
-        *self.0 = Json::from(n);
-    }
-    fn f64(self, d: f64) {
-        *self.0 = Number::from_f64(d).map_or(Json::Null, Json::Number);
-    }
-    fn str(self, s: &str) {
-        *self.0 = Json::String(s.to_string());
-    }
-    fn string_with(self, f: impl FnOnce(&mut String)) {
-        let mut s = String::new();
-        f(&mut s);
-        *self.0 = Json::String(s);
-    }
-}
 
 /// Converts one value of `column` into JSON.
 pub fn to_json(
@@ -1000,7 +920,7 @@ mod tests {
             unsigned: true,
             bytes: 8,
         };
-        let big = Json::Number(Number::from(u64::MAX));
+        let big = Json::Number(serde_json::Number::from(u64::MAX));
         assert_eq!(both(k, Value::UInt(u64::MAX), Value::Int(-1)), big);
         let k = ColKind::Int {
             unsigned: false,
@@ -1161,7 +1081,7 @@ mod tests {
         );
         assert_eq!(
             both(ColKind::Float, Value::Float(1.1), Value::Float(1.1)),
-            Json::Number(Number::from_f64(1.1).unwrap())
+            Json::Number(serde_json::Number::from_f64(1.1).unwrap())
         );
         assert_eq!(
             both(

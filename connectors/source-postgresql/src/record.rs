@@ -11,12 +11,12 @@
 
 use std::fmt::Write as _;
 
-use hstream_io_runtime::stream::{PayloadEncoding, PayloadWriter, Record};
+use hstream_io_runtime::stream::{Field, PayloadEncoding, PayloadWriter, Record};
 use serde_json::Value;
 
 use crate::config::{RecordFormat, TableName};
 use crate::pgoutput::Cell;
-use crate::types::{Field, TypeCache, TypeKind, convert, to_json};
+use crate::types::{TypeCache, TypeKind, convert, to_json};
 
 /// Header attribute naming the table of every record (`schema.table`).
 pub const TABLE_ATTRIBUTE: &str = "table";

@@ -27,7 +27,7 @@
 use std::collections::HashMap;
 
 use base64::Engine;
-use hstream_io_runtime::stream::PayloadWriter;
+use hstream_io_runtime::stream::{JsonOut, ValueOut};
 use serde_json::Value;
 
 /// Session settings pinned on every connection, so text output is identical
@@ -141,86 +141,6 @@ fn resolve(oid: u32, rows: &HashMap<u32, &TypeRow>, depth: u32) -> TypeKind {
         return TypeKind::Array(Box::new(resolve(row.typelem, rows, depth + 1)), delim);
     }
     builtin(oid)
-}
-
-/// Receives one converted value: a [`PayloadWriter`] field ([`Field`]) on
-/// the record path, a JSON value ([`to_json`]) for keys and tests.
-pub trait ValueOut {
-    /// A boolean.
-    fn bool(self, b: bool);
-    /// A signed integer.
-    fn i64(self, n: i64);
-    /// An unsigned integer.
-    fn u64(self, n: u64);
-    /// A finite double.
-    fn f64(self, d: f64);
-    /// A string.
-    fn str(self, s: &str);
-    /// A string that `f` appends to the empty `String` it is given.
-    fn string_with(self, f: impl FnOnce(&mut String));
-    /// A parsed JSON value (json columns, arrays).
-    fn json(self, v: Value);
-}
-
-/// A field of the object a [`PayloadWriter`] is writing.
-pub struct Field<'a> {
-    /// The writer.
-    pub writer: &'a mut PayloadWriter,
-    /// The field's name.
-    pub name: &'a str,
-}
-
-impl ValueOut for Field<'_> {
-    fn bool(self, b: bool) {
-        self.writer.bool(self.name, b);
-    }
-    fn i64(self, n: i64) {
-        self.writer.i64(self.name, n);
-    }
-    fn u64(self, n: u64) {
-        self.writer.u64(self.name, n);
-    }
-    fn f64(self, d: f64) {
-        self.writer.f64(self.name, d);
-    }
-    fn str(self, s: &str) {
-        self.writer.string(self.name, s);
-    }
-    fn string_with(self, f: impl FnOnce(&mut String)) {
-        self.writer.string_with(self.name, f);
-    }
-    fn json(self, v: Value) {
-        self.writer.json(self.name, &v);
-    }
-}
-
-/// Stores the value as JSON.
-struct JsonOut<'a>(&'a mut Value);
-
-impl ValueOut for JsonOut<'_> {
-    fn bool(self, b: bool) {
-        *self.0 = Value::Bool(b);
-    }
-    fn i64(self, n: i64) {
-        *self.0 = Value::from(n);
-    }
-    fn u64(self, n: u64) {
-        *self.0 = Value::from(n);
-    }
-    fn f64(self, d: f64) {
-        *self.0 = serde_json::Number::from_f64(d).map_or(Value::Null, Value::Number);
-    }
-    fn str(self, s: &str) {
-        *self.0 = Value::String(s.to_string());
-    }
-    fn string_with(self, f: impl FnOnce(&mut String)) {
-        let mut s = String::new();
-        f(&mut s);
-        *self.0 = Value::String(s);
-    }
-    fn json(self, v: Value) {
-        *self.0 = v;
-    }
 }
 
 /// Converts one non-NULL value's text into a JSON value.
@@ -425,6 +345,7 @@ impl ArrayParser<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hstream_io_runtime::stream::{Field, PayloadWriter};
     use serde_json::json;
 
     #[test]

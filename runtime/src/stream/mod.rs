@@ -51,4 +51,4 @@ pub use types::{
     SubscriptionOffset,
 };
 pub use url::{DEFAULT_PORT, ServiceUrl};
-pub use writer::{PayloadEncoding, PayloadWriter};
+pub use writer::{Field, JsonOut, PayloadEncoding, PayloadWriter, ValueOut};

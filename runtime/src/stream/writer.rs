@@ -621,6 +621,97 @@ fn write_json_string(buf: &mut Vec<u8>, s: &str) {
     buf.push(b'"');
 }
 
+/// Receives one converted column value, so a source converts a database value
+/// once and writes it either into a record ([`Field`]) or into a JSON value
+/// ([`JsonOut`], for keys and tests): one conversion, two outputs that cannot
+/// disagree.
+pub trait ValueOut {
+    /// `null`.
+    fn null(self);
+    /// A boolean.
+    fn bool(self, b: bool);
+    /// A signed integer.
+    fn i64(self, n: i64);
+    /// An unsigned integer.
+    fn u64(self, n: u64);
+    /// A double (not finite: `null`, as serde_json writes it).
+    fn f64(self, d: f64);
+    /// A string.
+    fn str(self, s: &str);
+    /// A string that `f` appends to the empty `String` it is given.
+    fn string_with(self, f: impl FnOnce(&mut String));
+    /// A JSON value as it is (JSON columns, arrays).
+    fn json(self, v: serde_json::Value);
+}
+
+/// A field of the object a [`PayloadWriter`] is writing.
+pub struct Field<'a> {
+    /// The writer.
+    pub writer: &'a mut PayloadWriter,
+    /// The field's name.
+    pub name: &'a str,
+}
+
+impl ValueOut for Field<'_> {
+    fn null(self) {
+        self.writer.null(self.name);
+    }
+    fn bool(self, b: bool) {
+        self.writer.bool(self.name, b);
+    }
+    fn i64(self, n: i64) {
+        self.writer.i64(self.name, n);
+    }
+    fn u64(self, n: u64) {
+        self.writer.u64(self.name, n);
+    }
+    fn f64(self, d: f64) {
+        self.writer.f64(self.name, d);
+    }
+    fn str(self, s: &str) {
+        self.writer.string(self.name, s);
+    }
+    fn string_with(self, f: impl FnOnce(&mut String)) {
+        self.writer.string_with(self.name, f);
+    }
+    fn json(self, v: serde_json::Value) {
+        self.writer.json(self.name, &v);
+    }
+}
+
+/// Stores the value as a JSON value.
+pub struct JsonOut<'a>(pub &'a mut serde_json::Value);
+
+impl ValueOut for JsonOut<'_> {
+    fn null(self) {
+        *self.0 = serde_json::Value::Null;
+    }
+    fn bool(self, b: bool) {
+        *self.0 = serde_json::Value::Bool(b);
+    }
+    fn i64(self, n: i64) {
+        *self.0 = serde_json::Value::from(n);
+    }
+    fn u64(self, n: u64) {
+        *self.0 = serde_json::Value::from(n);
+    }
+    fn f64(self, d: f64) {
+        *self.0 = serde_json::Number::from_f64(d)
+            .map_or(serde_json::Value::Null, serde_json::Value::Number);
+    }
+    fn str(self, s: &str) {
+        *self.0 = serde_json::Value::String(s.to_string());
+    }
+    fn string_with(self, f: impl FnOnce(&mut String)) {
+        let mut s = String::new();
+        f(&mut s);
+        *self.0 = serde_json::Value::String(s);
+    }
+    fn json(self, v: serde_json::Value) {
+        *self.0 = v;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

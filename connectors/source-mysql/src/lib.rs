@@ -23,9 +23,8 @@ mod types;
 pub use config::{DdlPolicy, MysqlSourceConfig, RecordFormat, SnapshotMode, ZeroDate};
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use hstream_io_runtime::retry::Backoff;
+use hstream_io_runtime::retry::Reconnects;
 use hstream_io_runtime::validate::ConfigIssue;
 use hstream_io_runtime::{
     CheckFailure, CheckSpec, Connector, Error, ErrorKind, Kind, Result, Source, SourceContext,
@@ -37,11 +36,6 @@ use crate::output::Output;
 
 /// The connector's name.
 pub const NAME: &str = "source-mysql";
-
-/// Reconnect attempts in a row before the task fails.
-const MAX_RECONNECTS: u32 = 10;
-/// Streaming this long resets the reconnect count.
-const HEALTHY_STREAMING: Duration = Duration::from_secs(60);
 
 /// The connector.
 pub struct MysqlSource;
@@ -97,11 +91,10 @@ impl Source for MysqlSource {
             tracing::info!("snapshot done (initial_only); stopping");
             return Ok(());
         }
-        let backoff = Backoff::default();
-        let mut attempt = 0u32;
+        let mut reconnects = Reconnects::default();
         loop {
             let resume = Arc::new(Mutex::new(start.clone()));
-            let began = Instant::now();
+            reconnects.connected();
             let result = binlog::stream(
                 config.clone(),
                 ctx.clone(),
@@ -132,16 +125,11 @@ impl Source for MysqlSource {
             if !error.kind().is_retryable() || ctx.shutdown().is_triggered() {
                 return Err(error);
             }
-            if began.elapsed() >= HEALTHY_STREAMING {
-                attempt = 0;
-            }
-            attempt += 1;
-            if attempt > MAX_RECONNECTS {
-                return Err(error);
-            }
-            tracing::warn!(error = %error, attempt, position = %start, "binlog stream lost; reconnecting");
-            if !backoff.wait(attempt, ctx.shutdown()).await {
-                return Ok(());
+            tracing::warn!(error = %error, position = %start, "binlog stream lost");
+            match reconnects.next(ctx.shutdown()).await {
+                Some(attempt) => tracing::info!(attempt, position = %start, "reconnecting"),
+                None if ctx.shutdown().is_triggered() => return Ok(()),
+                None => return Err(error),
             }
         }
     }

@@ -12,9 +12,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hstream_io_runtime::retry::Backoff;
+use hstream_io_runtime::retry::Reconnects;
 use hstream_io_runtime::stream::{PayloadWriter, Record};
 use hstream_io_runtime::{Error, ErrorKind, Result, SourceContext};
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent};
@@ -54,11 +54,6 @@ fn position_partial(position: Option<&Value>) -> Option<(Lsn, u64)> {
     let txn = Lsn::parse(position.get("txn")?.as_str()?).ok()?;
     Some((txn, position.get("sent")?.as_u64()?))
 }
-
-/// Reconnects after a lost session before the task gives up.
-const MAX_RECONNECTS: u32 = 10;
-/// Streaming this long resets the reconnect count.
-const HEALTHY_STREAMING: Duration = Duration::from_secs(60);
 
 /// The LSN of a stored position.
 fn position_lsn(position: Option<&Value>) -> Option<Lsn> {
@@ -369,9 +364,7 @@ pub async fn run(config: PgSourceConfig, ctx: SourceContext) -> Result<()> {
     };
     // Stream; a lost session (server restart, network) is opened again from
     // the last position handed to the runtime, with a fresh SQL session.
-    let backoff = Backoff::default();
-    let mut attempt = 0u32;
-    let mut began = Instant::now();
+    let mut reconnects = Reconnects::default();
     loop {
         let result = stream.run(&mut repl).await;
         let _ = repl.shutdown().await;
@@ -388,24 +381,19 @@ pub async fn run(config: PgSourceConfig, ctx: SourceContext) -> Result<()> {
             if !error.kind().is_retryable() {
                 return Err(error);
             }
-            if began.elapsed() >= HEALTHY_STREAMING {
-                attempt = 0;
-            }
-            attempt += 1;
-            if attempt > MAX_RECONNECTS {
-                return Err(error);
-            }
             let from = stream.restart_point();
-            tracing::warn!(error = %error, attempt, from = %from, "replication session lost; reconnecting");
-            if !backoff.wait(attempt, ctx.shutdown()).await {
-                return Ok(());
+            tracing::warn!(error = %error, from = %from, "replication session lost");
+            match reconnects.next(ctx.shutdown()).await {
+                Some(attempt) => tracing::info!(attempt, from = %from, "reconnecting"),
+                None if ctx.shutdown().is_triggered() => return Ok(()),
+                None => return Err(error),
             }
             let acked = position_lsn(ctx.committed_positions().borrow().as_ref()).unwrap_or(start);
             match reopen(&config, &slot, session(from, acked.min(from))).await {
                 Ok((sql, new_repl)) => {
                     stream.sql = sql;
                     repl = new_repl;
-                    began = Instant::now();
+                    reconnects.connected();
                     tracing::info!(slot, from = %from, "streaming changes again");
                     break;
                 }

@@ -16,7 +16,6 @@
 //! acknowledges anything HStream has not acknowledged first.
 
 use std::collections::HashMap;
-use std::future::IntoFuture;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,7 +28,7 @@ use crate::kv::KvStore;
 use crate::report::Metrics;
 use crate::shutdown::{Shutdown, StopReason};
 use crate::stream::{
-    AppendHandle, BufferedProducer, Client, ProducerOptions, Record, StreamOptions,
+    BatchHandle, BufferedProducer, Client, ProducerOptions, Record, StreamOptions,
 };
 use crate::task::TaskEnv;
 
@@ -41,7 +40,9 @@ pub const POSITION_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 const MAX_PENDING_SENDS: usize = 256;
 
 struct PendingSend {
-    handles: Vec<AppendHandle>,
+    /// Acknowledges the send's records; `None` for a send without records.
+    handle: Option<BatchHandle>,
+    count: u64,
     bytes: u64,
     position: Option<Value>,
     /// The origin time (unix ms) of the newest change in the send, for lag.
@@ -161,22 +162,25 @@ impl SourceContext {
             producers.insert(stream.to_string(), producer);
         }
         let producer = producers.get(stream).expect("inserted above");
-        let mut handles = Vec::with_capacity(records.len());
-        let mut bytes = 0u64;
-        for record in records {
-            bytes += record.encoded_len() as u64;
-            handles.push(
+        let count = records.len() as u64;
+        let bytes: u64 = records.iter().map(|r| r.encoded_len() as u64).sum();
+        // One flow-control wait and one acknowledgement for the whole send.
+        let handle = if records.is_empty() {
+            None
+        } else {
+            Some(
                 producer
-                    .append(record)
+                    .append_batch(records)
                     .await
                     .map_err(|e| stream_error(format!("cannot append to stream `{stream}`"), e))?,
-            );
-        }
+            )
+        };
         drop(producers);
         self.inner
             .pending
             .send(PendingSend {
-                handles,
+                handle,
+                count,
                 bytes,
                 position,
                 event_unix_ms,
@@ -337,19 +341,15 @@ async fn finalize(
         if failure.lock().expect("lock poisoned").is_some() {
             continue; // never commit past a failure
         }
-        let count = send.handles.len() as u64;
-        for handle in send.handles {
-            if let Err(error) = handle.into_future().await {
-                tracing::error!(%error, "append failed; no later position will be committed");
-                *failure.lock().expect("lock poisoned") = Some(format!("append failed: {error}"));
-                trigger.trigger(StopReason::Failed);
-                break;
-            }
-        }
-        if failure.lock().expect("lock poisoned").is_some() {
+        if let Some(handle) = send.handle
+            && let Err(error) = handle.wait().await
+        {
+            tracing::error!(%error, "append failed; no later position will be committed");
+            *failure.lock().expect("lock poisoned") = Some(format!("append failed: {error}"));
+            trigger.trigger(StopReason::Failed);
             continue;
         }
-        metrics.delivered(count, send.bytes);
+        metrics.delivered(send.count, send.bytes);
         if let Some(at) = send.event_unix_ms {
             metrics.observe_lag(at);
         }
@@ -433,7 +433,8 @@ mod tests {
             - 3_600_000;
         for (position, lsn) in [(None, 0), (Some(1), 1), (None, 1), (Some(2), 2)] {
             tx.send(PendingSend {
-                handles: Vec::new(),
+                handle: None,
+                count: 0,
                 bytes: 0,
                 position: position.map(|p| serde_json::json!({ "lsn": p })),
                 event_unix_ms: position.map(|_| an_hour_ago),

@@ -376,6 +376,103 @@ async fn buffered_producer_routes_and_orders() {
     svc.stop().await.unwrap();
 }
 
+/// `append_batch`: one acknowledgement per batch, records routed by key, in
+/// order per shard with single `append`s between them, batches larger than a
+/// stream batch or the whole flow-control window split and still all stored.
+#[tokio::test]
+async fn buffered_producer_appends_batches_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = service(dir.path()).await;
+    let c = Client::connect(&svc.url()).await.unwrap();
+    for (name, shard_count) in [("one", 1), ("three", 3)] {
+        c.create_stream(
+            name,
+            StreamOptions {
+                shard_count,
+                ..StreamOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let opts = ProducerOptions {
+            batch_records: 7,
+            batch_bytes: 64,
+            flow_control_bytes: 100,
+            ..ProducerOptions::default()
+        };
+        let p = c.producer(name, opts).await.unwrap();
+        let mut handles = Vec::new();
+        let mut singles = Vec::new();
+        let mut i = 0i64;
+        // Batches of 0..=60 records of 8 bytes: up to 480 bytes, over the 100-byte window.
+        for size in [0usize, 1, 5, 60, 13, 2, 41] {
+            let batch: Vec<Record> = (0..size)
+                .map(|_| {
+                    i += 1;
+                    Record::raw(format!("key-{}", i % 11), format!("{i:08}").into_bytes())
+                })
+                .collect();
+            handles.push(p.append_batch(batch).await.unwrap());
+            i += 1;
+            singles.push(
+                p.append(Record::raw(
+                    format!("key-{}", i % 11),
+                    format!("{i:08}").into_bytes(),
+                ))
+                .await
+                .unwrap(),
+            );
+        }
+        // No flush(): each batch resolves by size or age on its own.
+        for h in handles {
+            h.wait().await.unwrap();
+        }
+        for h in singles {
+            h.await.unwrap();
+        }
+        let shards = c.list_shards(name).await.unwrap();
+        let mut seen = Vec::new();
+        for shard in &shards {
+            let back = read_all(&c, name, shard.shard_id, ReaderOffset::Earliest).await;
+            let bodies: Vec<i64> = back
+                .iter()
+                .map(|r| {
+                    assert_eq!(
+                        shard_for_key(&shards, &r.record.key).unwrap().shard_id,
+                        shard.shard_id,
+                        "routed by key"
+                    );
+                    match &r.record.payload {
+                        Payload::Raw(b) => String::from_utf8_lossy(b).parse().unwrap(),
+                        other => panic!("{other:?}"),
+                    }
+                })
+                .collect();
+            assert!(
+                bodies.windows(2).all(|w| w[0] < w[1]),
+                "order kept in shard {}: {bodies:?}",
+                shard.shard_id
+            );
+            seen.extend(bodies);
+        }
+        seen.sort_unstable();
+        assert_eq!(
+            seen,
+            (1..=i).collect::<Vec<_>>(),
+            "every record stored once ({name})"
+        );
+        p.close().await.unwrap();
+    }
+    // A failed batch reports the error through its handle.
+    let p = c.producer("one", ProducerOptions::default()).await.unwrap();
+    c.delete_stream("one", false, true).await.unwrap();
+    let h = p.append_batch(vec![raw(1), raw(2)]).await.unwrap();
+    let e = h.wait().await.unwrap_err();
+    assert!(e.to_string().contains("one"), "error names the stream: {e}");
+    let _ = p.close().await;
+    svc.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn trim_and_restart_keep_acknowledged_records() {
     let dir = tempfile::tempdir().unwrap();

@@ -42,7 +42,7 @@ pub mod wire {
 pub use client::{Client, ClientOptions, NodeInfo, StreamInfo, TLS_CA_ENV, connect_channel};
 pub use codec::EncodedRecord;
 pub use error::{StatusCode, StreamError};
-pub use producer::{AppendHandle, BufferedProducer, ProducerOptions};
+pub use producer::{AppendHandle, BatchHandle, BufferedProducer, ProducerOptions};
 pub use reader::{ReceivedEncoded, ShardReader};
 pub use routing::{hash_key, shard_for_key, split_key_space};
 pub use subscription::{Consumer, SubscriptionInfo};

@@ -2,7 +2,7 @@
 //! in-flight append per shard (so appends are ordered per shard), and a
 //! byte-bounded flow-control window shared by all shards.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -46,16 +46,26 @@ impl Default for ProducerOptions {
 }
 
 type Ack = oneshot::Sender<Result<RecordId, StreamError>>;
+type BatchAck = oneshot::Sender<Result<(), StreamError>>;
 
 enum Cmd {
-    Record {
-        record: Record,
-        len: usize,
-        ack: Ack,
-        _permit: OwnedSemaphorePermit,
+    /// Records for this shard, in order, acknowledged together.
+    Records {
+        records: Vec<Record>,
+        bytes: usize,
+        ack: Waiting,
+        permit: OwnedSemaphorePermit,
     },
     /// Flush now; reply with the first error since the previous flush, if any.
     Flush(oneshot::Sender<Option<StreamError>>),
+}
+
+/// Who waits for a piece of appended records.
+enum Waiting {
+    /// [`BufferedProducer::append`]: the id of its one record.
+    One(Ack),
+    /// [`BufferedProducer::append_batch`]: that all its records in this shard are stored.
+    All(BatchAck),
 }
 
 /// The result of one buffered append: await it (or call [`AppendHandle::wait`])
@@ -81,6 +91,34 @@ impl IntoFuture for AppendHandle {
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.wait())
+    }
+}
+
+/// The result of [`BufferedProducer::append_batch`]: [`BatchHandle::wait`]
+/// resolves once every record of the batch is acknowledged, or with the
+/// first error of any of them.
+#[derive(Debug)]
+pub struct BatchHandle {
+    /// One receiver per shard the batch touched.
+    pieces: Vec<oneshot::Receiver<Result<(), StreamError>>>,
+    stream: String,
+}
+
+impl BatchHandle {
+    /// Waits until all the batch's records are stored (or one failed).
+    pub async fn wait(self) -> Result<(), StreamError> {
+        for piece in self.pieces {
+            match piece.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    return Err(StreamError::ProducerClosed {
+                        stream: self.stream,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -152,32 +190,85 @@ impl BufferedProducer {
     /// Buffers a record for its key's shard. Waits only while the flow-control
     /// window is full; the returned handle resolves when the batch is acknowledged.
     pub async fn append(&self, record: Record) -> Result<AppendHandle, StreamError> {
-        let shard =
-            shard_for_key(&self.shards, &record.key).ok_or_else(|| StreamError::NoShard {
-                stream: self.stream.clone(),
-                key: record.key.clone(),
-            })?;
-        let len = record.encoded_len();
-        let need = u32::try_from(len.min(self.window_bytes)).unwrap_or(u32::MAX);
-        let permit = Arc::clone(&self.window)
-            .acquire_many_owned(need)
-            .await
-            .map_err(|_| self.closed())?;
+        let shard_id = self.shard_of(&record)?;
         let (ack, rx) = oneshot::channel();
-        self.senders
-            .get(&shard.shard_id)
-            .ok_or_else(|| self.closed())?
-            .send(Cmd::Record {
-                record,
-                len,
-                ack,
-                _permit: permit,
-            })
-            .map_err(|_| self.closed())?;
+        self.send_piece(shard_id, vec![record], Waiting::One(ack))
+            .await?;
         Ok(AppendHandle {
             rx,
             stream: self.stream.clone(),
         })
+    }
+
+    /// Buffers `records` (each for its key's shard, in order per shard) with
+    /// one flow-control wait and one acknowledgement per shard touched,
+    /// instead of one per record as [`BufferedProducer::append`]: the way to
+    /// append many records that are only ever acknowledged together.
+    pub async fn append_batch(&self, records: Vec<Record>) -> Result<BatchHandle, StreamError> {
+        let mut pieces = Vec::new();
+        if let [only] = self.shards.as_slice() {
+            // The common single-shard stream: no routing, no regrouping.
+            if let Some(first) = records.first() {
+                self.shard_of(first)?;
+                let (ack, rx) = oneshot::channel();
+                self.send_piece(only.shard_id, records, Waiting::All(ack))
+                    .await?;
+                pieces.push(rx);
+            }
+        } else {
+            let mut by_shard: Vec<(u64, Vec<Record>)> = Vec::new();
+            for record in records {
+                let shard_id = self.shard_of(&record)?;
+                match by_shard.iter_mut().find(|(id, _)| *id == shard_id) {
+                    Some((_, piece)) => piece.push(record),
+                    None => by_shard.push((shard_id, vec![record])),
+                }
+            }
+            for (shard_id, piece) in by_shard {
+                let (ack, rx) = oneshot::channel();
+                self.send_piece(shard_id, piece, Waiting::All(ack)).await?;
+                pieces.push(rx);
+            }
+        }
+        Ok(BatchHandle {
+            pieces,
+            stream: self.stream.clone(),
+        })
+    }
+
+    fn shard_of(&self, record: &Record) -> Result<u64, StreamError> {
+        shard_for_key(&self.shards, &record.key)
+            .map(|s| s.shard_id)
+            .ok_or_else(|| StreamError::NoShard {
+                stream: self.stream.clone(),
+                key: record.key.clone(),
+            })
+    }
+
+    /// Takes room for `records` in the flow-control window (at most the whole
+    /// window, so one large piece cannot wait forever) and hands them to their shard.
+    async fn send_piece(
+        &self,
+        shard_id: u64,
+        records: Vec<Record>,
+        ack: Waiting,
+    ) -> Result<(), StreamError> {
+        let bytes: usize = records.iter().map(Record::encoded_len).sum();
+        let need = u32::try_from(bytes.clamp(1, self.window_bytes)).unwrap_or(u32::MAX);
+        let permit = Arc::clone(&self.window)
+            .acquire_many_owned(need)
+            .await
+            .map_err(|_| self.closed())?;
+        self.senders
+            .get(&shard_id)
+            .ok_or_else(|| self.closed())?
+            .send(Cmd::Records {
+                records,
+                bytes,
+                ack,
+                permit,
+            })
+            .map_err(|_| self.closed())
     }
 
     /// Flushes every shard and waits until everything appended so far is
@@ -221,11 +312,107 @@ impl BufferedProducer {
     }
 }
 
+/// A piece of records whose ack is not sent yet; its records are the
+/// sequence numbers `start..end` of its shard.
+struct Waiter {
+    start: u64,
+    end: u64,
+    ack: Waiting,
+    /// The first error of a flush that held some of its records.
+    error: Option<StreamError>,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// A shard worker's buffer: records not sent yet and who waits for them.
 struct Pending {
-    records: Vec<Record>,
-    acks: Vec<Ack>,
-    permits: Vec<OwnedSemaphorePermit>,
+    /// Records not sent yet; `records[0]` has sequence number `base`.
+    records: VecDeque<Record>,
     bytes: usize,
+    base: u64,
+    /// Waiters in sequence order; the first may have records already sent.
+    waiters: VecDeque<Waiter>,
+}
+
+impl Pending {
+    fn push(
+        &mut self,
+        records: Vec<Record>,
+        bytes: usize,
+        ack: Waiting,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let start = self.base + self.records.len() as u64;
+        let end = start + records.len() as u64;
+        self.records.extend(records);
+        self.bytes += bytes;
+        self.waiters.push_back(Waiter {
+            start,
+            end,
+            ack,
+            error: None,
+            _permit: permit,
+        });
+    }
+
+    /// Whether the buffer holds a full batch.
+    fn full(&self, opts: &ProducerOptions) -> bool {
+        (opts.batch_records > 0 && self.records.len() >= opts.batch_records)
+            || (opts.batch_bytes > 0 && self.bytes >= opts.batch_bytes)
+    }
+
+    /// Takes the next batch: everything, or the first `batch_records` records /
+    /// `batch_bytes` bytes (at least one record) when more is buffered.
+    fn take_batch(&mut self, opts: &ProducerOptions) -> Vec<Record> {
+        let mut n = 0;
+        let mut bytes = 0;
+        for record in &self.records {
+            if n > 0
+                && ((opts.batch_records > 0 && n >= opts.batch_records)
+                    || (opts.batch_bytes > 0 && bytes >= opts.batch_bytes))
+            {
+                break;
+            }
+            n += 1;
+            bytes += record.encoded_len();
+        }
+        self.bytes -= bytes.min(self.bytes);
+        self.base += n as u64;
+        self.records.drain(..n).collect()
+    }
+
+    /// Answers the waiters of the records before `sent` (the sequence number
+    /// after the batch just appended, whose first record is `first`).
+    fn settle(&mut self, first: u64, sent: u64, result: &Result<Vec<RecordId>, StreamError>) {
+        if let Err(e) = result {
+            for w in self.waiters.iter_mut().take_while(|w| w.start < sent) {
+                w.error.get_or_insert_with(|| e.clone());
+            }
+        }
+        while self.waiters.front().is_some_and(|w| w.end <= sent) {
+            let w = self.waiters.pop_front().expect("checked above");
+            match (w.ack, &w.error, result) {
+                (Waiting::One(ack), None, Ok(ids)) => {
+                    let id = usize::try_from(w.start - first)
+                        .ok()
+                        .and_then(|i| ids.get(i).copied());
+                    let _ = ack.send(id.ok_or_else(|| StreamError::Decode {
+                        what: "append response",
+                        target: "record ids".into(),
+                        reason: "fewer ids than records".into(),
+                    }));
+                }
+                (Waiting::One(ack), Some(e), _) => {
+                    let _ = ack.send(Err(e.clone()));
+                }
+                (Waiting::All(ack), error, _) => {
+                    let _ = ack.send(error.clone().map_or(Ok(()), Err));
+                }
+                (Waiting::One(ack), None, Err(e)) => {
+                    let _ = ack.send(Err(e.clone()));
+                }
+            }
+        }
+    }
 }
 
 async fn run_shard(
@@ -236,20 +423,26 @@ async fn run_shard(
     mut rx: mpsc::UnboundedReceiver<Cmd>,
 ) {
     let mut buf = Pending {
-        records: Vec::new(),
-        acks: Vec::new(),
-        permits: Vec::new(),
+        records: VecDeque::new(),
         bytes: 0,
+        base: 0,
+        waiters: VecDeque::new(),
     };
     let mut deadline: Option<Instant> = None;
     let mut failure: Option<StreamError> = None;
+    let shard = ShardWorker {
+        client: &client,
+        stream: &stream,
+        shard_id,
+        opts: &opts,
+    };
     loop {
         let cmd = match deadline {
             Some(d) => tokio::select! {
                 c = rx.recv() => c,
                 () = tokio::time::sleep_until(d) => {
                     deadline = None;
-                    flush(&client, &stream, shard_id, opts.compression, &mut buf, &mut failure).await;
+                    shard.flush_all(&mut buf, &mut failure).await;
                     continue;
                 }
             },
@@ -257,94 +450,71 @@ async fn run_shard(
         };
         match cmd {
             None => {
-                flush(
-                    &client,
-                    &stream,
-                    shard_id,
-                    opts.compression,
-                    &mut buf,
-                    &mut failure,
-                )
-                .await;
+                shard.flush_all(&mut buf, &mut failure).await;
                 return;
             }
-            Some(Cmd::Record {
-                record,
-                len,
+            Some(Cmd::Records {
+                records,
+                bytes,
                 ack,
-                _permit,
+                permit,
             }) => {
                 if buf.records.is_empty() && !opts.batch_age.is_zero() {
                     deadline = Some(Instant::now() + opts.batch_age);
                 }
-                buf.records.push(record);
-                buf.acks.push(ack);
-                buf.permits.push(_permit);
-                buf.bytes += len;
-                let full = (opts.batch_records > 0 && buf.records.len() >= opts.batch_records)
-                    || (opts.batch_bytes > 0 && buf.bytes >= opts.batch_bytes);
-                if full {
-                    deadline = None;
-                    flush(
-                        &client,
-                        &stream,
-                        shard_id,
-                        opts.compression,
-                        &mut buf,
-                        &mut failure,
-                    )
-                    .await;
+                buf.push(records, bytes, ack, permit);
+                if buf.full(&opts) {
+                    while buf.full(&opts) {
+                        shard.flush_one(&mut buf, &mut failure).await;
+                    }
+                    // What is left waits for more records or its age.
+                    deadline = (!buf.records.is_empty() && !opts.batch_age.is_zero())
+                        .then(|| Instant::now() + opts.batch_age);
                 }
             }
             Some(Cmd::Flush(done)) => {
                 deadline = None;
-                flush(
-                    &client,
-                    &stream,
-                    shard_id,
-                    opts.compression,
-                    &mut buf,
-                    &mut failure,
-                )
-                .await;
+                shard.flush_all(&mut buf, &mut failure).await;
                 let _ = done.send(failure.take());
             }
         }
     }
 }
 
-async fn flush(
-    client: &Client,
-    stream: &str,
+/// One shard worker's fixed parts.
+struct ShardWorker<'a> {
+    client: &'a Client,
+    stream: &'a str,
     shard_id: u64,
-    compression: Compression,
-    buf: &mut Pending,
-    failure: &mut Option<StreamError>,
-) {
-    if buf.records.is_empty() {
-        return;
-    }
-    let records = std::mem::take(&mut buf.records);
-    let acks = std::mem::take(&mut buf.acks);
-    let permits = std::mem::take(&mut buf.permits);
-    buf.bytes = 0;
-    let result = match encode_batch(records, compression) {
-        Ok(batch) => client.append_encoded(stream, shard_id, batch).await,
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(ids) => {
-            for (ack, id) in acks.into_iter().zip(ids) {
-                let _ = ack.send(Ok(id));
-            }
-        }
-        Err(e) => {
-            tracing::warn!(stream, shard_id, error = %e, "buffered append failed");
-            for ack in acks {
-                let _ = ack.send(Err(e.clone()));
-            }
-            failure.get_or_insert(e);
+    opts: &'a ProducerOptions,
+}
+
+impl ShardWorker<'_> {
+    async fn flush_all(&self, buf: &mut Pending, failure: &mut Option<StreamError>) {
+        while !buf.records.is_empty() {
+            self.flush_one(buf, failure).await;
         }
     }
-    drop(permits);
+
+    /// Appends the next batch and answers its waiters.
+    async fn flush_one(&self, buf: &mut Pending, failure: &mut Option<StreamError>) {
+        let first = buf.base;
+        let records = buf.take_batch(self.opts);
+        if records.is_empty() {
+            return;
+        }
+        let result = match encode_batch(records, self.opts.compression) {
+            Ok(batch) => {
+                self.client
+                    .append_encoded(self.stream, self.shard_id, batch)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &result {
+            tracing::warn!(stream = self.stream, shard_id = self.shard_id, error = %e, "buffered append failed");
+            failure.get_or_insert_with(|| e.clone());
+        }
+        buf.settle(first, buf.base, &result);
+    }
 }

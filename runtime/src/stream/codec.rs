@@ -112,6 +112,8 @@ fn value_to_json(v: prost_types::Value) -> serde_json::Value {
     }
 }
 
+/// The wire message of a record: the oracle [`encode_records`] is tested against.
+#[cfg(test)]
 fn to_wire_record(r: Record) -> wire::HStreamRecord {
     let (flag, payload) = match r.payload {
         Payload::Json(m) => (
@@ -151,16 +153,106 @@ fn from_wire_record(r: wire::HStreamRecord, target: &str) -> Result<Record, Stre
     })
 }
 
+/// The bytes of `BatchHStreamRecords { records }`, written straight from the
+/// records: exactly what prost writes for the wire messages (tested against
+/// it), without building an `HStreamRecord` with a header and an attribute
+/// map per record first. A source appends every record it captures through here.
+fn encode_records(mut records: Vec<Record>) -> Vec<u8> {
+    use prost::encoding::{
+        WireType, btree_map, encode_key, encode_varint, encoded_len_varint, key_len, string,
+    };
+    for r in &mut records {
+        if let Payload::Json(m) = &r.payload {
+            r.payload = Payload::EncodedJson(json_to_struct(m).encode_to_vec());
+        }
+    }
+    let flag_of = |r: &Record| match r.payload {
+        Payload::Raw(_) => wire::h_stream_record_header::Flag::Raw as i32,
+        _ => wire::h_stream_record_header::Flag::Json as i32,
+    };
+    fn payload_of(r: &Record) -> &[u8] {
+        match &r.payload {
+            Payload::Raw(b) | Payload::EncodedJson(b) => b,
+            Payload::Json(_) => unreachable!("converted above"),
+        }
+    }
+    let header_len = |r: &Record| {
+        let flag = flag_of(r);
+        let flag_len = if flag == 0 {
+            0
+        } else {
+            key_len(1) + encoded_len_varint(flag as u64)
+        };
+        let key_field = if r.key.is_empty() {
+            0
+        } else {
+            string::encoded_len(3, &r.key)
+        };
+        flag_len
+            + btree_map::encoded_len(string::encoded_len, string::encoded_len, 2, &r.attributes)
+            + key_field
+    };
+    let record_len = |r: &Record, header: usize| {
+        let payload = payload_of(r).len();
+        let payload_field = if payload == 0 {
+            0
+        } else {
+            key_len(2) + encoded_len_varint(payload as u64) + payload
+        };
+        key_len(1) + encoded_len_varint(header as u64) + header + payload_field
+    };
+    let lens: Vec<(usize, usize)> = records
+        .iter()
+        .map(|r| {
+            let header = header_len(r);
+            (header, record_len(r, header))
+        })
+        .collect();
+    let total: usize = lens
+        .iter()
+        .map(|&(_, len)| key_len(1) + encoded_len_varint(len as u64) + len)
+        .sum();
+    let mut out = Vec::with_capacity(total);
+    for (r, &(header, len)) in records.iter().zip(&lens) {
+        encode_key(1, WireType::LengthDelimited, &mut out);
+        encode_varint(len as u64, &mut out);
+        encode_key(1, WireType::LengthDelimited, &mut out);
+        encode_varint(header as u64, &mut out);
+        let flag = flag_of(r);
+        if flag != 0 {
+            encode_key(1, WireType::Varint, &mut out);
+            encode_varint(flag as u64, &mut out);
+        }
+        btree_map::encode(
+            string::encode,
+            string::encoded_len,
+            string::encode,
+            string::encoded_len,
+            2,
+            &r.attributes,
+            &mut out,
+        );
+        if !r.key.is_empty() {
+            string::encode(3, &r.key, &mut out);
+        }
+        let payload = payload_of(r);
+        if !payload.is_empty() {
+            encode_key(2, WireType::LengthDelimited, &mut out);
+            encode_varint(payload.len() as u64, &mut out);
+            out.extend_from_slice(payload);
+        }
+    }
+    debug_assert_eq!(out.len(), total);
+    out
+}
+
 /// Encodes records as one `BatchedRecord` (payload compressed as a whole).
 pub(crate) fn encode_batch(
     records: Vec<Record>,
     compression: Compression,
 ) -> Result<wire::BatchedRecord, StreamError> {
     let count = records.len();
-    let batch = wire::BatchHStreamRecords {
-        records: records.into_iter().map(to_wire_record).collect(),
-    };
-    let raw = batch.encode_to_vec();
+    let raw = encode_records(records);
     let (ctype, payload) = match compression {
         Compression::None => (wire::CompressionType::None, raw),
         Compression::Gzip => {
@@ -289,6 +381,41 @@ fn wire_records(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_encode_exactly_as_prost_does() {
+        let mut m = serde_json::Map::new();
+        m.insert("s".into(), serde_json::json!("y".repeat(200)));
+        let cases = vec![
+            vec![],
+            sample(),
+            vec![Record::raw("", Vec::new())],
+            vec![Record::encoded_json("", Vec::new())],
+            vec![Record::encoded_json("key", vec![7; 300]).with_attribute("", "")],
+            vec![
+                Record::raw("k".repeat(130), vec![1; 20_000]).with_attribute("x", "y".repeat(129)),
+            ],
+            vec![
+                Record::json("", m),
+                Record::raw("a", b"b".to_vec()).with_attribute("k", ""),
+            ],
+        ];
+        for records in cases {
+            let expected = wire::BatchHStreamRecords {
+                records: records.clone().into_iter().map(to_wire_record).collect(),
+            }
+            .encode_to_vec();
+            assert_eq!(encode_records(records.clone()), expected, "{records:?}");
+        }
+        // Several attributes: prost's map order is the HashMap's, so compare decoded.
+        let r = Record::raw("k", b"p".to_vec())
+            .with_attribute("b", "2")
+            .with_attribute("a", "1")
+            .with_attribute("c", "");
+        let back =
+            wire::BatchHStreamRecords::decode(encode_records(vec![r.clone()]).as_slice()).unwrap();
+        assert_eq!(back.records, vec![to_wire_record(r)]);
+    }
 
     fn sample() -> Vec<Record> {
         let mut m = serde_json::Map::new();

@@ -27,8 +27,8 @@ use hstream_io_runtime::{Error, ErrorKind, Result, SourceContext};
 use mysql_async::binlog::EventType;
 use mysql_async::binlog::events::{Event, EventData, RowsEventData};
 use mysql_async::prelude::Queryable;
-use mysql_async::{BinlogStreamRequest, Value};
-use mysql_common::binlog::value::BinlogValue;
+use mysql_async::BinlogStreamRequest;
+use mysql_common::binlog::events::TableMapEvent;
 
 use crate::config::{DdlPolicy, MysqlSourceConfig, TableRef};
 use crate::error::{ER_MASTER_FATAL_ERROR_READING_BINLOG, classify, connect, server_code};
@@ -40,7 +40,8 @@ use crate::gtid_set::{GtidSet, is_mysql_set};
 use crate::output::{FLUSH_RECORDS, Output};
 use crate::resume::Coverage;
 use crate::snapshot::conversion;
-use crate::types::{Origin, TableSchema, load_schema};
+use crate::rows::{Layout, RowsDecoder};
+use crate::types::{Cell, Origin, TableSchema, load_schema};
 
 /// Shortest interval between two position-only commits (transactions that
 /// touched no captured table, DDL, heartbeats).
@@ -116,6 +117,8 @@ struct Streamer {
     /// table_id → the table's columns as the binlog names them, when they
     /// differ from the current definition (a backlog older than a DDL).
     projected: HashMap<u64, Arc<TableSchema>>,
+    /// table_id → how its row images are read (from its last TABLE_MAP).
+    layouts: HashMap<u64, std::result::Result<Arc<Layout>, String>>,
     mariadb: bool,
     server_crc32: bool,
     /// Current binlog file.
@@ -171,6 +174,7 @@ impl Streamer {
             schemas: vec![None; n],
             table_ids: HashMap::new(),
             projected: HashMap::new(),
+            layouts: HashMap::new(),
             mariadb: false,
             server_crc32: false,
             file: start.file.clone(),
@@ -492,6 +496,7 @@ impl Streamer {
             EventData::TableMapEvent(tme) => {
                 let index = self.out.index_of(&tme.database_name(), &tme.table_name());
                 self.projected.remove(&tme.table_id());
+                self.layouts.remove(&tme.table_id());
                 if let Some(i) = index {
                     let schema = self.schema(i).await?;
                     let names = column_names(&tme);
@@ -527,7 +532,7 @@ impl Streamer {
                 }
                 self.table_ids.insert(tme.table_id(), index);
             }
-            EventData::RowsEvent(rows) => self.rows(&rows, binlog).await?,
+            EventData::RowsEvent(rows) => self.rows(&rows, binlog, log_pos).await?,
             EventData::HeartbeatEvent => {}
             EventData::FormatDescriptionEvent(_) => {}
             EventData::TransactionPayloadEvent(_) => {
@@ -555,10 +560,21 @@ impl Streamer {
         Ok(schema)
     }
 
+    /// The row layout of the TABLE_MAP `tme` (cached until the next TABLE_MAP of its id).
+    fn layout(&mut self, tme: &TableMapEvent<'_>) -> std::result::Result<Arc<Layout>, String> {
+        if let Some(l) = self.layouts.get(&tme.table_id()) {
+            return l.clone();
+        }
+        let l = Layout::new(tme).map(Arc::new);
+        self.layouts.insert(tme.table_id(), l.clone());
+        l
+    }
+
     async fn rows(
         &mut self,
         rows: &RowsEventData<'_>,
         binlog: &mysql_async::BinlogStream,
+        log_pos: u64,
     ) -> Result<()> {
         let Some(Some(index)) = self.table_ids.get(&rows.table_id()).copied() else {
             return Ok(());
@@ -594,29 +610,32 @@ impl Streamer {
             }
             _ => (false, false),
         };
-        for item in rows.rows(tme) {
-            let (before, after) = item.map_err(|e| {
-                Error::new(
-                    ErrorKind::Internal,
-                    format!(
-                        "cannot decode a row of `{table}` after {}:{}",
-                        self.file, self.pos
-                    ),
-                )
-                .with_source(e)
-            })?;
+        let file = self.file.clone();
+        let undecodable = move |reason: String| {
+            Error::new(
+                ErrorKind::Internal,
+                format!(
+                    "cannot decode a row of `{table}` in the ROWS event ending at {file}:{log_pos}: {reason}"
+                ),
+            )
+        };
+        let layout = self.layout(tme).map_err(&undecodable)?;
+        let mut decoder = RowsDecoder::new(&layout, rows).map_err(&undecodable)?;
+        let table = &schema.table;
+        let (mut before, mut after) = (Vec::new(), Vec::new());
+        while decoder
+            .next_row(&mut before, &mut after)
+            .map_err(|e| undecodable(e.to_string()))?
+        {
             self.txn_rows += 1;
             if self.skip > 0 {
                 self.skip -= 1;
                 continue;
             }
-            // A row image's values, its primary key taken out of them.
-            let keyed = |row: mysql_common::binlog::row::BinlogRow| {
-                let mut values = binlog_values(row, &table)?;
-                let key = schema
-                    .take_key(&mut values, Origin::Binlog, zero)
-                    .map_err(|e| conversion(&table, e))?;
-                Ok::<_, Error>((values, key))
+            let key_of = |row: &[Cell<'_>]| {
+                schema
+                    .key_of(row, Origin::Binlog, zero)
+                    .map_err(|e| conversion(&table.to_string(), e))
             };
             // Start of this transaction: a later snapshot of the key's range
             // holds the change when it is before that snapshot's position.
@@ -624,29 +643,33 @@ impl Streamer {
             let covered =
                 |key: &[serde_json::Value]| self.coverage.covers(index, key, &self.file, txn_pos);
             if is_delete {
-                let Some(before) = before else { continue };
-                let (_, key) = keyed(before)?;
+                if !decoder.has_before() {
+                    continue;
+                }
+                let key = key_of(&before)?;
                 if !covered(&key) {
                     self.out
-                        .push(index, &schema, &key, None, Origin::Binlog)
-                        .map_err(|e| conversion(&table, e))?;
+                        .push::<[Cell<'_>]>(index, &schema, &key, None, Origin::Binlog)
+                        .map_err(|e| conversion(&table.to_string(), e))?;
                 }
             } else {
-                let Some(after) = after else { continue };
-                let (values, key) = keyed(after)?;
-                if !is_insert && let Some(before) = before {
-                    let (_, old_key) = keyed(before)?;
+                if !decoder.has_after() {
+                    continue;
+                }
+                let key = key_of(&after)?;
+                if !is_insert && decoder.has_before() {
+                    let old_key = key_of(&before)?;
                     if old_key != key && !covered(&old_key) {
                         // The primary key changed: the old key is deleted.
                         self.out
-                            .push(index, &schema, &old_key, None, Origin::Binlog)
-                            .map_err(|e| conversion(&table, e))?;
+                            .push::<[Cell<'_>]>(index, &schema, &old_key, None, Origin::Binlog)
+                            .map_err(|e| conversion(&table.to_string(), e))?;
                     }
                 }
                 if !covered(&key) {
                     self.out
-                        .push(index, &schema, &key, Some(values), Origin::Binlog)
-                        .map_err(|e| conversion(&table, e))?;
+                        .push(index, &schema, &key, Some(&after[..]), Origin::Binlog)
+                        .map_err(|e| conversion(&table.to_string(), e))?;
                 }
             }
             if self.out.buffered() >= FLUSH_RECORDS {
@@ -757,26 +780,6 @@ fn column_names(tme: &mysql_common::binlog::events::TableMapEvent<'_>) -> Option
         }
     }
     None
-}
-
-/// The values of a binlog row image, in column order (`None` = not in the image).
-fn binlog_values(
-    mut row: mysql_common::binlog::row::BinlogRow,
-    table: &str,
-) -> Result<Vec<Option<Value>>> {
-    (0..row.len())
-        .map(|i| match row.take(i) {
-            None => Ok(None),
-            Some(BinlogValue::Value(v)) => Ok(Some(v)),
-            Some(other) => Value::try_from(other).map(Some).map_err(|e| {
-                Error::new(
-                    ErrorKind::Conversion,
-                    format!("cannot convert column {i} of `{table}` from the binlog"),
-                )
-                .with_source(e)
-            }),
-        })
-        .collect()
 }
 
 #[cfg(test)]

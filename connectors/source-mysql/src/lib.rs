@@ -17,6 +17,7 @@ mod events;
 mod gtid_set;
 mod output;
 mod resume;
+mod rows;
 mod snapshot;
 mod types;
 

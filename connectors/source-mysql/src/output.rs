@@ -10,12 +10,11 @@
 
 use hstream_io_runtime::stream::{PayloadEncoding, PayloadWriter, Record};
 use hstream_io_runtime::{Result, SourceContext};
-use mysql_async::Value;
 use serde_json::Value as Json;
 
 use crate::config::{MysqlSourceConfig, RecordFormat, TableRef, ZeroDate};
 use crate::events::Position;
-use crate::types::{ConvError, Origin, TableSchema};
+use crate::types::{ConvError, Origin, RowCells, TableSchema};
 
 /// Records buffered before they are handed to the runtime.
 pub const FLUSH_RECORDS: usize = 1000;
@@ -70,13 +69,13 @@ impl Output {
 
     /// Buffers an upsert (`row` = the row image `schema` describes) or a
     /// delete (`row` = None) of table `table`, whose primary key `key` was
-    /// taken out of the row by [`TableSchema::take_key`].
-    pub fn push(
+    /// converted by [`TableSchema::key_of`].
+    pub fn push<R: RowCells + ?Sized>(
         &mut self,
         table: usize,
         schema: &TableSchema,
         key: &[Json],
-        row: Option<Vec<Option<Value>>>,
+        row: Option<&R>,
         origin: Origin,
     ) -> std::result::Result<(), ConvError> {
         let record = self.record(table, schema, key, row, origin)?;
@@ -101,12 +100,12 @@ impl Output {
     }
 
     /// The record `{"table"?, "key": {…}, "value": {…} | null}` of a change.
-    fn record(
+    fn record<R: RowCells + ?Sized>(
         &mut self,
         table: usize,
         schema: &TableSchema,
         key: &[Json],
-        row: Option<Vec<Option<Value>>>,
+        row: Option<&R>,
         origin: Origin,
     ) -> std::result::Result<Record, ConvError> {
         let w = &mut self.writer;
@@ -209,6 +208,7 @@ fn push_partition_key(out: &mut String, key: &[Json]) {
 mod tests {
     use super::*;
     use crate::types::{Charset, ColKind, Column};
+    use mysql_async::Value;
     use hstream_io_runtime::stream::Payload;
     use serde_json::json;
 
@@ -247,11 +247,9 @@ mod tests {
 
     fn record(out: &mut Output, table: usize, id: u64, value: Option<&str>) -> Record {
         let s = schema(if table == 0 { "orders" } else { "customers" });
-        let mut row = vec![Some(Value::UInt(id)), value.map(|v| Value::Bytes(v.into()))];
-        let key = s
-            .take_key(&mut row, Origin::Binlog, ZeroDate::Null)
-            .unwrap();
-        out.record(table, &s, &key, value.map(|_| row), Origin::Binlog)
+        let row = vec![Some(Value::UInt(id)), value.map(|v| Value::Bytes(v.into()))];
+        let key = s.key_of(&row[..], Origin::Binlog, ZeroDate::Null).unwrap();
+        out.record(table, &s, &key, value.map(|_| &row[..]), Origin::Binlog)
             .unwrap()
     }
 
@@ -319,12 +317,10 @@ mod tests {
     fn a_conversion_error_leaves_no_half_record() {
         let mut out = Output::new(&config(json!({"recordFormat": "raw"})));
         let s = schema("orders");
-        let mut row = vec![Some(Value::UInt(1)), Some(Value::Bytes(vec![0xff]))];
-        let key = s
-            .take_key(&mut row, Origin::Snapshot, ZeroDate::Null)
-            .unwrap();
+        let row = vec![Some(Value::UInt(1)), Some(Value::Bytes(vec![0xff]))];
+        let key = s.key_of(&row[..], Origin::Snapshot, ZeroDate::Null).unwrap();
         let e = out
-            .push(0, &s, &key, Some(row), Origin::Snapshot)
+            .push(0, &s, &key, Some(&row[..]), Origin::Snapshot)
             .unwrap_err();
         assert_eq!(e.column, "n");
         assert_eq!(out.buffered(), 0);

@@ -265,11 +265,11 @@ pub async fn run(
             let end = row.is_none();
             if let Some(row) = row {
                 let conv = |e| conversion(&schema.table.to_string(), e);
-                let mut values = row.unwrap_raw();
+                let values = row.unwrap_raw();
                 let key = schema
-                    .take_key(&mut values, Origin::Snapshot, config.zero_date)
+                    .key_of(&values[..], Origin::Snapshot, config.zero_date)
                     .map_err(conv)?;
-                out.push(index, schema, &key, Some(values), Origin::Snapshot)
+                out.push(index, schema, &key, Some(&values[..]), Origin::Snapshot)
                     .map_err(conv)?;
                 if resumable {
                     last_key = Some(key);

@@ -239,10 +239,218 @@ impl std::fmt::Display for ConvError {
 
 impl std::error::Error for ConvError {}
 
+/// One value as read, borrowed from where it was read: a snapshot row's
+/// `mysql_async::Value` ([`Cell::from`]) or a binlog row image's bytes
+/// (decoded by [`crate::rows`], no allocation per value).
+///
+/// The first eight variants mirror `mysql_async::Value`; the last four are
+/// binlog encodings kept undecoded until a column's conversion needs them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cell<'a> {
+    /// SQL NULL.
+    Null,
+    /// Bytes (text, binary, BIT, SET bitmap, DECIMAL text from the snapshot).
+    Bytes(&'a [u8]),
+    /// A signed integer.
+    Int(i64),
+    /// An unsigned integer above `i64::MAX`.
+    UInt(u64),
+    /// FLOAT.
+    Float(f32),
+    /// DOUBLE.
+    Double(f64),
+    /// Year, month, day, hour, minute, second, microsecond.
+    Date(u16, u8, u8, u8, u8, u8, u32),
+    /// Negative, days, hours, minutes, seconds, microseconds.
+    Time(bool, u32, u8, u8, u8, u32),
+    /// Binlog YEAR: years after 1900 (0 is YEAR 0000).
+    Year(u8),
+    /// Binlog TIMESTAMP(n): epoch seconds and microseconds.
+    Epoch(i32, i32),
+    /// Binlog DECIMAL(precision, scale): its packed bytes (exactly
+    /// [`decimal_bin_size`] of them).
+    Decimal(&'a [u8], u8, u8),
+    /// Binlog JSON: MySQL's binary JSON document.
+    Jsonb(&'a [u8]),
+}
+
+impl<'a> From<&'a Value> for Cell<'a> {
+    fn from(v: &'a Value) -> Self {
+        match v {
+            Value::NULL => Cell::Null,
+            Value::Bytes(b) => Cell::Bytes(b),
+            Value::Int(i) => Cell::Int(*i),
+            Value::UInt(u) => Cell::UInt(*u),
+            Value::Float(f) => Cell::Float(*f),
+            Value::Double(d) => Cell::Double(*d),
+            Value::Date(y, mo, d, h, mi, s, us) => Cell::Date(*y, *mo, *d, *h, *mi, *s, *us),
+            Value::Time(neg, d, h, m, s, us) => Cell::Time(*neg, *d, *h, *m, *s, *us),
+        }
+    }
+}
+
+impl Cell<'_> {
+    /// The text the binlog reader of `mysql_common` made of a binlog-only
+    /// variant (`None` for the others), for conversions that take bytes.
+    fn binlog_text(&self) -> Result<Option<String>, String> {
+        Ok(Some(match *self {
+            Cell::Year(y) => (1900 + i32::from(y)).to_string(),
+            Cell::Epoch(secs, 0) => secs.to_string(),
+            Cell::Epoch(secs, us) => format!("{secs}.{us:06}"),
+            Cell::Decimal(b, precision, scale) => {
+                let mut s = String::new();
+                push_decimal(&mut s, b, precision, scale);
+                s
+            }
+            Cell::Jsonb(b) => jsonb_text(b)?,
+            _ => return Ok(None),
+        }))
+    }
+}
+
+/// The JSON text of a MySQL binary JSON document.
+fn jsonb_text(b: &[u8]) -> Result<String, String> {
+    use mysql_common::binlog::jsonb;
+    let doc: jsonb::Value<'_> = mysql_common::io::ParseBuf(b)
+        .parse(())
+        .map_err(|e| format!("corrupt binary JSON: {e}"))?;
+    let json = Json::try_from(doc).map_err(|e| format!("cannot convert binary JSON: {e}"))?;
+    Ok(json.to_string())
+}
+
+/// Bytes of a packed DECIMAL(precision, scale) (MySQL's `decimal_bin_size`).
+pub fn decimal_bin_size(precision: u8, scale: u8) -> Option<usize> {
+    const BYTES: [usize; 10] = [0, 1, 1, 2, 2, 3, 3, 4, 4, 4];
+    let intg = usize::from(precision.checked_sub(scale)?);
+    let frac = usize::from(scale);
+    Some(intg / 9 * 4 + BYTES[intg % 9] + frac / 9 * 4 + BYTES[frac % 9])
+}
+
+/// Appends the text of a packed DECIMAL(precision, scale): the digits of
+/// every stored word, leading zero words dropped, all `scale` fraction
+/// digits kept (`12.30`, `-0.50`, `0`). `b` holds exactly
+/// [`decimal_bin_size`] bytes (shorter input reads as zeros).
+pub fn push_decimal(out: &mut String, b: &[u8], precision: u8, scale: u8) {
+    const POW10: [i32; 10] = [
+        1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000,
+    ];
+    const BYTES: [usize; 10] = [0, 1, 1, 2, 2, 3, 3, 4, 4, 4];
+    let intg = usize::from(precision.saturating_sub(scale));
+    let frac = usize::from(scale);
+    // The sign is the inverted top bit of the first byte; a negative number
+    // stores every bit inverted.
+    let negative = b.first().is_some_and(|x| x & 0x80 == 0);
+    let mask: i32 = if negative { -1 } else { 0 };
+    let mut at = 0usize;
+    // Big-endian signed word of `n` bytes (the first byte's top bit flipped).
+    let mut word = |n: usize| -> i32 {
+        let mut v: i64 = 0;
+        for k in 0..n {
+            let mut byte = b.get(at + k).copied().unwrap_or(0);
+            if at + k == 0 {
+                byte ^= 0x80;
+            }
+            v = (v << 8) | i64::from(byte);
+        }
+        at += n;
+        // Sign-extend from n bytes.
+        let shift = 64 - 8 * n as u32;
+        let v = if n == 0 { 0 } else { (v << shift) >> shift };
+        (v as i32) ^ mask
+    };
+    // At most 255 digits: 30 words of 9.
+    let mut words = [0i32; 32];
+    let mut count = 0usize;
+    let mut kept_intg = intg;
+    let mut trimmed = false;
+    let prefix = intg % 9;
+    if prefix > 0 {
+        let x = word(BYTES[prefix]);
+        if x == 0 {
+            kept_intg -= prefix;
+        } else {
+            trimmed = true;
+            words[count] = x;
+            count += 1;
+        }
+    }
+    for _ in 0..intg / 9 {
+        let x = word(4);
+        if x == 0 && !trimmed {
+            kept_intg -= 9;
+        } else {
+            trimmed = true;
+            words[count] = x;
+            count += 1;
+        }
+    }
+    for _ in 0..frac / 9 {
+        words[count] = word(4);
+        count += 1;
+    }
+    let suffix = frac % 9;
+    if suffix > 0 {
+        words[count] = word(BYTES[suffix]).wrapping_mul(POW10[9 - suffix]);
+        count += 1;
+    }
+    let (mut sign, mut frac) = (negative, frac);
+    if kept_intg == 0 && frac == 0 {
+        kept_intg = 1;
+        frac = 0;
+        sign = false;
+        words[0] = 0;
+        count = 1;
+    }
+    let words = &words[..count];
+    let prefix = kept_intg % 9;
+    let suffix = frac % 9;
+    if sign {
+        out.push('-');
+    }
+    let mut left = kept_intg;
+    let mut i = 0;
+    while i < words.len() && left > 0 {
+        let x = words[i];
+        i += 1;
+        if i == 1 {
+            push_i32(out, x, 0);
+            left = left.saturating_sub(if prefix > 0 { prefix } else { 9 });
+        } else {
+            push_i32(out, x, 9);
+            left = left.saturating_sub(9);
+        }
+    }
+    if kept_intg == 0 {
+        out.push('0');
+    }
+    if i < words.len() {
+        out.push('.');
+    }
+    while i < words.len() {
+        let x = words[i];
+        i += 1;
+        if i == words.len() && suffix > 0 {
+            push_i32(out, x / POW10[9 - suffix], suffix);
+        } else {
+            push_i32(out, x, 9);
+        }
+    }
+}
+
+/// `x` zero-padded to `width` digits (a negative `x` as `{x:0width$}` prints it).
+fn push_i32(out: &mut String, x: i32, width: usize) {
+    if x >= 0 {
+        push_padded(out, x as u64, width);
+    } else {
+        use std::fmt::Write as _;
+        let _ = write!(out, "{x:0width$}");
+    }
+}
+
 /// Converts one value of `column` into JSON.
 pub fn to_json(
     column: &Column,
-    value: Value,
+    value: Cell<'_>,
     origin: Origin,
     zero: ZeroDate,
 ) -> Result<Json, ConvError> {
@@ -254,7 +462,7 @@ pub fn to_json(
 /// Converts one value of `column` into `out` (the table in the module docs).
 pub fn convert(
     column: &Column,
-    value: Value,
+    value: Cell<'_>,
     origin: Origin,
     zero: ZeroDate,
     out: impl ValueOut,
@@ -264,38 +472,71 @@ pub fn convert(
         column: column.name.clone(),
         reason,
     };
-    let unexpected = |v: &Value| err(format!("unexpected {} value", variant(v)));
+    let unexpected = |v: &Cell<'_>| err(format!("unexpected {} value", variant(v)));
     // `write!` into a String cannot fail.
     macro_rules! text {
         ($($arg:tt)*) => {
             out.string_with(|s| { let _ = write!(s, $($arg)*); })
         };
     }
-    if value == Value::NULL {
-        out.null();
-        return Ok(());
+    // Binlog encodings: converted directly where the column expects them,
+    // else as the text mysql_common's reader made of them.
+    match (&column.kind, value) {
+        (_, Cell::Null) => {
+            out.null();
+            return Ok(());
+        }
+        (ColKind::Year, Cell::Year(y)) => {
+            // The binlog encodes YEAR 0000 as 0 (+ 1900); 1900 itself is out of YEAR's range.
+            let y = if origin == Origin::Binlog && y == 0 {
+                0
+            } else {
+                1900 + i64::from(y)
+            };
+            out.i64(y);
+            return Ok(());
+        }
+        (ColKind::Timestamp(fsp), Cell::Epoch(secs, us)) => {
+            // Microseconds outside 0..=999999 made text that is no epoch.
+            let us = u32::try_from(us)
+                .ok()
+                .filter(|us| *us <= 999_999)
+                .ok_or_else(|| err("not an epoch timestamp".into()))?;
+            let zero_text = || format!("0000-00-00T00:00:00{}Z", frac(0, *fsp));
+            epoch_out(out, i64::from(secs), us, *fsp, zero, &zero_text);
+            return Ok(());
+        }
+        (ColKind::Decimal, Cell::Decimal(b, precision, scale)) => {
+            out.string_with(|s| push_decimal(s, b, precision, scale));
+            return Ok(());
+        }
+        (_, v @ (Cell::Year(_) | Cell::Epoch(..) | Cell::Decimal(..) | Cell::Jsonb(_))) => {
+            let text = v.binlog_text().map_err(err)?.unwrap_or_default();
+            return convert(column, Cell::Bytes(text.as_bytes()), origin, zero, out);
+        }
+        _ => {}
     }
     match (&column.kind, value) {
         (ColKind::Int { unsigned, bytes }, v) => match v {
             // Normalised by width: the binlog reader may decode a signed
             // column as unsigned (or the reverse); the storage width decides.
-            Value::Int(i) if *unsigned => out.u64(mask(i as u64, *bytes)),
-            Value::Int(i) => out.i64(sign_extend(mask(i as u64, *bytes), *bytes)),
-            Value::UInt(u) if *unsigned => out.u64(u),
-            Value::UInt(u) => out.i64(sign_extend(u, *bytes)),
-            Value::Bytes(b) => match parse_int_text(&b) {
+            Cell::Int(i) if *unsigned => out.u64(mask(i as u64, *bytes)),
+            Cell::Int(i) => out.i64(sign_extend(mask(i as u64, *bytes), *bytes)),
+            Cell::UInt(u) if *unsigned => out.u64(u),
+            Cell::UInt(u) => out.i64(sign_extend(u, *bytes)),
+            Cell::Bytes(b) => match parse_int_text(b) {
                 Some(IntText::Signed(i)) => out.i64(i),
                 Some(IntText::Unsigned(u)) => out.u64(u),
                 None => return Err(err("not an integer".into())),
             },
             other => return Err(unexpected(&other)),
         },
-        (ColKind::Decimal, Value::Bytes(b)) => out.str(utf8_str(&b).map_err(err)?),
+        (ColKind::Decimal, Cell::Bytes(b)) => out.str(utf8_str(b).map_err(err)?),
         (ColKind::Float, v) => {
             let f = match v {
-                Value::Float(f) => f,
-                Value::Double(d) => d as f32,
-                Value::Bytes(b) => utf8_str(&b)
+                Cell::Float(f) => f,
+                Cell::Double(d) => d as f32,
+                Cell::Bytes(b) => utf8_str(b)
                     .map_err(err)?
                     .parse::<f32>()
                     .map_err(|_| err("not a number".into()))?,
@@ -306,9 +547,9 @@ pub fn convert(
         }
         (ColKind::Double, v) => {
             let d = match v {
-                Value::Double(d) => d,
-                Value::Float(f) => f64::from(f),
-                Value::Bytes(b) => utf8_str(&b)
+                Cell::Double(d) => d,
+                Cell::Float(f) => f64::from(f),
+                Cell::Bytes(b) => utf8_str(b)
                     .map_err(err)?
                     .parse::<f64>()
                     .map_err(|_| err("not a number".into()))?,
@@ -316,14 +557,14 @@ pub fn convert(
             };
             out.f64(d);
         }
-        (ColKind::Date, Value::Date(y, m, d, ..)) => {
+        (ColKind::Date, Cell::Date(y, m, d, ..)) => {
             if y == 0 && m == 0 && d == 0 {
                 zero_value(out, zero, "0000-00-00");
             } else {
                 out.string_with(|t| push_date(t, i64::from(y), m.into(), d.into()));
             }
         }
-        (ColKind::DateTime(fsp), Value::Date(y, mo, d, h, mi, s, us)) => {
+        (ColKind::DateTime(fsp), Cell::Date(y, mo, d, h, mi, s, us)) => {
             if y == 0 && mo == 0 && d == 0 && h == 0 && mi == 0 && s == 0 && us == 0 {
                 zero_value(out, zero, &format!("0000-00-00T00:00:00{}", frac(0, *fsp)));
             } else {
@@ -337,17 +578,17 @@ pub fn convert(
             let zero_text = || format!("0000-00-00T00:00:00{}Z", frac(0, *fsp));
             match v {
                 // Snapshot: the session time zone is UTC.
-                Value::Date(0, 0, 0, 0, 0, 0, 0) => zero_value(out, zero, &zero_text()),
-                Value::Date(y, mo, d, h, mi, s, us) => out.string_with(|t| {
+                Cell::Date(0, 0, 0, 0, 0, 0, 0) => zero_value(out, zero, &zero_text()),
+                Cell::Date(y, mo, d, h, mi, s, us) => out.string_with(|t| {
                     push_date(t, i64::from(y), mo.into(), d.into());
                     push_time(t, h.into(), mi.into(), s.into(), us, *fsp);
                     t.push('Z');
                 }),
                 // Binlog: epoch seconds, as an integer or "secs[.micros]".
-                Value::Int(secs) => epoch_out(out, secs, 0, *fsp, zero, &zero_text),
-                Value::UInt(secs) => epoch_out(out, secs as i64, 0, *fsp, zero, &zero_text),
-                Value::Bytes(b) => {
-                    let text = utf8_str(&b).map_err(err)?;
+                Cell::Int(secs) => epoch_out(out, secs, 0, *fsp, zero, &zero_text),
+                Cell::UInt(secs) => epoch_out(out, secs as i64, 0, *fsp, zero, &zero_text),
+                Cell::Bytes(b) => {
+                    let text = utf8_str(b).map_err(err)?;
                     let (secs, us) =
                         parse_epoch(text).ok_or_else(|| err("not an epoch timestamp".into()))?;
                     epoch_out(out, secs, us, *fsp, zero, &zero_text);
@@ -355,16 +596,16 @@ pub fn convert(
                 other => return Err(unexpected(&other)),
             }
         }
-        (ColKind::Time(fsp), Value::Time(neg, days, h, m, s, us)) => {
+        (ColKind::Time(fsp), Cell::Time(neg, days, h, m, s, us)) => {
             let hours = u64::from(days) * 24 + u64::from(h);
             let sign = if neg { "-" } else { "" };
             text!("{sign}{hours:02}:{m:02}:{s:02}{}", Frac(us, *fsp));
         }
         (ColKind::Year, v) => {
             let y: i64 = match v {
-                Value::Int(i) => i,
-                Value::UInt(u) => u as i64,
-                Value::Bytes(b) => utf8_str(&b)
+                Cell::Int(i) => i,
+                Cell::UInt(u) => u as i64,
+                Cell::Bytes(b) => utf8_str(b)
                     .map_err(err)?
                     .parse()
                     .map_err(|_| err("not a year".into()))?,
@@ -378,49 +619,58 @@ pub fn convert(
             };
             out.i64(y);
         }
-        (ColKind::Text(charset), Value::Bytes(b)) => match (origin, charset) {
+        (ColKind::Text(charset), Cell::Bytes(b)) => match (origin, charset) {
             (Origin::Snapshot, _) | (Origin::Binlog, Charset::Utf8 | Charset::Ascii) => {
-                out.str(utf8_str(&b).map_err(err)?)
+                out.str(utf8_str(b).map_err(err)?)
             }
-            (Origin::Binlog, charset) => out.str(&decode_charset(charset, b).map_err(err)?),
+            (Origin::Binlog, Charset::Latin1) => out.string_with(|s| push_latin1(s, b)),
+            (Origin::Binlog, Charset::Other(name)) => out.str(utf8_str(b).map_err(|_| {
+                err(format!(
+                    "charset `{name}` is not decoded by the binlog reader; convert the column to utf8mb4 \
+                     (ALTER TABLE … CONVERT TO CHARACTER SET utf8mb4)"
+                ))
+            })?),
         },
-        (ColKind::Binary { pad_to }, Value::Bytes(mut b)) => {
-            if let Some(n) = pad_to
-                && b.len() < *n
-            {
-                b.resize(*n, 0);
+        (ColKind::Binary { pad_to }, Cell::Bytes(b)) => {
+            let engine = &base64::engine::general_purpose::STANDARD;
+            match pad_to {
+                Some(n) if b.len() < *n => {
+                    let mut padded = b.to_vec();
+                    padded.resize(*n, 0);
+                    out.string_with(|s| engine.encode_string(&padded, s));
+                }
+                _ => out.string_with(|s| engine.encode_string(b, s)),
             }
-            out.string_with(|s| base64::engine::general_purpose::STANDARD.encode_string(&b, s));
         }
         (ColKind::Enum(values), v) => match (origin, v) {
-            (Origin::Snapshot, Value::Bytes(b)) => out.str(utf8_str(&b).map_err(err)?),
-            (_, Value::Int(i)) => out.str(enum_value(values, i as u64).map_err(err)?),
-            (_, Value::UInt(i)) => out.str(enum_value(values, i).map_err(err)?),
+            (Origin::Snapshot, Cell::Bytes(b)) => out.str(utf8_str(b).map_err(err)?),
+            (_, Cell::Int(i)) => out.str(enum_value(values, i as u64).map_err(err)?),
+            (_, Cell::UInt(i)) => out.str(enum_value(values, i).map_err(err)?),
             (_, other) => return Err(unexpected(&other)),
         },
         (ColKind::Set(values), v) => match (origin, v) {
-            (Origin::Snapshot, Value::Bytes(b)) => out.str(utf8_str(&b).map_err(err)?),
-            (Origin::Binlog, Value::Bytes(b)) => {
+            (Origin::Snapshot, Cell::Bytes(b)) => out.str(utf8_str(b).map_err(err)?),
+            (Origin::Binlog, Cell::Bytes(b)) => {
                 let mut bits = 0u64;
                 for (i, byte) in b.iter().take(8).enumerate() {
                     bits |= u64::from(*byte) << (8 * i);
                 }
                 out.string_with(|s| set_value(s, values, bits));
             }
-            (_, Value::Int(i)) => out.string_with(|s| set_value(s, values, i as u64)),
-            (_, Value::UInt(i)) => out.string_with(|s| set_value(s, values, i)),
+            (_, Cell::Int(i)) => out.string_with(|s| set_value(s, values, i as u64)),
+            (_, Cell::UInt(i)) => out.string_with(|s| set_value(s, values, i)),
             (_, other) => return Err(unexpected(&other)),
         },
         (ColKind::Bit(bits), v) => {
             let n = match v {
-                Value::Bytes(b) => {
+                Cell::Bytes(b) => {
                     if b.len() > 8 {
                         return Err(err("BIT value longer than 64 bits".into()));
                     }
                     b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x))
                 }
-                Value::Int(i) => i as u64,
-                Value::UInt(u) => u,
+                Cell::Int(i) => i as u64,
+                Cell::UInt(u) => u,
                 other => return Err(unexpected(&other)),
             };
             if *bits == 1 {
@@ -429,9 +679,9 @@ pub fn convert(
                 out.u64(n);
             }
         }
-        (ColKind::Json, Value::Bytes(b)) => {
+        (ColKind::Json, Cell::Bytes(b)) => {
             // Re-serialised compactly, so server text and binlog JSONB agree.
-            let text = utf8_str(&b).map_err(err)?;
+            let text = utf8_str(b).map_err(err)?;
             match serde_json::from_str::<Json>(text) {
                 Ok(v) => out.string_with(|s| {
                     let _ = write!(s, "{v}");
@@ -444,16 +694,20 @@ pub fn convert(
     Ok(())
 }
 
-fn variant(v: &Value) -> &'static str {
+fn variant(v: &Cell<'_>) -> &'static str {
     match v {
-        Value::NULL => "NULL",
-        Value::Bytes(_) => "bytes",
-        Value::Int(_) => "signed integer",
-        Value::UInt(_) => "unsigned integer",
-        Value::Float(_) => "float",
-        Value::Double(_) => "double",
-        Value::Date(..) => "date",
-        Value::Time(..) => "time",
+        Cell::Null => "NULL",
+        Cell::Bytes(_) => "bytes",
+        Cell::Int(_) => "signed integer",
+        Cell::UInt(_) => "unsigned integer",
+        Cell::Float(_) => "float",
+        Cell::Double(_) => "double",
+        Cell::Date(..) => "date",
+        Cell::Time(..) => "time",
+        Cell::Year(_) => "year",
+        Cell::Epoch(..) => "timestamp",
+        Cell::Decimal(..) => "decimal",
+        Cell::Jsonb(_) => "JSON",
     }
 }
 
@@ -489,11 +743,6 @@ fn parse_int_text(b: &[u8]) -> Option<IntText> {
 
 fn utf8_str(b: &[u8]) -> Result<&str, String> {
     std::str::from_utf8(b).map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))
-}
-
-fn utf8(b: Vec<u8>) -> Result<String, String> {
-    String::from_utf8(b)
-        .map_err(|e| format!("invalid UTF-8 at byte {}", e.utf8_error().valid_up_to()))
 }
 
 /// The double whose shortest text is the shortest text of `f` (FLOAT's
@@ -672,22 +921,38 @@ const CP1252_HIGH: [char; 32] = [
     '\u{02DC}', '\u{2122}', '\u{0161}', '\u{203A}', '\u{0153}', '\u{9D}', '\u{017E}', '\u{0178}',
 ];
 
-fn decode_charset(charset: &Charset, b: Vec<u8>) -> Result<String, String> {
-    match charset {
-        Charset::Utf8 | Charset::Ascii => utf8(b),
-        Charset::Latin1 => Ok(b
-            .iter()
-            .map(|&x| match x {
-                0x80..=0x9F => CP1252_HIGH[usize::from(x - 0x80)],
-                _ => char::from(x),
-            })
-            .collect()),
-        Charset::Other(name) => utf8(b).map_err(|_| {
-            format!(
-                "charset `{name}` is not decoded by the binlog reader; convert the column to utf8mb4 \
-                 (ALTER TABLE … CONVERT TO CHARACTER SET utf8mb4)"
-            )
-        }),
+/// Appends latin1 (Windows-1252) bytes as UTF-8.
+fn push_latin1(out: &mut String, b: &[u8]) {
+    out.extend(b.iter().map(|&x| match x {
+        0x80..=0x9F => CP1252_HIGH[usize::from(x - 0x80)],
+        _ => char::from(x),
+    }));
+}
+
+/// A row's values by column index: a snapshot row (`mysql_async` values) or
+/// a decoded binlog row image.
+pub trait RowCells {
+    /// Number of columns.
+    fn len(&self) -> usize;
+    /// The value of column `i`; `None` when the row does not hold it.
+    fn cell(&self, i: usize) -> Option<Cell<'_>>;
+}
+
+impl RowCells for [Option<Value>] {
+    fn len(&self) -> usize {
+        <[Option<Value>]>::len(self)
+    }
+    fn cell(&self, i: usize) -> Option<Cell<'_>> {
+        self.get(i)?.as_ref().map(Cell::from)
+    }
+}
+
+impl RowCells for [Cell<'_>] {
+    fn len(&self) -> usize {
+        <[Cell<'_>]>::len(self)
+    }
+    fn cell(&self, i: usize) -> Option<Cell<'_>> {
+        self.get(i).copied()
     }
 }
 
@@ -706,19 +971,18 @@ impl TableSchema {
         })
     }
 
-    /// Takes the primary-key columns out of a row image and converts them,
-    /// in key order. [`write_row`](Self::write_row) then writes them from the
-    /// returned values.
-    pub fn take_key(
+    /// Converts the primary-key columns of a row, in key order.
+    /// [`write_row`](Self::write_row) then writes them from the returned values.
+    pub fn key_of<R: RowCells + ?Sized>(
         &self,
-        values: &mut [Option<Value>],
+        row: &R,
         origin: Origin,
         zero: ZeroDate,
     ) -> Result<Vec<Json>, ConvError> {
-        self.check_len(values.len())?;
+        self.check_len(row.len())?;
         self.key
             .iter()
-            .map(|&i| match values[i].take() {
+            .map(|&i| match row.cell(i) {
                 // Not in the row image: with binlog_row_image=FULL this does not happen.
                 None => Ok(Json::Null),
                 Some(v) => to_json(&self.columns[i], v, origin, zero),
@@ -727,24 +991,24 @@ impl TableSchema {
     }
 
     /// Writes the row (column name → value, in column order) as the fields
-    /// of the object `w` has open; the key columns, already taken out by
-    /// [`take_key`](Self::take_key), are written from `key`.
-    pub fn write_row(
+    /// of the object `w` has open; the key columns, converted by
+    /// [`key_of`](Self::key_of), are written from `key`.
+    pub fn write_row<R: RowCells + ?Sized>(
         &self,
         w: &mut PayloadWriter,
-        values: Vec<Option<Value>>,
+        row: &R,
         key: &[Json],
         origin: Origin,
         zero: ZeroDate,
     ) -> Result<(), ConvError> {
-        self.check_len(values.len())?;
-        for (i, (column, value)) in self.columns.iter().zip(values).enumerate() {
+        self.check_len(row.len())?;
+        for (i, column) in self.columns.iter().enumerate() {
             let name = column.name.as_str();
             if let Some(k) = self.key.iter().position(|&c| c == i) {
                 w.json(name, key.get(k).unwrap_or(&Json::Null));
                 continue;
             }
-            match value {
+            match row.cell(i) {
                 // Not in the row image: with binlog_row_image=FULL this does not happen.
                 None => w.null(name),
                 Some(v) => convert(column, v, origin, zero, Field { writer: w, name })?,
@@ -755,16 +1019,16 @@ impl TableSchema {
 
     /// The row and its primary key as JSON objects (tests: what the record holds).
     #[cfg(test)]
-    pub fn row_to_json(
+    pub fn row_to_json<R: RowCells + ?Sized>(
         &self,
-        mut values: Vec<Option<Value>>,
+        row: &R,
         origin: Origin,
         zero: ZeroDate,
     ) -> Result<(JsonRow, JsonRow), ConvError> {
         use hstream_io_runtime::stream::{Payload, PayloadEncoding};
-        let key = self.take_key(&mut values, origin, zero)?;
+        let key = self.key_of(row, origin, zero)?;
         let mut w = PayloadWriter::new(PayloadEncoding::JsonText);
-        self.write_row(&mut w, values, &key, origin, zero)?;
+        self.write_row(&mut w, row, &key, origin, zero)?;
         let Payload::Raw(text) = w.finish() else {
             unreachable!("JSON text is a RAW payload")
         };
@@ -903,8 +1167,8 @@ mod tests {
 
     fn both(kind: ColKind, snap: Value, bin: Value) -> Json {
         let c = col(kind);
-        let a = to_json(&c, snap, Origin::Snapshot, ZeroDate::Null).unwrap();
-        let b = to_json(&c, bin, Origin::Binlog, ZeroDate::Null).unwrap();
+        let a = to_json(&c, Cell::from(&snap), Origin::Snapshot, ZeroDate::Null).unwrap();
+        let b = to_json(&c, Cell::from(&bin), Origin::Binlog, ZeroDate::Null).unwrap();
         assert_eq!(a, b, "snapshot and binlog disagree");
         a
     }
@@ -980,7 +1244,7 @@ mod tests {
         assert_eq!(
             to_json(
                 &c,
-                Value::Date(0, 0, 0, 0, 0, 0, 0),
+                Cell::Date(0, 0, 0, 0, 0, 0, 0),
                 Origin::Binlog,
                 ZeroDate::String
             )
@@ -1096,11 +1360,11 @@ mod tests {
     #[test]
     fn bad_values_are_errors_naming_the_column() {
         let c = col(ColKind::Enum(vec!["a".into()]));
-        let e = to_json(&c, Value::Int(7), Origin::Binlog, ZeroDate::Null).unwrap_err();
+        let e = to_json(&c, Cell::Int(7), Origin::Binlog, ZeroDate::Null).unwrap_err();
         assert_eq!(e.column, "c");
         assert!(e.reason.contains("index 7"), "{e}");
         let c = col(ColKind::Text(Charset::Other("gbk".into())));
-        let e = to_json(&c, Value::Bytes(vec![0xff]), Origin::Binlog, ZeroDate::Null).unwrap_err();
+        let e = to_json(&c, Cell::Bytes(&[0xff]), Origin::Binlog, ZeroDate::Null).unwrap_err();
         assert!(e.reason.contains("utf8mb4"), "{e}");
     }
 
@@ -1134,7 +1398,7 @@ mod tests {
         assert_eq!(p.key, vec![1]);
         let (row, key) = p
             .row_to_json(
-                vec![Some(Value::Bytes(b"x".to_vec())), Some(Value::Int(7))],
+                &[Some(Value::Bytes(b"x".to_vec())), Some(Value::Int(7))][..],
                 Origin::Binlog,
                 ZeroDate::Null,
             )

@@ -1201,4 +1201,120 @@ mod tests {
             }
         }
     }
+
+    /// The benchmark's `orders` table (`bench/src/workload.rs`) as MariaDB logs it.
+    fn orders() -> (Vec<Col>, TableSchema) {
+        let cols = vec![
+            col(8, &[], int(8, false)),
+            col(8, &[], int(8, false)),
+            col(246, &[12, 2], ColKind::Decimal),
+            col(15, &[64, 0], ColKind::Text(Charset::Utf8)),
+            col(15, &[0, 1], ColKind::Text(Charset::Utf8)),
+            col(17, &[0], ColKind::Timestamp(0)),
+        ];
+        let mut s = schema(&cols);
+        for (c, name) in s
+            .columns
+            .iter_mut()
+            .zip(["id", "customer_id", "amount", "status", "note", "created_at"])
+        {
+            c.name = name.into();
+        }
+        (cols, s)
+    }
+
+    fn orders_row(i: u64) -> Vec<Option<Vec<u8>>> {
+        let text = |t: &str| {
+            let mut v = vec![t.len() as u8];
+            v.extend_from_slice(t.as_bytes());
+            v
+        };
+        let long_text = |t: &str| {
+            let mut v = (t.len() as u16).to_le_bytes().to_vec();
+            v.extend_from_slice(t.as_bytes());
+            v
+        };
+        vec![
+            Some(i.to_le_bytes().to_vec()),
+            Some((i % 5000).to_le_bytes().to_vec()),
+            Some(decimal(false, &format!("{}", 1000 + i % 100_000), 12, 2)),
+            Some(text("shipped")),
+            Some(long_text(&format!("order note number {i}"))),
+            Some((1_704_067_200 + i as u32).to_be_bytes().to_vec()),
+        ]
+    }
+
+    /// Decoding cost, measured by instruction counts (`valgrind
+    /// --tool=callgrind` on the release test binary; see
+    /// docs/benchmarks.md): `DECODE_ROWS` rows of the benchmark's `orders`
+    /// shape, as WRITE_ROWS events of 1000 rows, turned into records by
+    /// `DECODE_WITH=old` (`mysql_common`'s `BinlogRow`) or `new`.
+    #[test]
+    #[ignore = "a measurement: run under callgrind with DECODE_ROWS and DECODE_WITH"]
+    fn decode_rows_into_records() {
+        use crate::output::Output;
+        let total: usize = std::env::var("DECODE_ROWS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(100_000);
+        let old = std::env::var("DECODE_WITH").as_deref() == Ok("old");
+        let (cols, s) = orders();
+        let tme_body = table_map(&cols);
+        let tme = parse_tme(&tme_body);
+        let data: Vec<u8> = (0..1000u64).flat_map(|i| image(&orders_row(i))).collect();
+        let body = rows_event(30, cols.len(), &data);
+        let ev = parse_rows(30, &body).unwrap();
+        let config = serde_json::from_value(json!({"stream": "s", "host": "h",
+            "user": "u", "password": "p", "database": "bench", "table": "orders"}))
+        .unwrap();
+        let mut out = Output::new(&config);
+        let zero = ZeroDate::Null;
+        let mut records = 0usize;
+        while records < total {
+            if old {
+                for item in ev.rows(&tme) {
+                    let (_, after) = item.unwrap();
+                    let mut row = after.unwrap();
+                    let values: Vec<Option<Value>> = (0..row.len())
+                        .map(|i| match row.take(i) {
+                            Some(BinlogValue::Value(v)) => Some(v),
+                            _ => None,
+                        })
+                        .collect();
+                    let key = s.key_of(&values[..], Origin::Binlog, zero).unwrap();
+                    out.push(0, &s, &key, Some(&values[..]), Origin::Binlog)
+                        .unwrap();
+                }
+            } else {
+                let layout = Layout::new(&tme).unwrap();
+                let mut d = RowsDecoder::new(&layout, &ev).unwrap();
+                let (mut before, mut after) = (Vec::new(), Vec::new());
+                while d.next_row(&mut before, &mut after).unwrap() {
+                    let key = s.key_of(&after[..], Origin::Binlog, zero).unwrap();
+                    out.push(0, &s, &key, Some(&after[..]), Origin::Binlog)
+                        .unwrap();
+                }
+            }
+            records += out.buffered();
+            out.discard();
+        }
+        assert!(records >= total);
+    }
+
+    #[test]
+    fn orders_rows_decode_alike() {
+        let (cols, s) = orders();
+        let tme_body = table_map(&cols);
+        let tme = parse_tme(&tme_body);
+        let data: Vec<u8> = (0..50u64).flat_map(|i| image(&orders_row(i))).collect();
+        let body = rows_event(30, cols.len(), &data);
+        let ev = parse_rows(30, &body).unwrap();
+        let rows = agree(&tme, &ev, &s).unwrap();
+        let (row, _) = rows[7].1.clone().unwrap();
+        assert_eq!(
+            json!(row),
+            json!({"id": 7, "customer_id": 7, "amount": "10.07", "status": "shipped",
+                   "note": "order note number 7", "created_at": "2024-01-01T00:00:07Z"})
+        );
+    }
 }

@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use hstream_io_runtime::{Error, ErrorKind, Result, SourceContext};
+use mysql_async::BinlogStreamRequest;
 use mysql_async::binlog::EventType;
 use mysql_async::binlog::events::{Event, EventData, RowsEventData};
 use mysql_async::prelude::Queryable;
-use mysql_async::BinlogStreamRequest;
 use mysql_common::binlog::events::TableMapEvent;
 
 use crate::config::{DdlPolicy, MysqlSourceConfig, TableRef};
@@ -39,8 +39,8 @@ use crate::events::{
 use crate::gtid_set::{GtidSet, is_mysql_set};
 use crate::output::{FLUSH_RECORDS, Output};
 use crate::resume::Coverage;
-use crate::snapshot::conversion;
 use crate::rows::{Layout, RowsDecoder};
+use crate::snapshot::conversion;
 use crate::types::{Cell, Origin, TableSchema, load_schema};
 
 /// Shortest interval between two position-only commits (transactions that

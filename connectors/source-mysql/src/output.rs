@@ -208,8 +208,8 @@ fn push_partition_key(out: &mut String, key: &[Json]) {
 mod tests {
     use super::*;
     use crate::types::{Charset, ColKind, Column};
-    use mysql_async::Value;
     use hstream_io_runtime::stream::Payload;
+    use mysql_async::Value;
     use serde_json::json;
 
     fn config(v: Json) -> MysqlSourceConfig {
@@ -247,7 +247,7 @@ mod tests {
 
     fn record(out: &mut Output, table: usize, id: u64, value: Option<&str>) -> Record {
         let s = schema(if table == 0 { "orders" } else { "customers" });
-        let row = vec![Some(Value::UInt(id)), value.map(|v| Value::Bytes(v.into()))];
+        let row = [Some(Value::UInt(id)), value.map(|v| Value::Bytes(v.into()))];
         let key = s.key_of(&row[..], Origin::Binlog, ZeroDate::Null).unwrap();
         out.record(table, &s, &key, value.map(|_| &row[..]), Origin::Binlog)
             .unwrap()
@@ -317,8 +317,10 @@ mod tests {
     fn a_conversion_error_leaves_no_half_record() {
         let mut out = Output::new(&config(json!({"recordFormat": "raw"})));
         let s = schema("orders");
-        let row = vec![Some(Value::UInt(1)), Some(Value::Bytes(vec![0xff]))];
-        let key = s.key_of(&row[..], Origin::Snapshot, ZeroDate::Null).unwrap();
+        let row = [Some(Value::UInt(1)), Some(Value::Bytes(vec![0xff]))];
+        let key = s
+            .key_of(&row[..], Origin::Snapshot, ZeroDate::Null)
+            .unwrap();
         let e = out
             .push(0, &s, &key, Some(&row[..]), Origin::Snapshot)
             .unwrap_err();

@@ -582,11 +582,11 @@ mod tests {
     use crate::types::{Charset, ColKind, Column, JsonRow, Origin, TableSchema};
     use mysql_async::Value;
     use mysql_common::binlog::BinlogCtx;
+    use mysql_common::binlog::consts::BinlogVersion;
     use mysql_common::binlog::events::{
         DeleteRowsEvent, DeleteRowsEventV1, FormatDescriptionEvent, UpdateRowsEvent,
         UpdateRowsEventV1, WriteRowsEvent, WriteRowsEventV1,
     };
-    use mysql_common::binlog::consts::BinlogVersion;
     use mysql_common::binlog::value::BinlogValue;
     use mysql_common::io::ParseBuf;
     use serde_json::json;
@@ -687,7 +687,7 @@ mod tests {
         let images = if matches!(type_, 24 | 31) { 2 } else { 1 };
         for _ in 0..images {
             let mut bits = vec![0xffu8; n.div_ceil(8)];
-            if n % 8 != 0 {
+            if !n.is_multiple_of(8) {
                 *bits.last_mut().unwrap() = (1u8 << (n % 8)) - 1;
             }
             b.extend_from_slice(&bits);
@@ -697,14 +697,18 @@ mod tests {
     }
 
     fn parse_tme(body: &[u8]) -> TableMapEvent<'_> {
-        let fde = Box::leak(Box::new(FormatDescriptionEvent::new(BinlogVersion::Version4)));
+        let fde = Box::leak(Box::new(FormatDescriptionEvent::new(
+            BinlogVersion::Version4,
+        )));
         ParseBuf(body)
             .parse(BinlogCtx::new(body.len() + 19, fde, 19))
             .expect("a valid TABLE_MAP")
     }
 
     fn parse_rows(type_: u8, body: &[u8]) -> std::io::Result<RowsEventData<'_>> {
-        let fde = Box::leak(Box::new(FormatDescriptionEvent::new(BinlogVersion::Version4)));
+        let fde = Box::leak(Box::new(FormatDescriptionEvent::new(
+            BinlogVersion::Version4,
+        )));
         let ctx = BinlogCtx::new(body.len() + 19, fde, type_);
         let mut buf = ParseBuf(body);
         Ok(match type_ {
@@ -753,9 +757,7 @@ mod tests {
                 .map(|i| match row.take(i) {
                     None => Ok(None),
                     Some(BinlogValue::Value(v)) => Ok(Some(v)),
-                    Some(other) => Value::try_from(other)
-                        .map(Some)
-                        .map_err(|e| e.to_string()),
+                    Some(other) => Value::try_from(other).map(Some).map_err(|e| e.to_string()),
                 })
                 .collect::<Result<Vec<_>, String>>()?;
             s.row_to_json(&values[..], Origin::Binlog, zero)
@@ -838,7 +840,7 @@ mod tests {
         if head > 0 {
             push(&int[..head]);
         }
-        for w in int[head..].as_bytes().chunks(9) {
+        for w in int.as_bytes()[head..].chunks(9) {
             push(std::str::from_utf8(w).unwrap());
         }
         for w in frac.as_bytes().chunks(9) {
@@ -857,7 +859,10 @@ mod tests {
     }
 
     /// Every column type the connector maps, and a row of values for it.
-    fn matrix() -> (Vec<Col>, Vec<Vec<Option<Vec<u8>>>>) {
+    /// Rows of encoded values (`None` = NULL).
+    type Values = Vec<Vec<Option<Vec<u8>>>>;
+
+    fn matrix() -> (Vec<Col>, Values) {
         let enum_values = vec!["a".to_string(), "b".into(), "c".into()];
         let mut unsigned_long = col(3, &[], int(4, true));
         unsigned_long.unsigned = true;
@@ -866,48 +871,55 @@ mod tests {
         let mut unsigned_tiny = col(1, &[], int(1, true));
         unsigned_tiny.unsigned = true;
         let cols = vec![
-            col(8, &[], int(8, false)),            // 0 BIGINT key
-            col(1, &[], int(1, false)),            // 1 TINYINT
-            unsigned_tiny,                         // 2 TINYINT UNSIGNED
-            col(2, &[], int(2, false)),            // 3 SMALLINT
-            col(9, &[], int(3, false)),            // 4 MEDIUMINT
-            unsigned_long,                         // 5 INT UNSIGNED
-            unsigned_big,                          // 6 BIGINT UNSIGNED
-            col(4, &[4], ColKind::Float),          // 7 FLOAT
-            col(5, &[8], ColKind::Double),         // 8 DOUBLE
-            col(246, &[12, 2], ColKind::Decimal),  // 9 DECIMAL(12,2)
-            col(246, &[30, 10], ColKind::Decimal), // 10 DECIMAL(30,10)
-            col(10, &[], ColKind::Date),           // 11 DATE
-            col(18, &[3], ColKind::DateTime(3)),   // 12 DATETIME(3)
-            col(17, &[6], ColKind::Timestamp(6)),  // 13 TIMESTAMP(6)
-            col(17, &[0], ColKind::Timestamp(0)),  // 14 TIMESTAMP
-            col(19, &[0], ColKind::Time(0)),       // 15 TIME
-            col(19, &[6], ColKind::Time(6)),       // 16 TIME(6)
-            col(13, &[], ColKind::Year),           // 17 YEAR
-            col(15, &[64, 0], ColKind::Text(Charset::Utf8)), // 18 VARCHAR(16) utf8mb4
-            col(15, &[0x90, 1], ColKind::Text(Charset::Utf8)), // 19 VARCHAR(100) utf8mb4
-            col(15, &[20, 0], ColKind::Text(Charset::Latin1)), // 20 VARCHAR(20) latin1
-            col(254, &[0xfe, 40], ColKind::Text(Charset::Utf8)), // 21 CHAR(10)
-            col(254, &[0xce, 0xfc], ColKind::Text(Charset::Utf8)), // 22 CHAR(255) utf8mb4
+            col(8, &[], int(8, false)),                                // 0 BIGINT key
+            col(1, &[], int(1, false)),                                // 1 TINYINT
+            unsigned_tiny,                                             // 2 TINYINT UNSIGNED
+            col(2, &[], int(2, false)),                                // 3 SMALLINT
+            col(9, &[], int(3, false)),                                // 4 MEDIUMINT
+            unsigned_long,                                             // 5 INT UNSIGNED
+            unsigned_big,                                              // 6 BIGINT UNSIGNED
+            col(4, &[4], ColKind::Float),                              // 7 FLOAT
+            col(5, &[8], ColKind::Double),                             // 8 DOUBLE
+            col(246, &[12, 2], ColKind::Decimal),                      // 9 DECIMAL(12,2)
+            col(246, &[30, 10], ColKind::Decimal),                     // 10 DECIMAL(30,10)
+            col(10, &[], ColKind::Date),                               // 11 DATE
+            col(18, &[3], ColKind::DateTime(3)),                       // 12 DATETIME(3)
+            col(17, &[6], ColKind::Timestamp(6)),                      // 13 TIMESTAMP(6)
+            col(17, &[0], ColKind::Timestamp(0)),                      // 14 TIMESTAMP
+            col(19, &[0], ColKind::Time(0)),                           // 15 TIME
+            col(19, &[6], ColKind::Time(6)),                           // 16 TIME(6)
+            col(13, &[], ColKind::Year),                               // 17 YEAR
+            col(15, &[64, 0], ColKind::Text(Charset::Utf8)),           // 18 VARCHAR(16) utf8mb4
+            col(15, &[0x90, 1], ColKind::Text(Charset::Utf8)),         // 19 VARCHAR(100) utf8mb4
+            col(15, &[20, 0], ColKind::Text(Charset::Latin1)),         // 20 VARCHAR(20) latin1
+            col(254, &[0xfe, 40], ColKind::Text(Charset::Utf8)),       // 21 CHAR(10)
+            col(254, &[0xce, 0xfc], ColKind::Text(Charset::Utf8)),     // 22 CHAR(255) utf8mb4
             col(254, &[0xfe, 4], ColKind::Binary { pad_to: Some(4) }), // 23 BINARY(4)
-            col(252, &[2], ColKind::Binary { pad_to: None }), // 24 BLOB
-            col(252, &[4], ColKind::Text(Charset::Utf8)), // 25 LONGTEXT (MariaDB JSON)
-            col(254, &[0xf7, 1], ColKind::Enum(enum_values.clone())), // 26 ENUM
-            col(254, &[0xf8, 1], ColKind::Set(enum_values)), // 27 SET
-            col(16, &[2, 1], ColKind::Bit(10)),    // 28 BIT(10)
-            col(16, &[1, 0], ColKind::Bit(1)),     // 29 BIT(1)
-            col(245, &[4], ColKind::Json),         // 30 JSON (MySQL)
-            col(7, &[], ColKind::Timestamp(0)),    // 31 old TIMESTAMP
-            col(12, &[], ColKind::DateTime(0)),    // 32 old DATETIME
-            col(11, &[], ColKind::Time(0)),        // 33 old TIME
-            col(255, &[4], ColKind::Binary { pad_to: None }), // 34 GEOMETRY
-            col(246, &[10, 0], ColKind::Decimal),  // 35 DECIMAL(10,0)
-            col(18, &[0], ColKind::DateTime(0)),   // 36 DATETIME
-            col(19, &[3], ColKind::Time(3)),       // 37 TIME(3)
-            col(15, &[64, 0], ColKind::Int { unsigned: false, bytes: 4 }), // 38 VARCHAR read as INT (type changed)
+            col(252, &[2], ColKind::Binary { pad_to: None }),          // 24 BLOB
+            col(252, &[4], ColKind::Text(Charset::Utf8)),              // 25 LONGTEXT (MariaDB JSON)
+            col(254, &[0xf7, 1], ColKind::Enum(enum_values.clone())),  // 26 ENUM
+            col(254, &[0xf8, 1], ColKind::Set(enum_values)),           // 27 SET
+            col(16, &[2, 1], ColKind::Bit(10)),                        // 28 BIT(10)
+            col(16, &[1, 0], ColKind::Bit(1)),                         // 29 BIT(1)
+            col(245, &[4], ColKind::Json),                             // 30 JSON (MySQL)
+            col(7, &[], ColKind::Timestamp(0)),                        // 31 old TIMESTAMP
+            col(12, &[], ColKind::DateTime(0)),                        // 32 old DATETIME
+            col(11, &[], ColKind::Time(0)),                            // 33 old TIME
+            col(255, &[4], ColKind::Binary { pad_to: None }),          // 34 GEOMETRY
+            col(246, &[10, 0], ColKind::Decimal),                      // 35 DECIMAL(10,0)
+            col(18, &[0], ColKind::DateTime(0)),                       // 36 DATETIME
+            col(19, &[3], ColKind::Time(3)),                           // 37 TIME(3)
+            col(
+                15,
+                &[64, 0],
+                ColKind::Int {
+                    unsigned: false,
+                    bytes: 4,
+                },
+            ), // 38 VARCHAR read as INT (type changed)
             col(17, &[0], ColKind::Text(Charset::Utf8)), // 39 TIMESTAMP read as text (type changed)
-            col(13, &[], ColKind::Text(Charset::Utf8)), // 40 YEAR read as text (type changed)
-            col(246, &[5, 2], ColKind::Double), // 41 DECIMAL read as DOUBLE (type changed)
+            col(13, &[], ColKind::Text(Charset::Utf8)),  // 40 YEAR read as text (type changed)
+            col(246, &[5, 2], ColKind::Double),          // 41 DECIMAL read as DOUBLE (type changed)
         ];
         let lenb = |b: &[u8]| {
             let mut v = vec![b.len() as u8];
@@ -925,7 +937,8 @@ mod tests {
             v
         };
         let time2_neg = (0x80_0000i64 - ((26 << 12) | 1)) as u32;
-        let time6_neg = (0x8000_0000_0000i64 - ((((1 << 12) | (2 << 6) | 3) << 24) + 500_000)) as u64;
+        let time6_neg =
+            (0x8000_0000_0000i64 - ((((1 << 12) | (2 << 6) | 3) << 24) + 500_000)) as u64;
         let time3 = {
             let mut v = (0x80_0000u32 + ((10 << 12) | (20 << 6) | 30)).to_be_bytes()[1..].to_vec();
             v.extend_from_slice(&1234u16.to_be_bytes());
@@ -1149,7 +1162,10 @@ mod tests {
         let ev = parse_rows(30, &ev_body).unwrap();
         assert!(RowsDecoder::new(&layout, &ev).is_err());
         // A DECIMAL whose scale exceeds its precision: its values are errors.
-        let cols = vec![col(8, &[], int(8, false)), col(246, &[2, 5], ColKind::Decimal)];
+        let cols = vec![
+            col(8, &[], int(8, false)),
+            col(246, &[2, 5], ColKind::Decimal),
+        ];
         let tme_body = table_map(&cols);
         let tme = parse_tme(&tme_body);
         let layout = Layout::new(&tme).unwrap();
@@ -1181,7 +1197,10 @@ mod tests {
             seed
         };
         for precision in 1..=65usize {
-            for scale in [0, 1, 2, 5, 9, 10, 18, 30].into_iter().filter(|s| *s <= precision.min(30)) {
+            for scale in [0, 1, 2, 5, 9, 10, 18, 30]
+                .into_iter()
+                .filter(|s| *s <= precision.min(30))
+            {
                 for _ in 0..20 {
                     let digits: String = (0..precision)
                         .map(|_| char::from(b'0' + (next() % 10) as u8))
@@ -1196,7 +1215,10 @@ mod tests {
                         .to_string();
                     let mut got = String::new();
                     crate::types::push_decimal(&mut got, &packed, precision as u8, scale as u8);
-                    assert_eq!(got, want, "DECIMAL({precision},{scale}) {negative} {digits}");
+                    assert_eq!(
+                        got, want,
+                        "DECIMAL({precision},{scale}) {negative} {digits}"
+                    );
                 }
             }
         }
@@ -1213,11 +1235,14 @@ mod tests {
             col(17, &[0], ColKind::Timestamp(0)),
         ];
         let mut s = schema(&cols);
-        for (c, name) in s
-            .columns
-            .iter_mut()
-            .zip(["id", "customer_id", "amount", "status", "note", "created_at"])
-        {
+        for (c, name) in s.columns.iter_mut().zip([
+            "id",
+            "customer_id",
+            "amount",
+            "status",
+            "note",
+            "created_at",
+        ]) {
             c.name = name.into();
         }
         (cols, s)

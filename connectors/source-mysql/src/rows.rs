@@ -1342,4 +1342,27 @@ mod tests {
                    "note": "order note number 7", "created_at": "2024-01-01T00:00:07Z"})
         );
     }
+
+    #[test]
+    fn negative_time_with_two_fraction_digits_keeps_its_sign() {
+        // -00:00:01.50 as TIME(2): MySQL stores int part -2 and fraction byte
+        // -50 (0xCE); mysql_common's u32 arithmetic turns this into garbage.
+        let cell = time2(&[0x7f, 0xff, 0xfe, 0xce], 2);
+        assert_eq!(cell, Cell::Time(true, 0, 0, 0, 1, 500_000));
+        let c = Column {
+            name: "t".into(),
+            kind: ColKind::Time(2),
+        };
+        let j = crate::types::to_json(&c, cell, Origin::Binlog, ZeroDate::Null).unwrap();
+        assert_eq!(j, json!("-00:00:01.50"));
+        // +00:00:01.50 and the TIME(4) form of -00:00:01.5000.
+        assert_eq!(
+            time2(&[0x80, 0x00, 0x01, 50], 2),
+            Cell::Time(false, 0, 0, 0, 1, 500_000)
+        );
+        assert_eq!(
+            time2(&[0x7f, 0xff, 0xfe, 0xec, 0x78], 4),
+            Cell::Time(true, 0, 0, 0, 1, 500_000)
+        );
+    }
 }

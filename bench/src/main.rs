@@ -335,6 +335,11 @@ async fn source_postgresql(rows: u64, work_dir: Option<std::path::PathBuf>) {
         pct(r.backlog_rate, r.recvlogical_rate)
     );
     println!(
+        "  limit: a live pg_recvlogical during the backlog load (inserts {:.0} rows/s): lag at the end {:.3} s",
+        r.follow_insert_rate,
+        r.recvlogical_lag.as_secs_f64()
+    );
+    println!(
         "  start (run -> streaming) {:.3} s (goal <= 0.1); peak RSS {:.1} MB (snapshot+streaming), {:.1} MB (backlog) (goal <= 30)",
         r.start.as_secs_f64(),
         r.rss_first_kib as f64 / 1024.0,

@@ -12,7 +12,10 @@
 //!    (last insert committed → its record readable in the stream);
 //! 3. backlog: the task stopped, `rows` rows inserted, then drained by
 //!    `pg_recvlogical` (pgoutput, same publication, its own slot) and by the
-//!    restarted task; rows/s each;
+//!    restarted task; rows/s each. While those rows are inserted, a
+//!    `pg_recvlogical` on a third slot follows them live: the lag of its
+//!    walsender (`pg_stat_replication.sent_lsn` reaching the last commit)
+//!    when the inserts end is the streaming limit of the server itself;
 //! 4. start-up: from spawning the restarted task to "streaming changes";
 //! 5. memory: the task's peak RSS (VmHWM) in each run.
 
@@ -50,6 +53,11 @@ pub struct Report {
     pub lag: Duration,
     /// `pg_recvlogical` draining the backlog: rows/s.
     pub recvlogical_rate: f64,
+    /// The inserter's rate while `pg_recvlogical` followed the backlog load: rows/s.
+    pub follow_insert_rate: f64,
+    /// A live `pg_recvlogical` during that load: last insert committed →
+    /// its walsender sent past that commit.
+    pub recvlogical_lag: Duration,
     /// The restarted task draining the backlog: rows/s (from spawn to the last record).
     pub backlog_rate: f64,
     /// Spawn of the restarted task → "streaming changes".
@@ -283,15 +291,62 @@ pub async fn run(rows: u64, work: &Path) -> Result<Report, String> {
 
     // 3. Backlog.
     eprintln!("==> backlog: {rows} rows inserted while the task is stopped");
-    pg.batch_execute("SELECT pg_create_logical_replication_slot('bench_recv', 'pgoutput')")
-        .await
-        .map_err(|e| format!("slot for pg_recvlogical: {e}"))?;
-    insert(&pg, 2 * rows, rows).await?;
+    pg.batch_execute(
+        "SELECT pg_create_logical_replication_slot('bench_recv', 'pgoutput'); \
+         SELECT pg_create_logical_replication_slot('bench_follow', 'pgoutput')",
+    )
+    .await
+    .map_err(|e| format!("slots for pg_recvlogical: {e}"))?;
+    // The streaming limit: pg_recvlogical following the load live.
+    let mut follower = std::process::Command::new("pg_recvlogical")
+        .args(["-d", &db.url(), "--slot", "bench_follow", "--start"])
+        .args(["--no-loop", "-f", "/dev/null"])
+        .args(["-o", "proto_version=1", "-o"])
+        .arg(format!("publication_names={slot}"))
+        .spawn()
+        .map_err(|e| format!("pg_recvlogical: {e}"))?;
+    let follow_sent = "SELECT coalesce((SELECT sent_lsn FROM pg_stat_replication r \
+         JOIN pg_replication_slots s ON s.active_pid = r.pid \
+         WHERE s.slot_name = 'bench_follow'), '0/0') >= $1::text::pg_lsn";
+    let insert_time = insert(&pg, 2 * rows, rows).await?;
+    let load_end = Instant::now();
     let end_lsn: String = pg
         .query_one("SELECT pg_current_wal_lsn()::text", &[])
         .await
         .map_err(|e| e.to_string())?
         .get(0);
+    loop {
+        let sent: bool = pg
+            .query_one(follow_sent, &[&end_lsn])
+            .await
+            .map_err(|e| format!("pg_stat_replication: {e}"))?
+            .get(0);
+        if sent {
+            break;
+        }
+        if load_end.elapsed() > timeout {
+            return Err("the live pg_recvlogical did not reach the end of the load".into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let recvlogical_lag = load_end.elapsed();
+    let follow_insert_rate = rows as f64 / insert_time.as_secs_f64();
+    let _ = follower.kill();
+    let _ = follower.wait();
+    // The follower's walsender may take a moment to notice it was killed.
+    for _ in 0..100 {
+        let dropped = pg
+            .batch_execute("SELECT pg_drop_replication_slot('bench_follow')")
+            .await;
+        if dropped.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "    live pg_recvlogical: inserts {follow_insert_rate:.0} rows/s, lag {:.3} s",
+        recvlogical_lag.as_secs_f64()
+    );
     let started = Instant::now();
     let status = std::process::Command::new("pg_recvlogical")
         .args(["-d", &db.url(), "--slot", "bench_recv", "--start"])
@@ -339,6 +394,8 @@ pub async fn run(rows: u64, work: &Path) -> Result<Report, String> {
         stream_rate,
         lag,
         recvlogical_rate,
+        follow_insert_rate,
+        recvlogical_lag,
         backlog_rate,
         start,
         rss_first_kib,

@@ -187,6 +187,8 @@ impl Snapshot<'_> {
             }
         }
         let mut sent = 0u64;
+        // The next chunk of the table, read while the previous one was sent.
+        let mut ahead = None;
         while progress.point.table < self.targets.len() {
             if self.ctx.shutdown().is_triggered() {
                 let _ = sql.batch_execute("ROLLBACK").await;
@@ -195,7 +197,9 @@ impl Snapshot<'_> {
                     interrupted: true,
                 });
             }
-            sent += self.chunk(&mut progress, state.as_deref_mut()).await?;
+            sent += self
+                .chunk(&mut progress, state.as_deref_mut(), &mut ahead)
+                .await?;
         }
         sql.batch_execute("COMMIT")
             .await
@@ -207,10 +211,14 @@ impl Snapshot<'_> {
     }
 
     /// Reads and sends the next chunk of `progress`'s table, advancing it.
+    /// `ahead` holds that chunk when it was read already; the chunk after it
+    /// is read into `ahead` while this one is converted and sent (one SQL
+    /// session: the COPY of the next chunk is drained between sends).
     async fn chunk(
         &self,
         progress: &mut Progress,
         state: Option<&mut SnapshotState>,
+        ahead: &mut Option<ChunkText>,
     ) -> Result<u64> {
         let t = progress.point.table;
         let target = &self.targets[t];
@@ -219,9 +227,13 @@ impl Snapshot<'_> {
             return self.whole_table(progress, state).await;
         }
         let started = std::time::Instant::now();
-        let text = self
-            .read_chunk(target, progress.point.after.as_deref())
-            .await?;
+        let text = match ahead.take() {
+            Some(text) => text,
+            None => {
+                self.read_chunk(target, progress.point.after.as_deref())
+                    .await?
+            }
+        };
         let n = text.rows;
         let table_done = n < self.chunk_rows;
         let last_key: Option<Vec<String>> = text
@@ -246,24 +258,16 @@ impl Snapshot<'_> {
             // Before any row of the chunk is sent (see `crate::resume`).
             store_state(self.ctx, state).await?;
         }
-        let mut records: Vec<Record> = Vec::with_capacity(n.min(self.batch_rows));
-        let mut remaining = n;
-        let mut w = PayloadWriter::new(encoding(target.format));
-        let mut fields = Vec::with_capacity(target.columns.len());
-        for line in text.lines() {
-            parse_line_into(line, &mut fields);
-            let key = target.key(&fields[..], None);
-            records.push(target.record(&mut w, &key, Some(&fields[..])));
-            remaining -= 1;
-            if records.len() >= self.batch_rows && remaining > 0 {
-                self.ctx
-                    .send(&target.stream, std::mem::take(&mut records), None)
-                    .await?;
+        let next = progress.point.after.clone().filter(|_| !table_done);
+        let read_next = async {
+            match &next {
+                Some(after) => self.read_chunk(target, Some(after)).await.map(Some),
+                None => Ok(None),
             }
-        }
-        self.ctx
-            .send(&target.stream, records, Some(progress_position(progress)))
-            .await?;
+        };
+        let send = self.send_chunk(target, &text, progress_position(progress));
+        let (next, ()) = tokio::try_join!(read_next, send)?;
+        *ahead = next;
         let name = info.name.to_string();
         self.ctx.metrics().snapshot_progress(
             &name,
@@ -287,6 +291,29 @@ impl Snapshot<'_> {
             );
         }
         Ok(n as u64)
+    }
+
+    /// Converts the rows of `text` into records and sends them in batches;
+    /// the last send carries `position`. Yields after each batch so that the
+    /// COPY of the next chunk (polled beside it) keeps draining.
+    async fn send_chunk(&self, target: &Target, text: &ChunkText, position: Value) -> Result<()> {
+        let mut records: Vec<Record> = Vec::with_capacity(text.rows.min(self.batch_rows));
+        let mut remaining = text.rows;
+        let mut w = PayloadWriter::new(encoding(target.format));
+        let mut fields = Vec::with_capacity(target.columns.len());
+        for line in text.lines() {
+            parse_line_into(line, &mut fields);
+            let key = target.key(&fields[..], None);
+            records.push(target.record(&mut w, &key, Some(&fields[..])));
+            remaining -= 1;
+            if records.len() >= self.batch_rows && remaining > 0 {
+                self.ctx
+                    .send(&target.stream, std::mem::take(&mut records), None)
+                    .await?;
+                tokio::task::yield_now().await;
+            }
+        }
+        self.ctx.send(&target.stream, records, Some(position)).await
     }
 
     /// A table keyed by the whole row (no primary key, REPLICA IDENTITY

@@ -3,9 +3,9 @@
 
 use std::fmt;
 
-/// A decoded pgoutput message.
+/// A decoded pgoutput message; its tuples borrow their text from the payload.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Message {
+pub enum Message<'a> {
     /// `B`: a transaction starts.
     Begin {
         /// LSN of the commit record.
@@ -37,7 +37,7 @@ pub enum Message {
         /// Relation OID.
         relation: u32,
         /// The new row.
-        new: Tuple,
+        new: Tuple<'a>,
     },
     /// `U`: a row was updated.
     Update {
@@ -45,16 +45,16 @@ pub enum Message {
         relation: u32,
         /// The old row (`O`, REPLICA IDENTITY FULL) or its old key (`K`,
         /// only when the key changed), if sent.
-        old: Option<Tuple>,
+        old: Option<Tuple<'a>>,
         /// The new row; unchanged TOASTed columns are [`Cell::Unchanged`].
-        new: Tuple,
+        new: Tuple<'a>,
     },
     /// `D`: a row was deleted.
     Delete {
         /// Relation OID.
         relation: u32,
         /// The old key (`K`) or old row (`O`).
-        old: Tuple,
+        old: Tuple<'a>,
     },
     /// `T`: tables were truncated.
     Truncate {
@@ -91,19 +91,21 @@ pub struct RelationColumn {
     pub type_oid: u32,
 }
 
-/// One column value of a tuple.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Cell {
+/// One column value of a tuple, borrowed from the message payload (no
+/// allocation per cell: a change is converted into its record while the
+/// payload is alive).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cell<'a> {
     /// SQL NULL.
     Null,
     /// An unchanged TOASTed value that was not sent (its value is unknown).
     Unchanged,
     /// The value in text format.
-    Text(String),
+    Text(&'a str),
 }
 
 /// A row: one cell per column.
-pub type Tuple = Vec<Cell>;
+pub type Tuple<'a> = Vec<Cell<'a>>;
 
 /// Why a payload could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,7 +174,7 @@ impl<'a> Reader<'a> {
         Ok(text)
     }
 
-    fn tuple(&mut self) -> Result<Tuple, DecodeError> {
+    fn tuple(&mut self) -> Result<Tuple<'a>, DecodeError> {
         let n = self.u16("column count")?;
         let mut cells = Vec::with_capacity(n as usize);
         for _ in 0..n {
@@ -184,8 +186,7 @@ impl<'a> Reader<'a> {
                     let bytes = self.take(len, "value")?;
                     Cell::Text(
                         std::str::from_utf8(bytes)
-                            .map_err(|_| DecodeError("a text value is not UTF-8".into()))?
-                            .to_string(),
+                            .map_err(|_| DecodeError("a text value is not UTF-8".into()))?,
                     )
                 }
                 b'b' => return Err(DecodeError("binary values were not requested".into())),
@@ -197,7 +198,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Decodes one XLogData payload.
-pub fn decode(payload: &[u8]) -> Result<Message, DecodeError> {
+pub fn decode(payload: &[u8]) -> Result<Message<'_>, DecodeError> {
     let mut r = Reader {
         buf: payload,
         at: 0,
@@ -368,7 +369,7 @@ mod tests {
             decode(&ins).unwrap(),
             Message::Insert {
                 relation: 16384,
-                new: vec![Cell::Text("1".into()), Cell::Null]
+                new: vec![Cell::Text("1"), Cell::Null]
             }
         );
 
@@ -382,8 +383,8 @@ mod tests {
             decode(&upd).unwrap(),
             Message::Update {
                 relation: 16384,
-                old: Some(vec![Cell::Text("1".into()), Cell::Null]),
-                new: vec![Cell::Text("2".into()), Cell::Unchanged]
+                old: Some(vec![Cell::Text("1"), Cell::Null]),
+                new: vec![Cell::Text("2"), Cell::Unchanged]
             }
         );
 

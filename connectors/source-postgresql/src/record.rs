@@ -38,7 +38,7 @@ pub trait Row {
     fn cell(&self, i: usize) -> Option<CellRef<'_>>;
 }
 
-impl Row for [Cell] {
+impl Row for [Cell<'_>] {
     fn cell(&self, i: usize) -> Option<CellRef<'_>> {
         self.get(i).map(|c| match c {
             Cell::Null => CellRef::Null,
@@ -248,7 +248,7 @@ mod tests {
         w.finish()
     }
 
-    fn record(t: &Target, cells: &[Cell], value: bool) -> Record {
+    fn record(t: &Target, cells: &[Cell<'_>], value: bool) -> Record {
         let mut w = PayloadWriter::new(encoding(t.format));
         t.record(&mut w, &t.key(cells, None), value.then_some(cells))
     }
@@ -256,11 +256,7 @@ mod tests {
     #[test]
     fn upsert_and_delete_in_the_reference_shape() {
         let t = target(RecordFormat::Json, false);
-        let cells = [
-            Cell::Text("7".into()),
-            Cell::Null,
-            Cell::Text("1.10".into()),
-        ];
+        let cells = [Cell::Text("7"), Cell::Null, Cell::Text("1.10")];
         let r = record(&t, &cells, true);
         assert_eq!(r.key, "7");
         assert_eq!(
@@ -284,11 +280,7 @@ mod tests {
     #[test]
     fn unchanged_toast_is_absent_not_null() {
         let t = target(RecordFormat::Raw, true);
-        let cells = [
-            Cell::Text("9007199254740993".into()),
-            Cell::Unchanged,
-            Cell::Null,
-        ];
+        let cells = [Cell::Text("9007199254740993"), Cell::Unchanged, Cell::Null];
         let r = record(&t, &cells, true);
         let Payload::Raw(bytes) = r.payload else {
             panic!("not RAW")
@@ -333,8 +325,8 @@ mod tests {
             false,
             RecordFormat::Raw,
         );
-        let new = [Cell::Unchanged, Cell::Text("2".into()), Cell::Null];
-        let old = [Cell::Text("x".into()), Cell::Text("1".into()), Cell::Null];
+        let new = [Cell::Unchanged, Cell::Text("2"), Cell::Null];
+        let old = [Cell::Text("x"), Cell::Text("1"), Cell::Null];
         assert_eq!(
             t.key(&new[..], Some(&old[..])),
             vec![(1, json!(2)), (0, json!("x"))]

@@ -36,6 +36,58 @@ use crate::types::{SESSION_OPTIONS, TypeCache};
 /// Records buffered in a transaction before they are sent without a position.
 const MAX_BUFFERED_RECORDS: usize = 1000;
 
+/// How long the change loop pauses when it has taken every change the
+/// replication reader had decoded, in the middle of a stream: the changes
+/// PostgreSQL sends meanwhile are then taken in one burst instead of one
+/// wake-up (and thread hand-off) each. Bounds the latency it adds.
+const COALESCE: Duration = Duration::from_millis(1);
+
+/// Records waiting for the next send, grouped by stream in arrival order
+/// (one group per run of records of the same stream).
+#[derive(Default)]
+struct Buffer {
+    groups: Vec<(String, Vec<Record>)>,
+    len: usize,
+}
+
+impl Buffer {
+    /// Appends `record` of `stream` (the stream name is copied only when it
+    /// starts a new group).
+    fn push(&mut self, stream: &str, record: Record) {
+        match self.groups.last_mut() {
+            Some((s, records)) if s == stream => records.push(record),
+            _ => {
+                let mut records = Vec::with_capacity(MAX_BUFFERED_RECORDS.min(64));
+                records.push(record);
+                self.groups.push((stream.to_string(), records));
+            }
+        }
+        self.len += 1;
+    }
+
+    /// The groups, emptying the buffer; the first `skip` records are left out.
+    fn take(&mut self, skip: usize) -> Vec<(String, Vec<Record>)> {
+        self.len = 0;
+        let mut groups = std::mem::take(&mut self.groups);
+        let mut skip = skip;
+        for (_, records) in &mut groups {
+            if skip == 0 {
+                break;
+            }
+            let n = skip.min(records.len());
+            records.drain(..n);
+            skip -= n;
+        }
+        groups.retain(|(_, records)| !records.is_empty());
+        groups
+    }
+
+    fn clear(&mut self) {
+        self.groups.clear();
+        self.len = 0;
+    }
+}
+
 /// The position after `lsn`.
 fn position(lsn: Lsn) -> Value {
     json!({ "lsn": lsn.to_pg_string() })
@@ -351,7 +403,7 @@ pub async fn run(config: PgSourceConfig, ctx: SourceContext) -> Result<()> {
         commit_unix_ms: None,
         relations: HashMap::new(),
         ctx: &ctx,
-        buffered: Vec::new(),
+        buffered: Buffer::default(),
         writer: PayloadWriter::new(encoding(config.format)),
         in_transaction: false,
         last_position: start,
@@ -549,7 +601,7 @@ struct ChangeStream<'a> {
     /// Relation OID → target, from Relation messages (`None`: not captured).
     relations: HashMap<u32, Option<Target>>,
     ctx: &'a SourceContext,
-    buffered: Vec<(String, Record)>,
+    buffered: Buffer,
     /// Writes each change's record payload (reused).
     writer: PayloadWriter,
     in_transaction: bool,
@@ -573,6 +625,10 @@ impl ChangeStream<'_> {
         let mut committed = self.ctx.committed_positions();
         let shutdown = self.ctx.shutdown().clone();
         let mut committed_closed = false;
+        // Events taken from this session, against the reader's count of
+        // events handed over: equal when none is waiting.
+        let metrics = repl.metrics();
+        let mut received = 0u64;
         enum Next {
             Stop,
             Committed,
@@ -605,7 +661,16 @@ impl ChangeStream<'_> {
                             "the replication stream ended",
                         ));
                     };
+                    received += 1;
+                    let change = !matches!(event, ReplicationEvent::KeepAlive { .. });
                     self.handle(event).await?;
+                    if change && metrics.events_forwarded() <= received {
+                        tokio::select! {
+                            biased;
+                            _ = shutdown.wait() => return Ok(()),
+                            _ = tokio::time::sleep(COALESCE) => {}
+                        }
+                    }
                 }
             }
         }
@@ -654,20 +719,22 @@ impl ChangeStream<'_> {
                 // Nothing in flight: let the slot advance past WAL that holds
                 // nothing for us (idle or filtered databases), in order
                 // behind everything sent before.
-                if !self.in_transaction && self.buffered.is_empty() && wal_end > self.last_position
-                {
+                if !self.in_transaction && self.buffered.len == 0 && wal_end > self.last_position {
                     self.flush(Some(wal_end)).await?;
                 }
             }
             ReplicationEvent::XLogData { data, .. } => {
+                // A full buffer is sent before the next change, not right
+                // after it fills: a transaction of exactly that many rows
+                // then goes out in one send, with its commit position.
+                if self.buffered.len >= MAX_BUFFERED_RECORDS {
+                    self.flush(None).await?;
+                }
                 let message = pgoutput::decode(&data).map_err(|e| {
                     Error::new(ErrorKind::Protocol, "cannot decode a pgoutput message")
                         .with_source(e)
                 })?;
                 self.apply(message).await?;
-                if self.buffered.len() >= MAX_BUFFERED_RECORDS {
-                    self.flush(None).await?;
-                }
             }
             ReplicationEvent::Message { .. } => {}
             ReplicationEvent::StoppedAt { .. } => {}
@@ -675,7 +742,7 @@ impl ChangeStream<'_> {
         Ok(())
     }
 
-    async fn apply(&mut self, message: Message) -> Result<()> {
+    async fn apply(&mut self, message: Message<'_>) -> Result<()> {
         match message {
             Message::Relation(rel) => {
                 let name = TableName {
@@ -712,7 +779,7 @@ impl ChangeStream<'_> {
                     }
                     let key = t.key(&new[..], None);
                     let record = t.record(&mut self.writer, &key, Some(&new[..]));
-                    self.buffered.push((t.stream.clone(), record));
+                    self.buffered.push(&t.stream, record);
                 }
             }
             Message::Update { relation, old, new } => {
@@ -723,12 +790,12 @@ impl ChangeStream<'_> {
                         if old_key != key && !self.skip(t, old, None).await? {
                             // The key changed: the old row is gone.
                             let record = t.record::<[Cell]>(&mut self.writer, &old_key, None);
-                            self.buffered.push((t.stream.clone(), record));
+                            self.buffered.push(&t.stream, record);
                         }
                     }
                     if !self.skip(t, &new, old.as_deref()).await? {
                         let record = t.record(&mut self.writer, &key, Some(&new[..]));
-                        self.buffered.push((t.stream.clone(), record));
+                        self.buffered.push(&t.stream, record);
                     }
                 }
             }
@@ -739,7 +806,7 @@ impl ChangeStream<'_> {
                     }
                     let key = t.key(&old[..], None);
                     let record = t.record::<[Cell]>(&mut self.writer, &key, None);
-                    self.buffered.push((t.stream.clone(), record));
+                    self.buffered.push(&t.stream, record);
                 }
             }
             Message::Truncate { relations } => {
@@ -759,7 +826,7 @@ impl ChangeStream<'_> {
                         TruncatePolicy::Record => {
                             tracing::info!(table = %t.table, "TRUNCATE written as a control record");
                             let record = t.truncate_record(&mut self.writer);
-                            self.buffered.push((t.stream.clone(), record));
+                            self.buffered.push(&t.stream, record);
                         }
                         TruncatePolicy::Fail => {
                             return Err(Error::new(
@@ -782,7 +849,7 @@ impl ChangeStream<'_> {
 
     /// Whether the change of the row `cells` (unchanged key cells taken from
     /// `old`) is already in what a resumed snapshot read.
-    async fn skip(&self, t: &Target, cells: &[Cell], old: Option<&[Cell]>) -> Result<bool> {
+    async fn skip(&self, t: &Target, cells: &[Cell<'_>], old: Option<&[Cell<'_>]>) -> Result<bool> {
         let Some(filter) = &self.filter else {
             return Ok(false);
         };
@@ -796,7 +863,7 @@ impl ChangeStream<'_> {
             .key
             .iter()
             .map(|&i| match (cells.get(i), old.and_then(|o| o.get(i))) {
-                (Some(Cell::Text(text)), _) | (_, Some(Cell::Text(text))) => text.clone(),
+                (Some(Cell::Text(text)), _) | (_, Some(Cell::Text(text))) => text.to_string(),
                 _ => String::new(),
             })
             .collect();
@@ -834,14 +901,15 @@ impl ChangeStream<'_> {
     }
 
     async fn flush(&mut self, lsn: Option<Lsn>) -> Result<()> {
-        let mut buffered = std::mem::take(&mut self.buffered);
+        let mut skipped = 0;
         if self.txn.is_some() {
             // Records of the transaction being streamed (Commit clears it after this).
-            self.txn_records += buffered.len() as u64;
-            let skipped = self.to_skip.min(buffered.len() as u64);
-            buffered.drain(..skipped as usize);
+            let len = self.buffered.len as u64;
+            self.txn_records += len;
+            skipped = self.to_skip.min(len);
             self.to_skip -= skipped;
         }
+        let mut groups = self.buffered.take(skipped as usize);
         // Mid-transaction: a position that resumes after what was sent of it.
         let partial = match (lsn, self.txn) {
             (None, Some(txn)) if self.in_transaction => {
@@ -849,13 +917,6 @@ impl ChangeStream<'_> {
             }
             _ => None,
         };
-        let mut groups: Vec<(String, Vec<Record>)> = Vec::new();
-        for (stream, record) in buffered {
-            match groups.last_mut() {
-                Some((s, records)) if *s == stream => records.push(record),
-                _ => groups.push((stream, vec![record])),
-            }
-        }
         if groups.is_empty() {
             if let Some(lsn) = lsn {
                 groups.push((self.default_stream.clone(), Vec::new()));

@@ -983,6 +983,33 @@ mod tests {
     }
 
     #[test]
+    fn the_buffer_keeps_stream_runs_in_order_and_skips_from_the_front() {
+        let mut b = Buffer::default();
+        for (stream, key) in [("a", "1"), ("a", "2"), ("b", "3"), ("a", "4")] {
+            b.push(stream, Record::raw(key, Vec::new()));
+        }
+        assert_eq!(b.len, 4);
+        let keys = |groups: Vec<(String, Vec<Record>)>| -> Vec<(String, Vec<String>)> {
+            groups
+                .into_iter()
+                .map(|(s, r)| (s, r.into_iter().map(|r| r.key).collect()))
+                .collect()
+        };
+        // Skipping crosses a group boundary; emptied groups are dropped.
+        assert_eq!(
+            keys(b.take(2)),
+            vec![
+                ("b".into(), vec!["3".into()]),
+                ("a".into(), vec!["4".into()])
+            ]
+        );
+        assert_eq!(b.len, 0);
+        b.push("a", Record::raw("5", Vec::new()));
+        assert_eq!(keys(b.take(0)), vec![("a".into(), vec!["5".into()])]);
+        assert!(b.take(0).is_empty());
+    }
+
+    #[test]
     fn positions_round_trip() {
         let p = position(Lsn(0x1_0000_00ff));
         assert_eq!(p, json!({"lsn": "1/FF"}));

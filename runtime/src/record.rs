@@ -26,24 +26,130 @@ use std::fmt::Write;
 
 use serde_json::{Map, Number, Value};
 
+/// A field's value: a JSON value, or — for the text fields of a JSON
+/// (HRecord) record's Struct — text that borrows from the payload, so a text
+/// field is not copied out of the record before it is converted.
+///
+/// Compares by its JSON value (`Text("a")` equals `Json(Value::String("a"))`).
+#[derive(Debug, Clone)]
+pub enum FieldValue<'a> {
+    /// A string, borrowed from the record's payload.
+    Text(&'a str),
+    /// Any JSON value.
+    Json(Value),
+}
+
+impl FieldValue<'_> {
+    /// The value, borrowed.
+    pub fn as_ref(&self) -> ValueRef<'_> {
+        match self {
+            Self::Text(text) => ValueRef::String(text),
+            Self::Json(value) => value.into(),
+        }
+    }
+}
+
+impl PartialEq for FieldValue<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_ref() == other.as_ref()
+    }
+}
+
+/// A borrowed JSON value, as the value readers ([`integer_text`],
+/// [`write_text`], …) and the sinks' converters take it: from a `&Value`
+/// (`value.into()`) or a record's [`FieldValue`] ([`FieldValue::as_ref`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValueRef<'a> {
+    /// `null`.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A number.
+    Number(&'a Number),
+    /// A string.
+    String(&'a str),
+    /// An array.
+    Array(&'a [Value]),
+    /// An object.
+    Object(&'a Map<String, Value>),
+}
+
+impl<'a> From<&'a Value> for ValueRef<'a> {
+    fn from(value: &'a Value) -> Self {
+        match value {
+            Value::Null => Self::Null,
+            Value::Bool(b) => Self::Bool(*b),
+            Value::Number(n) => Self::Number(n),
+            Value::String(s) => Self::String(s),
+            Value::Array(items) => Self::Array(items),
+            Value::Object(map) => Self::Object(map),
+        }
+    }
+}
+
+impl<'a> From<&'a FieldValue<'_>> for ValueRef<'a> {
+    fn from(value: &'a FieldValue<'_>) -> Self {
+        value.as_ref()
+    }
+}
+
+impl ValueRef<'_> {
+    /// Whether it is `null`.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Self::Null)
+    }
+
+    /// An owned copy.
+    pub fn to_value(&self) -> Value {
+        match *self {
+            Self::Null => Value::Null,
+            Self::Bool(b) => Value::Bool(b),
+            Self::Number(n) => Value::Number(n.clone()),
+            Self::String(s) => Value::String(s.to_string()),
+            Self::Array(items) => Value::Array(items.to_vec()),
+            Self::Object(map) => Value::Object(map.clone()),
+        }
+    }
+}
+
+/// Compact JSON text, as `serde_json::Value`'s `Display`.
+impl std::fmt::Display for ValueRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let json = |r: serde_json::Result<String>| r.map_err(|_| std::fmt::Error);
+        match *self {
+            Self::Null => f.write_str("null"),
+            Self::Bool(b) => write!(f, "{b}"),
+            Self::Number(n) => write!(f, "{n}"),
+            Self::String(s) => f.write_str(&json(serde_json::to_string(s))?),
+            Self::Array(items) => f.write_str(&json(serde_json::to_string(items))?),
+            Self::Object(map) => f.write_str(&json(serde_json::to_string(map))?),
+        }
+    }
+}
+
 /// The fields of a record's object, in the object's order: column name →
-/// value. A JSON (HRecord) record's top-level names borrow from its payload,
-/// so no name is copied per record; nested objects stay `serde_json` maps.
+/// value. A JSON (HRecord) record's top-level names and text values (those of
+/// the `key` and `value` objects of a key/value record too) borrow from its
+/// payload, so no name or text is copied per record; nested objects stay
+/// `serde_json` maps.
 ///
 /// Two `Fields` are equal when they hold the same names with equal values, in
 /// any order (as `serde_json::Map`'s equality).
 #[derive(Debug, Clone, Default)]
-pub struct Fields<'a>(Vec<(Cow<'a, str>, Value)>);
+pub struct Fields<'a>(Vec<(Cow<'a, str>, FieldValue<'a>)>);
 
 impl<'a> Fields<'a> {
     /// The value of field `name`, if present.
-    pub fn get(&self, name: &str) -> Option<&Value> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    pub fn get(&self, name: &str) -> Option<ValueRef<'_>> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_ref())
     }
 
     /// Whether field `name` is present.
     pub fn contains_key(&self, name: &str) -> bool {
-        self.get(name).is_some()
+        self.0.iter().any(|(n, _)| n == name)
     }
 
     /// Number of fields.
@@ -57,31 +163,56 @@ impl<'a> Fields<'a> {
     }
 
     /// The fields as (name, value) pairs, in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.0.iter().map(|(n, v)| (n.as_ref(), v))
+    pub fn iter(&self) -> impl Iterator<Item = (&str, ValueRef<'_>)> {
+        self.0.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
     }
 
     /// Removes and returns field `name`.
-    fn remove(&mut self, name: &str) -> Option<Value> {
+    fn remove(&mut self, name: &str) -> Option<FieldValue<'a>> {
         let at = self.0.iter().position(|(n, _)| n == name)?;
         Some(self.0.remove(at).1)
     }
 
     /// The fields of a JSON object, in its order.
     fn from_map(map: Map<String, Value>) -> Self {
-        Self(map.into_iter().map(|(n, v)| (Cow::Owned(n), v)).collect())
+        Self(
+            map.into_iter()
+                .map(|(n, v)| (Cow::Owned(n), FieldValue::Json(v)))
+                .collect(),
+        )
+    }
+
+    /// The fields of a decoded Struct (names and texts borrowed), each value
+    /// normalized ([`normalize`]).
+    fn from_entries(entries: Vec<(&'a str, Raw<'a>)>) -> Self {
+        Self(
+            entries
+                .into_iter()
+                .map(|(n, raw)| {
+                    let value = match raw {
+                        Raw::Text(text) => FieldValue::Text(text),
+                        other => {
+                            let mut value = other.into_value();
+                            normalize_in_place(&mut value);
+                            FieldValue::Json(value)
+                        }
+                    };
+                    (Cow::Borrowed(n), value)
+                })
+                .collect(),
+        )
     }
 }
 
 impl<'a, 'b> IntoIterator for &'b Fields<'a> {
-    type Item = (&'b str, &'b Value);
+    type Item = (&'b str, ValueRef<'b>);
     type IntoIter = std::iter::Map<
-        std::slice::Iter<'b, (Cow<'a, str>, Value)>,
-        fn(&'b (Cow<'a, str>, Value)) -> (&'b str, &'b Value),
+        std::slice::Iter<'b, (Cow<'a, str>, FieldValue<'a>)>,
+        fn(&'b (Cow<'a, str>, FieldValue<'a>)) -> (&'b str, ValueRef<'b>),
     >;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter().map(|(n, v)| (n.as_ref(), v))
+        self.0.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
     }
 }
 
@@ -124,31 +255,77 @@ pub fn parse(payload: &[u8]) -> Result<Change<'static>, String> {
 /// repeated key: the last one wins), whole doubles within ±2^53 as integers,
 /// NaN and infinities as `null`, then [`normalize`] and the shape rules.
 ///
-/// The top-level field names borrow from `payload`.
+/// The field names and text values of the top-level object (and of the `key`
+/// and `value` objects of a key/value record) borrow from `payload`.
 ///
 /// The error is a lowercase fragment saying what is wrong with the payload.
 pub fn parse_struct(payload: &[u8]) -> Result<Change<'_>, String> {
-    let fields = top_struct_fields(&mut Proto { buf: payload })
+    let mut fields = entries(&mut Proto { buf: payload }, MAX_STRUCT_DEPTH)
         .map_err(|e| format!("payload is not a protobuf Struct ({e})"))?;
-    // An object that may itself be extended JSON (`{"$numberLong":"5"}`)
-    // takes the general path, which unwraps it as a whole.
-    if fields.len() <= 2 && fields.iter().any(|(n, _)| n.starts_with('$')) {
-        let object = fields
-            .into_iter()
-            .map(|(n, v)| (n.to_string(), v))
-            .collect();
-        return change_of(Value::Object(object));
+    // Objects that may themselves be extended JSON (`{"$numberLong":"5"}`)
+    // take the general path, which unwraps them as a whole.
+    let general = |fields: Vec<(&str, Raw<'_>)>| {
+        change_of(Value::Object(
+            fields
+                .into_iter()
+                .map(|(n, v)| (n.to_string(), v.into_value()))
+                .collect(),
+        ))
+    };
+    if may_be_extended(&fields) {
+        return general(fields);
     }
-    let mut fields = Fields(
-        fields
-            .into_iter()
-            .map(|(n, v)| (Cow::Borrowed(n), v))
-            .collect(),
-    );
-    for (_, value) in &mut fields.0 {
-        normalize_in_place(value);
+    // Key/value records: a `key` object and a `value` object or null.
+    let key_at = fields.iter().position(|(n, _)| *n == "key");
+    let value_at = fields.iter().position(|(n, _)| *n == "value");
+    if let (Some(key_at), Some(value_at)) = (key_at, value_at) {
+        let Raw::Struct(key) = &fields[key_at].1 else {
+            // `key` is not an object: a plain row.
+            return change_of_fields(Fields::from_entries(fields));
+        };
+        let value_kind = match &fields[value_at].1 {
+            Raw::Struct(row) if !may_be_extended(row) => Some(true),
+            Raw::Value(Value::Null) => Some(false),
+            _ => None,
+        };
+        let (Some(is_upsert), false) = (value_kind, may_be_extended(key)) else {
+            return general(fields);
+        };
+        let Raw::Struct(key) = std::mem::replace(&mut fields[key_at].1, Raw::Value(Value::Null))
+        else {
+            unreachable!("checked above")
+        };
+        let key = Fields::from_entries(key);
+        if !is_upsert {
+            return Ok(Change::Delete { key });
+        }
+        let Raw::Struct(row) = std::mem::replace(&mut fields[value_at].1, Raw::Value(Value::Null))
+        else {
+            unreachable!("checked above")
+        };
+        let mut row = Fields::from_entries(row);
+        add_key_fields(&mut row, &key);
+        return Ok(Change::Upsert {
+            row,
+            key: Some(key),
+        });
     }
-    change_of_fields(fields)
+    change_of_fields(Fields::from_entries(fields))
+}
+
+/// Whether a Struct's entries may be MongoDB extended JSON that
+/// [`normalize`] unwraps as a whole (at most two fields, one named `$…`).
+fn may_be_extended(fields: &[(&str, Raw<'_>)]) -> bool {
+    fields.len() <= 2 && fields.iter().any(|(n, _)| n.starts_with('$'))
+}
+
+/// Adds the key fields a key/value record's row does not carry.
+fn add_key_fields<'a>(row: &mut Fields<'a>, key: &Fields<'a>) {
+    for (name, value) in &key.0 {
+        if !row.contains_key(name) {
+            row.0.push((name.clone(), value.clone()));
+        }
+    }
 }
 
 /// The change a JSON value asks for.
@@ -163,7 +340,7 @@ fn change_of(value: Value) -> Result<Change<'static>, String> {
 fn change_of_fields(mut object: Fields<'_>) -> Result<Change<'_>, String> {
     let key_value = object.len() >= 2
         && object.contains_key("value")
-        && matches!(object.get("key"), Some(Value::Object(_)));
+        && matches!(object.get("key"), Some(ValueRef::Object(_)));
     if !key_value {
         if object.is_empty() {
             return Err("payload is an empty object: no columns to write".into());
@@ -173,19 +350,15 @@ fn change_of_fields(mut object: Fields<'_>) -> Result<Change<'_>, String> {
             key: None,
         });
     }
-    let Some(Value::Object(key)) = object.remove("key") else {
+    let Some(FieldValue::Json(Value::Object(key))) = object.remove("key") else {
         unreachable!("checked above")
     };
     let key = Fields::from_map(key);
     match object.remove("value") {
-        Some(Value::Null) => Ok(Change::Delete { key }),
-        Some(Value::Object(row)) => {
+        Some(FieldValue::Json(Value::Null)) => Ok(Change::Delete { key }),
+        Some(FieldValue::Json(Value::Object(row))) => {
             let mut row = Fields::from_map(row);
-            for (name, value) in &key.0 {
-                if !row.contains_key(name) {
-                    row.0.push((name.clone(), value.clone()));
-                }
-            }
+            add_key_fields(&mut row, &key);
             Ok(Change::Upsert {
                 row,
                 key: Some(key),
@@ -267,10 +440,6 @@ impl<'a> Proto<'a> {
             .map_err(|_| "invalid string value: data is not UTF-8 encoded".into())
     }
 
-    fn string(&mut self) -> Result<String, String> {
-        self.str().map(str::to_string)
-    }
-
     fn double(&mut self) -> Result<f64, String> {
         let bytes = self.take(8)?;
         Ok(f64::from_le_bytes(bytes.try_into().expect("8 bytes")))
@@ -316,31 +485,52 @@ impl<'a> Proto<'a> {
     }
 }
 
+/// A decoded `Value` message whose strings and Struct names still borrow
+/// from the payload.
+enum Raw<'a> {
+    /// `string_value`.
+    Text(&'a str),
+    /// `struct_value`: its entries (see [`entries`]).
+    Struct(Vec<(&'a str, Raw<'a>)>),
+    /// Any other kind (lists are decoded into owned values at once).
+    Value(Value),
+}
+
+impl Raw<'_> {
+    /// The owned JSON value.
+    fn into_value(self) -> Value {
+        match self {
+            Raw::Text(text) => Value::String(text.to_string()),
+            Raw::Struct(fields) => Value::Object(
+                fields
+                    .into_iter()
+                    .map(|(key, value)| (key.to_string(), value.into_value()))
+                    .collect(),
+            ),
+            Raw::Value(value) => value,
+        }
+    }
+}
+
 /// The fields of a `Struct` message (field 1: repeated map entries).
 fn struct_fields(reader: &mut Proto<'_>, depth: u32) -> Result<Map<String, Value>, String> {
     let fields = entries(reader, depth)?;
     Ok(fields
         .into_iter()
-        .map(|(key, value)| (key.to_string(), value))
+        .map(|(key, value)| (key.to_string(), value.into_value()))
         .collect())
 }
 
-/// The top-level `Struct` of a payload: its entries with names borrowed from
-/// the payload, sorted by name, a repeated name's last value winning.
-fn top_struct_fields<'a>(reader: &mut Proto<'a>) -> Result<Vec<(&'a str, Value)>, String> {
-    entries(reader, MAX_STRUCT_DEPTH)
-}
-
 /// The entries of a `Struct` message, sorted by key (a repeated key: the last
-/// one wins), keys borrowed from the message bytes.
-fn entries<'a>(reader: &mut Proto<'a>, depth: u32) -> Result<Vec<(&'a str, Value)>, String> {
+/// one wins), keys and strings borrowed from the message bytes.
+fn entries<'a>(reader: &mut Proto<'a>, depth: u32) -> Result<Vec<(&'a str, Raw<'a>)>, String> {
     let depth = depth
         .checked_sub(1)
         .ok_or_else(|| "recursion limit reached".to_string())?;
-    let mut fields: Vec<(&'a str, Value)> = Vec::new();
+    let mut fields: Vec<(&'a str, Raw<'a>)> = Vec::new();
     reader.each_message_of_field_1(|mut entry| {
         let mut key = "";
-        let mut value = Value::Null;
+        let mut value = Raw::Value(Value::Null);
         while let Some((field, wire_type)) = entry.tag()? {
             match field {
                 1 => {
@@ -364,7 +554,7 @@ fn entries<'a>(reader: &mut Proto<'a>, depth: u32) -> Result<Vec<(&'a str, Value
     // entry; prost keeps it in a BTreeMap, so fields come out sorted by key.
     if !fields.windows(2).all(|w| w[0].0 < w[1].0) {
         fields.sort_by(|a, b| a.0.cmp(b.0));
-        let mut deduped: Vec<(&'a str, Value)> = Vec::with_capacity(fields.len());
+        let mut deduped: Vec<(&'a str, Raw<'a>)> = Vec::with_capacity(fields.len());
         for (key, value) in fields {
             match deduped.last_mut() {
                 Some(last) if last.0 == key => last.1 = value,
@@ -377,40 +567,40 @@ fn entries<'a>(reader: &mut Proto<'a>, depth: u32) -> Result<Vec<(&'a str, Value
 }
 
 /// A `Value` message (one of its `kind` fields; the last one wins; none is null).
-fn value_message(reader: &mut Proto<'_>, depth: u32) -> Result<Value, String> {
-    let mut value = Value::Null;
+fn value_message<'a>(reader: &mut Proto<'a>, depth: u32) -> Result<Raw<'a>, String> {
+    let mut value = Raw::Value(Value::Null);
     while let Some((field, wire_type)) = reader.tag()? {
         value = match field {
             1 => {
                 Proto::expect(wire_type, VARINT)?;
                 reader.varint()?;
-                Value::Null
+                Raw::Value(Value::Null)
             }
             2 => {
                 Proto::expect(wire_type, FIXED64)?;
-                number_value(reader.double()?)
+                Raw::Value(number_value(reader.double()?))
             }
             3 => {
                 Proto::expect(wire_type, LEN)?;
-                Value::String(reader.string()?)
+                Raw::Text(reader.str()?)
             }
             4 => {
                 Proto::expect(wire_type, VARINT)?;
-                Value::Bool(reader.varint()? != 0)
+                Raw::Value(Value::Bool(reader.varint()? != 0))
             }
             5 => {
                 Proto::expect(wire_type, LEN)?;
                 let mut inner = Proto {
                     buf: reader.bytes()?,
                 };
-                Value::Object(struct_fields(&mut inner, depth)?)
+                Raw::Struct(entries(&mut inner, depth)?)
             }
             6 => {
                 Proto::expect(wire_type, LEN)?;
                 let mut inner = Proto {
                     buf: reader.bytes()?,
                 };
-                list_values(&mut inner, depth)?
+                Raw::Value(list_values(&mut inner, depth)?)
             }
             _ => {
                 reader.skip(wire_type)?;
@@ -428,7 +618,7 @@ fn list_values(reader: &mut Proto<'_>, depth: u32) -> Result<Value, String> {
         .ok_or_else(|| "recursion limit reached".to_string())?;
     let mut items = Vec::new();
     reader.each_message_of_field_1(|mut item| {
-        items.push(value_message(&mut item, depth)?);
+        items.push(value_message(&mut item, depth)?.into_value());
         Ok(())
     })?;
     Ok(Value::Array(items))
@@ -511,7 +701,12 @@ fn unwrap_extended(map: &Map<String, Value>) -> Option<Value> {
 
 /// The message for a value a column does not take:
 /// ``column `name` (sql_type) expects <expected>, got <value, cut to 40 characters>``.
-pub fn column_mismatch(name: &str, sql_type: &str, expected: &str, value: &Value) -> String {
+pub fn column_mismatch<'v>(
+    name: &str,
+    sql_type: &str,
+    expected: &str,
+    value: impl Into<ValueRef<'v>>,
+) -> String {
     format!(
         "column `{name}` ({sql_type}) expects {expected}, got {}",
         excerpt(value, 40)
@@ -519,21 +714,21 @@ pub fn column_mismatch(name: &str, sql_type: &str, expected: &str, value: &Value
 }
 
 /// `null`, `boolean`, `number`, `string`, `array` or `object`.
-pub fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
+pub fn type_name<'v>(value: impl Into<ValueRef<'v>>) -> &'static str {
+    match value.into() {
+        ValueRef::Null => "null",
+        ValueRef::Bool(_) => "boolean",
+        ValueRef::Number(_) => "number",
+        ValueRef::String(_) => "string",
+        ValueRef::Array(_) => "array",
+        ValueRef::Object(_) => "object",
     }
 }
 
 /// The value as compact JSON, cut to at most `max` characters (with `…`), for
 /// error messages.
-pub fn excerpt(value: &Value, max: usize) -> String {
-    let text = value.to_string();
+pub fn excerpt<'v>(value: impl Into<ValueRef<'v>>, max: usize) -> String {
+    let text = value.into().to_string();
     if text.chars().count() <= max {
         text
     } else {
@@ -548,14 +743,22 @@ const EXACT_F64_INT: f64 = 9_007_199_254_740_992.0;
 /// An integer in `min..=max` as decimal text. Accepts JSON integers, doubles
 /// with no fraction up to 2^53 (HRecord numbers), and decimal text (for
 /// integers beyond 2^53, which a double cannot carry).
-pub fn integer_text(value: &Value, min: i128, max: i128) -> Result<String, String> {
+pub fn integer_text<'v>(
+    value: impl Into<ValueRef<'v>>,
+    min: i128,
+    max: i128,
+) -> Result<String, String> {
     integer_value(value, min, max).map(|n| n.to_string())
 }
 
 /// [`integer_text`]'s integer, not as text.
-pub fn integer_value(value: &Value, min: i128, max: i128) -> Result<i128, String> {
-    let n: i128 = match value {
-        Value::Number(n) => {
+pub fn integer_value<'v>(
+    value: impl Into<ValueRef<'v>>,
+    min: i128,
+    max: i128,
+) -> Result<i128, String> {
+    let n: i128 = match value.into() {
+        ValueRef::Number(n) => {
             if let Some(i) = n.as_i64() {
                 i.into()
             } else if let Some(u) = n.as_u64() {
@@ -574,7 +777,7 @@ pub fn integer_value(value: &Value, min: i128, max: i128) -> Result<i128, String
                 f as i128
             }
         }
-        Value::String(text) => text
+        ValueRef::String(text) => text
             .trim()
             .parse::<i128>()
             .map_err(|_| "an integer (decimal digits)".to_string())?,
@@ -587,7 +790,12 @@ pub fn integer_value(value: &Value, min: i128, max: i128) -> Result<i128, String
 }
 
 /// Appends [`integer_text`]'s text to `out`.
-pub fn write_integer(value: &Value, min: i128, max: i128, out: &mut String) -> Result<(), String> {
+pub fn write_integer<'v>(
+    value: impl Into<ValueRef<'v>>,
+    min: i128,
+    max: i128,
+    out: &mut String,
+) -> Result<(), String> {
     let n = integer_value(value, min, max)?;
     match i64::try_from(n) {
         Ok(small) => out.push_str(itoa_i64(small, &mut [0; 20])),
@@ -620,17 +828,17 @@ fn itoa_i64(n: i64, buf: &mut [u8; 20]) -> &str {
 /// A decimal number as exact text (`-12.50`, `1e3`). JSON numbers keep the
 /// text they were parsed from where possible; strings are checked for
 /// decimal syntax and passed through unchanged, so no digit is lost.
-pub fn decimal_text(value: &Value) -> Result<String, String> {
+pub fn decimal_text<'v>(value: impl Into<ValueRef<'v>>) -> Result<String, String> {
     let mut out = String::new();
     write_decimal(value, &mut out).map(|()| out)
 }
 
 /// Appends [`decimal_text`]'s text to `out`.
-pub fn write_decimal(value: &Value, out: &mut String) -> Result<(), String> {
-    match value {
-        Value::Number(n) => write_number(n, out),
-        Value::String(text) if is_decimal(text.trim()) => out.push_str(text.trim()),
-        Value::String(_) => return Err("a decimal number such as -12.50".into()),
+pub fn write_decimal<'v>(value: impl Into<ValueRef<'v>>, out: &mut String) -> Result<(), String> {
+    match value.into() {
+        ValueRef::Number(n) => write_number(n, out),
+        ValueRef::String(text) if is_decimal(text.trim()) => out.push_str(text.trim()),
+        ValueRef::String(_) => return Err("a decimal number such as -12.50".into()),
         other => return Err(format!("a decimal number, not {}", type_name(other))),
     }
     Ok(())
@@ -638,16 +846,16 @@ pub fn write_decimal(value: &Value, out: &mut String) -> Result<(), String> {
 
 /// A floating-point number as text: JSON numbers, decimal text, and
 /// `NaN`/`Infinity`/`-Infinity` as strings.
-pub fn float_text(value: &Value) -> Result<String, String> {
+pub fn float_text<'v>(value: impl Into<ValueRef<'v>>) -> Result<String, String> {
     let mut out = String::new();
     write_float(value, &mut out).map(|()| out)
 }
 
 /// Appends [`float_text`]'s text to `out`.
-pub fn write_float(value: &Value, out: &mut String) -> Result<(), String> {
-    match value {
-        Value::Number(n) => write_number(n, out),
-        Value::String(text) => {
+pub fn write_float<'v>(value: impl Into<ValueRef<'v>>, out: &mut String) -> Result<(), String> {
+    match value.into() {
+        ValueRef::Number(n) => write_number(n, out),
+        ValueRef::String(text) => {
             let t = text.trim();
             match t {
                 "NaN" | "Infinity" | "-Infinity" => out.push_str(t),
@@ -662,12 +870,12 @@ pub fn write_float(value: &Value, out: &mut String) -> Result<(), String> {
 
 /// A boolean: `true`/`false`, the numbers 1/0, or the text
 /// `true`/`false`/`t`/`f`/`1`/`0`/`yes`/`no` (any case).
-pub fn bool_value(value: &Value) -> Result<bool, String> {
-    match value {
-        Value::Bool(b) => Ok(*b),
-        Value::Number(n) if n.as_f64() == Some(1.0) => Ok(true),
-        Value::Number(n) if n.as_f64() == Some(0.0) => Ok(false),
-        Value::String(text) => match text.trim().to_ascii_lowercase().as_str() {
+pub fn bool_value<'v>(value: impl Into<ValueRef<'v>>) -> Result<bool, String> {
+    match value.into() {
+        ValueRef::Bool(b) => Ok(b),
+        ValueRef::Number(n) if n.as_f64() == Some(1.0) => Ok(true),
+        ValueRef::Number(n) if n.as_f64() == Some(0.0) => Ok(false),
+        ValueRef::String(text) => match text.trim().to_ascii_lowercase().as_str() {
             "true" | "t" | "1" | "yes" | "y" | "on" => Ok(true),
             "false" | "f" | "0" | "no" | "n" | "off" => Ok(false),
             _ => Err("a boolean".into()),
@@ -679,19 +887,17 @@ pub fn bool_value(value: &Value) -> Result<bool, String> {
 /// Text for a character column: strings as they are, numbers as their text
 /// (doubles with no fraction print as integers: `1.0` → `1`), booleans as
 /// `true`/`false`, arrays and objects as compact JSON.
-pub fn text_value(value: &Value) -> String {
-    match value {
-        Value::String(text) => text.clone(),
-        Value::Number(n) => number_text(n),
-        other => other.to_string(),
-    }
+pub fn text_value<'v>(value: impl Into<ValueRef<'v>>) -> String {
+    let mut out = String::new();
+    write_text(value, &mut out);
+    out
 }
 
 /// Appends [`text_value`]'s text to `out`.
-pub fn write_text(value: &Value, out: &mut String) {
-    match value {
-        Value::String(text) => out.push_str(text),
-        Value::Number(n) => write_number(n, out),
+pub fn write_text<'v>(value: impl Into<ValueRef<'v>>, out: &mut String) {
+    match value.into() {
+        ValueRef::String(text) => out.push_str(text),
+        ValueRef::Number(n) => write_number(n, out),
         other => write_json(other, out),
     }
 }
@@ -699,15 +905,16 @@ pub fn write_text(value: &Value, out: &mut String) {
 /// JSON text for a JSON column. A string holding a JSON object or array is
 /// taken as that document (records often carry JSON as text); any other value
 /// is stored as itself.
-pub fn json_text(value: &Value) -> String {
+pub fn json_text<'v>(value: impl Into<ValueRef<'v>>) -> String {
     let mut out = String::new();
     write_json_text(value, &mut out);
     out
 }
 
 /// Appends [`json_text`]'s text to `out`.
-pub fn write_json_text(value: &Value, out: &mut String) {
-    if let Value::String(text) = value {
+pub fn write_json_text<'v>(value: impl Into<ValueRef<'v>>, out: &mut String) {
+    let value = value.into();
+    if let ValueRef::String(text) = value {
         let trimmed = text.trim_start();
         if (trimmed.starts_with('{') || trimmed.starts_with('['))
             && serde_json::from_str::<Value>(text).is_ok()
@@ -720,7 +927,7 @@ pub fn write_json_text(value: &Value, out: &mut String) {
 }
 
 /// Appends the compact JSON of `value`.
-fn write_json(value: &Value, out: &mut String) {
+fn write_json(value: ValueRef<'_>, out: &mut String) {
     // Safe: serde_json writes UTF-8 only.
     let _ = write!(out, "{value}");
 }
@@ -928,7 +1135,7 @@ mod tests {
         let Change::Upsert { row, .. } = c else {
             panic!("not an upsert")
         };
-        assert_eq!(row.get("id"), Some(&json!(7)));
+        assert_eq!(row.get("id"), Some((&json!(7)).into()));
     }
 
     #[test]
@@ -980,6 +1187,13 @@ mod tests {
             json!({"key": {"id": 7}, "value": {"z": "x", "a": 2.5}}),
             json!({"key": "k", "value": 3}),
             json!({"key": {"a": 1}, "value": 5}),
+            json!({"key": {"a": 1}, "value": "x"}),
+            json!({"key": {"id": "k"}, "value": {"name": "n", "n": {"$numberLong": "5"}}}),
+            json!({"key": {"id": "k"}, "value": {"$numberLong": "5"}}),
+            json!({"key": {"$oid": "5f1b"}, "value": {"a": 1}}),
+            json!({"key": {"id": {"$numberLong": "7"}}, "value": null}),
+            json!({"key": {"id": 1}, "value": {"id": 2, "s": "t"}, "extra": "e"}),
+            json!({"key": {"id": 1}}),
             json!({}),
             json!({"k1": {"$numberLong": "3"}, "v1": {"$numberLong": "9"}, "v2": "x"}),
             json!({"$numberLong": "5"}),
@@ -1030,7 +1244,7 @@ mod tests {
         assert!(row.0.iter().all(|(n, _)| matches!(n, Cow::Borrowed(_))));
         assert_eq!(
             row.iter().collect::<Vec<_>>(),
-            [("id", &json!(1)), ("name", &json!("a"))]
+            [("id", (&json!(1)).into()), ("name", ValueRef::String("a"))]
         );
     }
 

@@ -11,12 +11,11 @@
 //! MySQL's TIME text (beyond 24 hours), BIT as a number, bytes bound as bytes.
 
 use hstream_io_runtime::record::{
-    decimal_text, float_text, integer_text, integer_value, json_text, text_value,
+    ValueRef, decimal_text, float_text, integer_text, integer_value, json_text, text_value,
 };
 use hstream_io_runtime::sql_values::{
     base64_bytes, write_date, write_time, write_timestamp, write_uuid,
 };
-use serde_json::Value;
 
 use crate::catalog::{MysqlColumn, MysqlType};
 
@@ -31,17 +30,17 @@ pub(crate) enum Cell {
 }
 
 /// The value to bind for `value` in `column`, or what was expected instead.
-pub(crate) fn to_cell(column: &MysqlColumn, value: &Value) -> Result<Cell, String> {
+pub(crate) fn to_cell(column: &MysqlColumn, value: ValueRef<'_>) -> Result<Cell, String> {
     if value.is_null() {
         return Ok(Cell::Null);
     }
-    let written = |write: fn(&Value, &mut String) -> Result<(), &'static str>| {
+    let written = |write: fn(ValueRef<'_>, &mut String) -> Result<(), &'static str>| {
         let mut out = String::new();
         write(value, &mut out).map(|()| Cell::Text(out))
     };
     let text = match column.ty {
         MysqlType::Int { min, max } => match value {
-            Value::Bool(b) => (if *b { "1" } else { "0" }).to_string(),
+            ValueRef::Bool(b) => (if b { "1" } else { "0" }).to_string(),
             _ => integer_text(value, min, max)?,
         },
         MysqlType::Decimal => decimal_text(value)?,
@@ -54,7 +53,7 @@ pub(crate) fn to_cell(column: &MysqlColumn, value: &Value) -> Result<Cell, Strin
         MysqlType::Date => return Ok(written(write_date)?),
         MysqlType::Time => match value {
             // MySQL's own TIME text, which our MySQL source writes.
-            Value::String(text) if is_mysql_time(text.trim()) => text.trim().to_string(),
+            ValueRef::String(text) if is_mysql_time(text.trim()) => text.trim().to_string(),
             _ => return Ok(written(write_time)?),
         },
         MysqlType::DateTime => return Ok(written(write_timestamp)?),
@@ -63,13 +62,13 @@ pub(crate) fn to_cell(column: &MysqlColumn, value: &Value) -> Result<Cell, Strin
         MysqlType::Uuid => return Ok(written(write_uuid)?),
         MysqlType::Bit => {
             return match value {
-                Value::Bool(b) => Ok(Cell::Uint(u64::from(*b))),
+                ValueRef::Bool(b) => Ok(Cell::Uint(u64::from(b))),
                 _ => integer_value(value, 0, u64::MAX.into())
                     .map(|n| Cell::Uint(u64::try_from(n).unwrap_or_default())),
             };
         }
         MysqlType::Text => match value {
-            Value::Bool(b) => (if *b { "1" } else { "0" }).to_string(),
+            ValueRef::Bool(b) => (if b { "1" } else { "0" }).to_string(),
             _ => text_value(value),
         },
     };
@@ -97,7 +96,11 @@ fn is_mysql_time(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    fn to_cell(column: &MysqlColumn, value: &Value) -> Result<Cell, String> {
+        super::to_cell(column, value.into())
+    }
 
     fn col(ty: MysqlType) -> MysqlColumn {
         MysqlColumn {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use hstream_io_runtime::change::{Net, Op, reduce};
-use hstream_io_runtime::record::{Change, excerpt};
+use hstream_io_runtime::record::{Change, ValueRef, excerpt};
 use hstream_io_runtime::stream::RecordId;
 use hstream_io_runtime::{Error, ErrorKind, Result, SinkBatch, SinkRecord, SinkWriter};
 use sqlx::mysql::{MySqlArguments, MySqlPool};
@@ -223,7 +223,7 @@ fn conversion(record: &SinkRecord, table: &MysqlTable, message: String) -> Error
 /// Parses and converts one record.
 fn convert_record(table: &MysqlTable, record: &SinkRecord) -> Result<Converted> {
     let change = record.change().map_err(|m| conversion(record, table, m))?;
-    let cell = |name: &str, value: &serde_json::Value| -> Result<(usize, Cell)> {
+    let cell = |name: &str, value: ValueRef<'_>| -> Result<(usize, Cell)> {
         let index = table.column(name).ok_or_else(|| {
             conversion(record, table, format!("the table has no column `{name}`"))
         })?;
@@ -298,14 +298,15 @@ fn convert_record(table: &MysqlTable, record: &SinkRecord) -> Result<Converted> 
     }
 }
 
+/// Binds `cell` by reference (the arguments buffer copies it; no owned copy per cell).
 fn bind<'q>(
     query: Query<'q, MySql, MySqlArguments>,
-    cell: &Cell,
+    cell: &'q Cell,
 ) -> Query<'q, MySql, MySqlArguments> {
     match cell {
-        Cell::Null => query.bind(None::<String>),
-        Cell::Text(text) => query.bind(text.clone()),
-        Cell::Bytes(bytes) => query.bind(bytes.clone()),
+        Cell::Null => query.bind(None::<&str>),
+        Cell::Text(text) => query.bind(text.as_str()),
+        Cell::Bytes(bytes) => query.bind(bytes.as_slice()),
         Cell::Uint(n) => query.bind(*n),
     }
 }

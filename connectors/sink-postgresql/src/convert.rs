@@ -13,7 +13,7 @@
 use std::fmt::Write;
 
 use hstream_io_runtime::record::{
-    bool_value, type_name, write_decimal, write_float, write_integer, write_json_text,
+    ValueRef, bool_value, type_name, write_decimal, write_float, write_integer, write_json_text,
     write_number, write_text,
 };
 use hstream_io_runtime::sql_values::{
@@ -28,7 +28,7 @@ use crate::catalog::{PgColumn, PgType};
 #[cfg(test)]
 pub(crate) fn to_text(column: &PgColumn, value: &Value) -> Result<Option<String>, String> {
     let mut out = String::new();
-    Ok(write_text_input(column, value, &mut out)?.then_some(out))
+    Ok(write_text_input(column, value.into(), &mut out)?.then_some(out))
 }
 
 /// Appends the column's text input for `value` to `out`: `Ok(false)` (nothing
@@ -36,7 +36,7 @@ pub(crate) fn to_text(column: &PgColumn, value: &Value) -> Result<Option<String>
 /// part of the text: the caller drops the row).
 pub(crate) fn write_text_input(
     column: &PgColumn,
-    value: &Value,
+    value: ValueRef<'_>,
     out: &mut String,
 ) -> Result<bool, String> {
     if value.is_null() {
@@ -49,7 +49,7 @@ pub(crate) fn write_text_input(
         PgType::Int4 => write_integer(value, i32::MIN.into(), i32::MAX.into(), out)?,
         PgType::Int8 => write_integer(value, i64::MIN.into(), i64::MAX.into(), out)?,
         PgType::Numeric => match value {
-            Value::String(t) if matches!(t.trim(), "NaN" | "Infinity" | "-Infinity") => {
+            ValueRef::String(t) if matches!(t.trim(), "NaN" | "Infinity" | "-Infinity") => {
                 out.push_str(t.trim());
             }
             _ => write_decimal(value, out)?,
@@ -78,7 +78,7 @@ pub(crate) fn write_text_input(
 }
 
 /// `bytea` hex input (`\x0001ff`) of base64 text.
-fn write_bytea(value: &Value, out: &mut String) -> Result<(), String> {
+fn write_bytea(value: ValueRef<'_>, out: &mut String) -> Result<(), String> {
     let bytes = base64_bytes(value)?;
     out.reserve(2 + bytes.len() * 2);
     out.push_str("\\x");
@@ -90,16 +90,16 @@ fn write_bytea(value: &Value, out: &mut String) -> Result<(), String> {
 
 /// `infinity` / `-infinity`, which PostgreSQL dates and timestamps (and our
 /// PostgreSQL source) use.
-fn infinity(value: &Value) -> Option<&str> {
+fn infinity(value: ValueRef<'_>) -> Option<&str> {
     match value {
-        Value::String(t) if matches!(t.trim(), "infinity" | "-infinity") => Some(t.trim()),
+        ValueRef::String(t) if matches!(t.trim(), "infinity" | "-infinity") => Some(t.trim()),
         _ => None,
     }
 }
 
-fn write_array(value: &Value, out: &mut String) -> Result<(), String> {
-    let Value::Array(items) = value else {
-        if let Value::String(text) = value
+fn write_array(value: ValueRef<'_>, out: &mut String) -> Result<(), String> {
+    let ValueRef::Array(items) = value else {
+        if let ValueRef::String(text) = value
             && text.trim_start().starts_with('{')
         {
             out.push_str(text);

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use hstream_io_runtime::change::{Merge, Net, Op, reduce};
-use hstream_io_runtime::record::{Change, column_mismatch};
+use hstream_io_runtime::record::{Change, ValueRef, column_mismatch};
 use hstream_io_runtime::stream::RecordId;
 use hstream_io_runtime::{Error, ErrorKind, Result, SinkBatch, SinkRecord, SinkWriter};
 use sqlx::postgres::{PgDatabaseError, PgPool};
@@ -534,7 +534,7 @@ fn conversion(record: &SinkRecord, table: &PgTable, message: String) -> Error {
 fn convert_record(table: &PgTable, record: &SinkRecord) -> Result<Converted> {
     let change = record.change().map_err(|m| conversion(record, table, m))?;
     let mut row = Row::new(table.columns.len(), record.payload.len());
-    let put = |row: &mut Row, name: &str, value: &serde_json::Value| -> Result<()> {
+    let put = |row: &mut Row, name: &str, value: ValueRef<'_>| -> Result<()> {
         let index = table.column(name).ok_or_else(|| {
             conversion(record, table, format!("the table has no column `{name}`"))
         })?;
@@ -690,5 +690,119 @@ fn copy_error(error: sqlx::Error, table: &PgTable, rows: &CopyData) -> Error {
             )
         }
         None => pg_error(format!("cannot COPY rows into `{target}`"), error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{PgColumn, PgType};
+    use hstream_io_runtime::stream::RecordId;
+
+    /// Protobuf encoding of a `google.protobuf.Struct` of numbers and strings.
+    fn encode_struct(fields: &[(&str, Result<f64, &str>)]) -> Vec<u8> {
+        fn len_field(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
+            out.push(tag);
+            let mut n = bytes.len();
+            while n >= 0x80 {
+                out.push((n as u8) | 0x80);
+                n >>= 7;
+            }
+            out.push(n as u8);
+            out.extend_from_slice(bytes);
+        }
+        let mut out = Vec::new();
+        for (name, value) in fields {
+            let mut v = Vec::new();
+            match value {
+                Ok(n) => {
+                    v.push(0x11);
+                    v.extend_from_slice(&n.to_le_bytes());
+                }
+                Err(s) => len_field(&mut v, 0x1a, s.as_bytes()),
+            }
+            let mut entry = Vec::new();
+            len_field(&mut entry, 0x0a, name.as_bytes());
+            len_field(&mut entry, 0x12, &v);
+            len_field(&mut out, 0x0a, &entry);
+        }
+        out
+    }
+
+    /// `bench.orders` (the benchmark's table) and `n` of its records.
+    fn orders(n: u64) -> (PgTable, Vec<SinkRecord>) {
+        let col = |name: &str, sql_type: &str, ty| PgColumn {
+            name: name.into(),
+            sql_type: sql_type.into(),
+            ty,
+        };
+        let table = PgTable::new(
+            "bench".into(),
+            "orders".into(),
+            vec![
+                col("id", "bigint", PgType::Int8),
+                col("customer_id", "bigint", PgType::Int8),
+                col("amount", "numeric(12,2)", PgType::Numeric),
+                col("status", "character varying(16)", PgType::Text),
+                col("note", "character varying(64)", PgType::Text),
+                col("created_at", "timestamp without time zone", PgType::Timestamp),
+            ],
+            vec![0],
+        );
+        let statuses = ["new", "paid", "shipped", "cancelled"];
+        let records = (0..n)
+            .map(|i| {
+                let amount = format!("{}.{:02}", (i % 10_000) / 100, i % 100);
+                let note = format!("note-{i}");
+                let created = format!("2024-01-{:02} {:02}:{:02}:{:02}", 1 + i / 86400 % 28, i / 3600 % 24, i / 60 % 60, i % 60);
+                // Fields in the Struct's (sorted) order, as the stream stores them.
+                let payload = encode_struct(&[
+                    ("amount", Err(&amount)),
+                    ("created_at", Err(&created)),
+                    ("customer_id", Ok((i % 1000) as f64)),
+                    ("id", Ok(i as f64)),
+                    ("note", Err(&note)),
+                    ("status", Err(statuses[(i % 4) as usize])),
+                ]);
+                SinkRecord {
+                    record_id: RecordId {
+                        shard_id: 1,
+                        batch_id: i / 1000,
+                        batch_index: (i % 1000) as u32,
+                    },
+                    key: String::new(),
+                    payload,
+                    is_json: true,
+                }
+            })
+            .collect();
+        (table, records)
+    }
+
+    /// CPU cost of preparing batches of the benchmark's records (decode,
+    /// convert, reduce, COPY text): `cargo test --release -p
+    /// hstream-io-sink-postgresql prepare_cost -- --ignored --nocapture`, or
+    /// the test binary under `valgrind --tool=callgrind` for instruction counts.
+    #[test]
+    #[ignore = "a measurement, not a test"]
+    fn prepare_cost() {
+        let n: u64 = std::env::var("PREPARE_RECORDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(200_000);
+        let (table, records) = orders(n);
+        let refs: Vec<&SinkRecord> = records.iter().collect();
+        for round in 0..3 {
+            let start = std::time::Instant::now();
+            let mut bytes = 0;
+            for batch in refs.chunks(8000) {
+                let Plan::Keyed { groups, .. } = plan_batch(&table, batch).unwrap() else {
+                    panic!("keyed")
+                };
+                bytes += groups.iter().map(|g| g.data.len()).sum::<usize>();
+            }
+            let per = start.elapsed().as_nanos() as f64 / n as f64;
+            println!("round {round}: {per:.0} ns per record ({bytes} bytes of COPY text)");
+        }
     }
 }

@@ -94,9 +94,15 @@ where
 {
     // slots[n]: the net change made by the n-th change, while that change is
     // its key's last one; the key itself lives in `index` until the end.
-    let mut slots: Vec<Option<(Net<R>, usize)>> = Vec::new();
-    let mut index: HashMap<K, usize> = HashMap::new();
-    for (position, (key, op)) in changes.into_iter().enumerate() {
+    let changes = changes.into_iter();
+    let expected = changes.size_hint().0;
+    let mut slots: Vec<Option<(Net<R>, usize)>> = Vec::with_capacity(expected);
+    // foldhash, seeded per map: keys come from records, so a fixed hash
+    // could be made to collide; SipHash cost more than the rest of the
+    // reduction.
+    let mut index: HashMap<K, usize, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(expected, Default::default());
+    for (position, (key, op)) in changes.enumerate() {
         let slot = slots.len();
         let earlier = match index.entry(key) {
             Entry::Occupied(mut entry) => {

@@ -396,7 +396,15 @@ const LEN: u8 = 2;
 const FIXED32: u8 = 5;
 
 impl<'a> Proto<'a> {
+    #[inline]
     fn varint(&mut self) -> Result<u64, String> {
+        // Tags, lengths and small numbers: one byte.
+        if let Some(&byte) = self.buf.first()
+            && byte < 0x80
+        {
+            self.buf = &self.buf[1..];
+            return Ok(u64::from(byte));
+        }
         let mut value = 0u64;
         for (i, &byte) in self.buf.iter().enumerate().take(10) {
             value |= u64::from(byte & 0x7f) << (7 * i);
@@ -409,6 +417,7 @@ impl<'a> Proto<'a> {
     }
 
     /// The next field's number and wire type, or `None` at the end.
+    #[inline]
     fn tag(&mut self) -> Result<Option<(u32, u8)>, String> {
         if self.buf.is_empty() {
             return Ok(None);
@@ -421,6 +430,7 @@ impl<'a> Proto<'a> {
         Ok(Some((field, (tag & 7) as u8)))
     }
 
+    #[inline]
     fn take(&mut self, len: usize) -> Result<&'a [u8], String> {
         if len > self.buf.len() {
             return Err("buffer underflow".into());
@@ -430,11 +440,13 @@ impl<'a> Proto<'a> {
         Ok(head)
     }
 
+    #[inline]
     fn bytes(&mut self) -> Result<&'a [u8], String> {
         let len = self.varint()?;
         self.take(usize::try_from(len).map_err(|_| "buffer underflow".to_string())?)
     }
 
+    #[inline]
     fn str(&mut self) -> Result<&'a str, String> {
         std::str::from_utf8(self.bytes()?)
             .map_err(|_| "invalid string value: data is not UTF-8 encoded".into())

@@ -90,6 +90,10 @@ pub(crate) struct MysqlTable {
     by_name: HashMap<String, usize>,
 }
 
+/// Tables with at most this many columns find a column by comparing names
+/// rather than through the hash map.
+const LINEAR_LOOKUP_COLUMNS: usize = 16;
+
 impl MysqlTable {
     pub(crate) fn new(
         database: String,
@@ -118,7 +122,14 @@ impl MysqlTable {
 
     /// The column called `name` (MySQL column names are case-insensitive).
     pub(crate) fn column(&self, name: &str) -> Option<usize> {
-        self.by_name.get(name).copied().or_else(|| {
+        // Called for every field of every record: comparing a few names costs
+        // less than hashing one.
+        let exact = if self.columns.len() <= LINEAR_LOOKUP_COLUMNS {
+            self.columns.iter().position(|c| c.name == name)
+        } else {
+            self.by_name.get(name).copied()
+        };
+        exact.or_else(|| {
             self.columns
                 .iter()
                 .position(|c| c.name.eq_ignore_ascii_case(name))

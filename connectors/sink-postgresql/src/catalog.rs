@@ -73,6 +73,10 @@ pub(crate) struct PgTable {
     by_name: HashMap<String, usize>,
 }
 
+/// Tables with at most this many columns find a column by comparing names
+/// rather than through the hash map.
+const LINEAR_LOOKUP_COLUMNS: usize = 16;
+
 impl PgTable {
     pub(crate) fn new(
         schema: String,
@@ -100,6 +104,11 @@ impl PgTable {
     }
 
     pub(crate) fn column(&self, name: &str) -> Option<usize> {
+        // Called for every field of every record: comparing a few names costs
+        // less than hashing one.
+        if self.columns.len() <= LINEAR_LOOKUP_COLUMNS {
+            return self.columns.iter().position(|c| c.name == name);
+        }
         self.by_name.get(name).copied()
     }
 }

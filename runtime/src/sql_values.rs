@@ -118,8 +118,15 @@ pub fn write_datetime(out: &mut String, dt: NaiveDateTime) {
     }
     let nanos = dt.nanosecond();
     if nanos >= 1_000_000_000 {
-        // A leap second: more than 9 digits, as `write!` prints them.
-        let _ = write!(out, ".{nanos:09}");
+        // A leap second: the fraction has more digits than its width, as
+        // `write!` prints them.
+        if nanos.is_multiple_of(1_000_000) {
+            let _ = write!(out, ".{:03}", nanos / 1_000_000);
+        } else if nanos.is_multiple_of(1000) {
+            let _ = write!(out, ".{:06}", nanos / 1000);
+        } else {
+            let _ = write!(out, ".{nanos:09}");
+        }
     } else if nanos != 0 {
         out.push('.');
         if nanos.is_multiple_of(1_000_000) {
@@ -329,11 +336,17 @@ mod tests {
         ] {
             assert_eq!(written(write_uuid, bad), Err(EXPECTED_UUID));
         }
-        assert_eq!(base64_bytes((&json!("AAH/")).into()).unwrap(), vec![0, 1, 255]);
+        assert_eq!(
+            base64_bytes((&json!("AAH/")).into()).unwrap(),
+            vec![0, 1, 255]
+        );
         assert_eq!(
             base64_bytes((&json!(1)).into()).unwrap_err(),
             "base64 text, not number"
         );
-        assert_eq!(base64_bytes((&json!("*")).into()).unwrap_err(), "base64 text");
+        assert_eq!(
+            base64_bytes((&json!("*")).into()).unwrap_err(),
+            "base64 text"
+        );
     }
 }

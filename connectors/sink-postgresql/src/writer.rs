@@ -745,7 +745,11 @@ mod tests {
                 col("amount", "numeric(12,2)", PgType::Numeric),
                 col("status", "character varying(16)", PgType::Text),
                 col("note", "character varying(64)", PgType::Text),
-                col("created_at", "timestamp without time zone", PgType::Timestamp),
+                col(
+                    "created_at",
+                    "timestamp without time zone",
+                    PgType::Timestamp,
+                ),
             ],
             vec![0],
         );
@@ -754,7 +758,13 @@ mod tests {
             .map(|i| {
                 let amount = format!("{}.{:02}", (i % 10_000) / 100, i % 100);
                 let note = format!("note-{i}");
-                let created = format!("2024-01-{:02} {:02}:{:02}:{:02}", 1 + i / 86400 % 28, i / 3600 % 24, i / 60 % 60, i % 60);
+                let created = format!(
+                    "2024-01-{:02} {:02}:{:02}:{:02}",
+                    1 + i / 86400 % 28,
+                    i / 3600 % 24,
+                    i / 60 % 60,
+                    i % 60
+                );
                 // Fields in the Struct's (sorted) order, as the stream stores them.
                 let payload = encode_struct(&[
                     ("amount", Err(&amount)),

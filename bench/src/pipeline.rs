@@ -37,17 +37,22 @@ pub struct PipelineReport {
 }
 
 /// Sink options the pipeline sets (the defaults write one transaction per
-/// stream read, i.e. per 1000-row source batch): gather up to 4 MB or 50 ms.
+/// stream read, i.e. per 1000-row source batch): gather up to 2 MB or 50 ms
+/// (as fast here as 4 MB, with ~17 MB less sink RSS; docs/benchmarks.md).
 pub const SINK_BATCHING: &str =
-    r#", "buffer.batch.maxBytesSize" = 4000000, "buffer.batch.maxAge" = 50"#;
+    r#", "buffer.batch.maxBytesSize" = 2000000, "buffer.batch.maxAge" = 50"#;
 
 /// [`SINK_BATCHING`], or nothing (the sink's defaults) when the environment
-/// has `HSTREAM_IO_BENCH_SINK_DEFAULTS=1` (for A/B comparisons).
-fn sink_batching() -> &'static str {
+/// has `HSTREAM_IO_BENCH_SINK_DEFAULTS=1`, or the SQL `WITH` options in
+/// `HSTREAM_IO_BENCH_SINK_OPTIONS` (e.g. `, "buffer.batch.maxBytesSize" = 1000000`),
+/// for A/B comparisons.
+fn sink_batching() -> String {
     if std::env::var("HSTREAM_IO_BENCH_SINK_DEFAULTS").as_deref() == Ok("1") {
-        ""
+        String::new()
+    } else if let Ok(options) = std::env::var("HSTREAM_IO_BENCH_SINK_OPTIONS") {
+        options
     } else {
-        SINK_BATCHING
+        SINK_BATCHING.to_string()
     }
 }
 

@@ -93,17 +93,17 @@ pub fn write_datetime(out: &mut String, dt: NaiveDateTime) {
     let year = dt.year();
     if (0..=9999).contains(&year) {
         // The common case by hand: `write!` costs several times more per value.
-        push_digits(out, year as u32, 4);
+        push_padded(out, u64::from(year as u32), 4);
         out.push('-');
-        push_digits(out, dt.month(), 2);
+        push_padded(out, u64::from(dt.month()), 2);
         out.push('-');
-        push_digits(out, dt.day(), 2);
+        push_padded(out, u64::from(dt.day()), 2);
         out.push(' ');
-        push_digits(out, dt.hour(), 2);
+        push_padded(out, u64::from(dt.hour()), 2);
         out.push(':');
-        push_digits(out, dt.minute(), 2);
+        push_padded(out, u64::from(dt.minute()), 2);
         out.push(':');
-        push_digits(out, dt.second(), 2);
+        push_padded(out, u64::from(dt.second()), 2);
     } else {
         let _ = write!(
             out,
@@ -130,23 +130,32 @@ pub fn write_datetime(out: &mut String, dt: NaiveDateTime) {
     } else if nanos != 0 {
         out.push('.');
         if nanos.is_multiple_of(1_000_000) {
-            push_digits(out, nanos / 1_000_000, 3);
+            push_padded(out, u64::from(nanos / 1_000_000), 3);
         } else if nanos.is_multiple_of(1000) {
-            push_digits(out, nanos / 1000, 6);
+            push_padded(out, u64::from(nanos / 1000), 6);
         } else {
-            push_digits(out, nanos, 9);
+            push_padded(out, u64::from(nanos), 9);
         }
     }
 }
 
-/// Appends the last `width` decimal digits of `n`, zero-padded.
-fn push_digits(out: &mut String, mut n: u32, width: usize) {
-    let mut buf = [b'0'; 10];
-    for at in (0..width).rev() {
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
+/// Appends `n` in decimal, zero-padded to at least `width` digits, as
+/// `format!("{n:0width$}")` does but without `core::fmt` (dates and times are
+/// written for every row: the sinks' cells and source-mysql's DATETIME text).
+pub fn push_padded(out: &mut String, n: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut i = digits.len();
+    let mut v = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
     }
-    out.push_str(std::str::from_utf8(&buf[..width]).expect("ASCII digits"));
+    let start = i.min(digits.len() - width.min(digits.len()));
+    out.push_str(std::str::from_utf8(&digits[start..]).expect("ASCII digits"));
 }
 
 /// Appends a timestamp value as `YYYY-MM-DD HH:MM:SS[.fraction]` (see [`timestamp`]).

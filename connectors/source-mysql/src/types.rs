@@ -21,6 +21,7 @@
 //! | zero date or datetime | `null`, or the zero text (`zeroDate`) |
 
 use base64::Engine;
+use hstream_io_runtime::sql_values::push_padded;
 use hstream_io_runtime::stream::{Field, JsonOut, PayloadWriter, ValueOut};
 use mysql_async::Value;
 use serde_json::Value as Json;
@@ -778,25 +779,6 @@ impl std::fmt::Display for Frac {
             width = fsp as usize
         )
     }
-}
-
-/// `n` in decimal, zero-padded to `width` digits (dates are formatted for
-/// every row: this skips `core::fmt`).
-fn push_padded(t: &mut String, n: u64, width: usize) {
-    let mut digits = [b'0'; 20];
-    let mut i = digits.len();
-    let mut v = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    let start = i.min(digits.len() - width.min(digits.len()));
-    // ASCII digits are UTF-8.
-    t.push_str(std::str::from_utf8(&digits[start..]).unwrap_or_default());
 }
 
 /// `YYYY-MM-DD` (a negative year keeps its sign, as `{y:04}` does).

@@ -294,6 +294,15 @@ pub async fn run(target: Dialect, rows: u64, work: &Path) -> Result<SinkReport, 
     let mut connector_config = config;
     connector_config["stream"] = json!(STREAM);
     connector_config["table"] = json!(SINK_TABLE);
+    // Extra connector options for A/B runs, e.g.
+    // HSTREAM_IO_BENCH_SINK_CONFIG='{"buffer.batch.maxBytesSize": 2000000, "buffer.batch.maxAge": 50}'.
+    if let Ok(extra) = std::env::var("HSTREAM_IO_BENCH_SINK_CONFIG") {
+        let extra: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&extra)
+            .map_err(|e| format!("HSTREAM_IO_BENCH_SINK_CONFIG is not a JSON object: {e}"))?;
+        for (k, v) in extra {
+            connector_config[k] = v;
+        }
+    }
     let task_config = json!({"hstream": {"serviceUrl": serve.url}, "connector": connector_config,
                              "task": "bench"});
     let mut task = Task {

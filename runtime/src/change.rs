@@ -21,8 +21,8 @@
 //! Net changes come out in the order of each key's last change in the batch.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
-use std::hash::Hash;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasher, Hash};
 
 /// One change to one key, as read from a record.
 #[derive(Debug, Clone, PartialEq)]
@@ -146,9 +146,49 @@ where
         .collect()
 }
 
+/// Tells cheaply whether the keys of a batch are all distinct — the common
+/// case (an initial load, a stream of inserts), where a sink can render each
+/// record straight into its output without [`reduce`]: no key needs merging.
+///
+/// Keeps a seeded 64-bit hash per key, not the key. A repeat answers `false`;
+/// so does, very rarely, a collision of two different keys — either way the
+/// caller takes the general path, so the answer is never wrong in the unsafe
+/// direction.
+pub struct DistinctKeys {
+    hasher: foldhash::fast::RandomState,
+    seen: HashSet<u64, foldhash::fast::RandomState>,
+}
+
+impl DistinctKeys {
+    /// For about `n` keys.
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            hasher: Default::default(),
+            seen: HashSet::with_capacity_and_hasher(n, Default::default()),
+        }
+    }
+
+    /// Adds `key`; `false` when it may have been added before.
+    pub fn insert(&mut self, key: &[u8]) -> bool {
+        self.seen.insert(self.hasher.hash_one(key))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn distinct_keys_report_repeats() {
+        let mut keys = DistinctKeys::with_capacity(4);
+        assert!(keys.insert(b"1"));
+        assert!(keys.insert(b"2"));
+        assert!(keys.insert(b"1\x002"));
+        assert!(keys.insert(b""));
+        assert!(!keys.insert(b"2"));
+        assert!(!keys.insert(b""));
+        assert!(keys.insert(b"12"));
+    }
 
     type Row = BTreeMap<&'static str, i32>;
 

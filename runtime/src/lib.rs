@@ -62,3 +62,13 @@ pub use error::{Error, ErrorKind, Result};
 pub use secret::Secret;
 pub use sink::{SinkBatch, SinkOptions, SinkRecord};
 pub use source::SourceContext;
+
+/// Gives the allocator's free pages back to the system (glibc `malloc_trim`).
+#[allow(unsafe_code)]
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory; it is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use hstream_io_runtime::change::{Merge, Net, Op, reduce};
+use hstream_io_runtime::change::{DistinctKeys, Merge, Net, Op, reduce};
 use hstream_io_runtime::record::{Change, ValueRef, column_mismatch};
 use hstream_io_runtime::stream::RecordId;
 use hstream_io_runtime::{Error, ErrorKind, Result, SinkBatch, SinkRecord, SinkWriter};
@@ -68,6 +68,12 @@ impl Row {
             text: String::with_capacity(capacity),
             cells: vec![Cell::Absent; columns],
         }
+    }
+
+    /// Empties the row for the next record (keeping its allocations).
+    fn clear(&mut self) {
+        self.text.clear();
+        self.cells.fill(Cell::Absent);
     }
 
     /// Column `i`: `None` absent, `Some(None)` NULL, `Some(Some(text))` a value.
@@ -459,13 +465,19 @@ impl SinkWriter for PgSinkWriter {
 
 /// Converts, reduces and renders `records` (in stream order).
 fn plan_batch(table: &PgTable, records: &[&SinkRecord]) -> Result<Plan> {
+    if table.key.is_empty() {
+        return Ok(Plan::Append(plan_append(table, records)?));
+    }
+    if let Some(groups) = plan_distinct(table, records)? {
+        return Ok(Plan::Keyed {
+            deletes: vec![Vec::new(); table.key.len()],
+            groups,
+        });
+    }
     let converted = records
         .iter()
         .map(|r| convert_record(table, r))
         .collect::<Result<Vec<_>>>()?;
-    if table.key.is_empty() {
-        return Ok(Plan::Append(plan_append(records, converted)));
-    }
     let reduced = reduce(converted.into_iter().map(|c| (c.key, c.op)));
     let mut deletes: Vec<Vec<String>> = vec![Vec::new(); table.key.len()];
     let mut groups: BTreeMap<Vec<usize>, CopyData> = BTreeMap::new();
@@ -499,23 +511,58 @@ fn plan_batch(table: &PgTable, records: &[&SinkRecord]) -> Result<Plan> {
     })
 }
 
+/// The common case of a keyed batch: every record upserts a different key
+/// (an initial load, a stream of inserts). Each record is converted into one
+/// reused row and rendered into its group's COPY data at once — no row per
+/// record, no reduction. `None` as soon as a record deletes or a key may
+/// repeat: [`plan_batch`]'s general path then handles the batch.
+fn plan_distinct(table: &PgTable, records: &[&SinkRecord]) -> Result<Option<Vec<CopyData>>> {
+    let mut row = Row::new(table.columns.len(), 256);
+    let mut key = String::new();
+    let mut keys = DistinctKeys::with_capacity(records.len());
+    let mut groups: Vec<CopyData> = Vec::new();
+    let mut cols = Vec::with_capacity(table.columns.len());
+    for record in records {
+        if !convert_into(table, record, &mut row, &mut key)? || !keys.insert(key.as_bytes()) {
+            return Ok(None);
+        }
+        push_row(&mut groups, &row, &mut cols, record.record_id);
+    }
+    Ok(Some(groups))
+}
+
+/// Renders `row` into the group of its set of columns (a new one if none).
+fn push_row(groups: &mut Vec<CopyData>, row: &Row, cols: &mut Vec<usize>, record: RecordId) {
+    row.present(cols);
+    // Nearly always the last group (or the only one).
+    match groups.iter().rposition(|g| g.cols == *cols) {
+        Some(at) => groups[at].push(row, record),
+        None => {
+            let mut group = CopyData::new(cols.clone());
+            group.push(row, record);
+            groups.push(group);
+        }
+    }
+}
+
 /// Append-only tables: one run per stretch of rows with the same columns.
-fn plan_append(records: &[&SinkRecord], converted: Vec<Converted>) -> Vec<CopyData> {
+fn plan_append(table: &PgTable, records: &[&SinkRecord]) -> Result<Vec<CopyData>> {
     let mut runs: Vec<CopyData> = Vec::new();
     let mut cols = Vec::new();
-    for (position, c) in converted.into_iter().enumerate() {
-        let Op::Upsert(row) = c.op else {
-            unreachable!("deletes into append-only tables are rejected in convert_record")
-        };
+    let mut row = Row::new(table.columns.len(), 256);
+    let mut key = String::new();
+    for record in records {
+        // A delete is an error for an append-only table (in convert_into).
+        convert_into(table, record, &mut row, &mut key)?;
         row.present(&mut cols);
         if runs.last().is_none_or(|run| run.cols != cols) {
             runs.push(CopyData::new(cols.clone()));
         }
         runs.last_mut()
             .expect("just pushed")
-            .push(&row, records[position].record_id);
+            .push(&row, record.record_id);
     }
-    runs
+    Ok(runs)
 }
 
 fn conversion(record: &SinkRecord, table: &PgTable, message: String) -> Error {
@@ -532,8 +579,28 @@ fn conversion(record: &SinkRecord, table: &PgTable, message: String) -> Error {
 
 /// Parses and converts one record.
 fn convert_record(table: &PgTable, record: &SinkRecord) -> Result<Converted> {
-    let change = record.change().map_err(|m| conversion(record, table, m))?;
     let mut row = Row::new(table.columns.len(), record.payload.len());
+    let mut key = String::new();
+    let upsert = convert_into(table, record, &mut row, &mut key)?;
+    Ok(Converted {
+        key,
+        op: if upsert { Op::Upsert(row) } else { Op::Delete },
+    })
+}
+
+/// Parses and converts one record into `row` and its key texts (joined by
+/// [`KEY_SEPARATOR`]; empty for append-only tables) into `key`, both cleared
+/// first; `Ok(true)` for an upsert, `Ok(false)` for a delete (`row` then
+/// holds only the key columns).
+fn convert_into(
+    table: &PgTable,
+    record: &SinkRecord,
+    row: &mut Row,
+    key: &mut String,
+) -> Result<bool> {
+    row.clear();
+    key.clear();
+    let change = record.change().map_err(|m| conversion(record, table, m))?;
     let put = |row: &mut Row, name: &str, value: ValueRef<'_>| -> Result<()> {
         let index = table.column(name).ok_or_else(|| {
             conversion(record, table, format!("the table has no column `{name}`"))
@@ -550,8 +617,7 @@ fn convert_record(table: &PgTable, record: &SinkRecord) -> Result<Converted> {
         };
         Ok(())
     };
-    let key_of = |row: &Row| -> Result<String> {
-        let mut key = String::new();
+    let key_of = |row: &Row, key: &mut String| -> Result<()> {
         for (n, &i) in table.key.iter().enumerate() {
             match row.get(i) {
                 Some(Some(text)) => {
@@ -573,20 +639,17 @@ fn convert_record(table: &PgTable, record: &SinkRecord) -> Result<Converted> {
                 .with_hint("Send every key column, or set keyColumns to the columns the records identify rows by.")),
             }
         }
-        Ok(key)
+        Ok(())
     };
     match change {
         Change::Upsert { row: fields, .. } => {
             for (name, value) in &fields {
-                put(&mut row, name, value)?;
+                put(row, name, value)?;
             }
-            let key = key_of(&row)?;
-            Ok(Converted {
-                key,
-                op: Op::Upsert(row),
-            })
+            key_of(row, key)?;
+            Ok(true)
         }
-        Change::Delete { key } => {
+        Change::Delete { key: fields } => {
             if table.key.is_empty() {
                 return Err(conversion(
                     record,
@@ -595,18 +658,15 @@ fn convert_record(table: &PgTable, record: &SinkRecord) -> Result<Converted> {
                 )
                 .with_hint("Add a primary key to the table or set keyColumns."));
             }
-            for (name, value) in &key {
+            for (name, value) in &fields {
                 if let Some(index) = table.column(name)
                     && table.key.contains(&index)
                 {
-                    put(&mut row, name, value)?;
+                    put(row, name, value)?;
                 }
             }
-            let key = key_of(&row)?;
-            Ok(Converted {
-                key,
-                op: Op::Delete,
-            })
+            key_of(row, key)?;
+            Ok(false)
         }
     }
 }

@@ -29,7 +29,11 @@ pub struct Output {
     /// `db.t` of each table (the `"table"` field and key prefix on a shared stream).
     names: Vec<String>,
     streams: Vec<String>,
-    buffer: Vec<(usize, Record)>,
+    /// Records buffered, in order.
+    buffer: Vec<Record>,
+    /// Where the stream changes in `buffer`: (table whose stream the run
+    /// goes to, index after its last record), in order.
+    runs: Vec<(usize, usize)>,
     /// Commit time (unix ms) of the newest change buffered, for the task's lag.
     event_unix_ms: Option<i64>,
 }
@@ -51,6 +55,7 @@ impl Output {
             tables,
             streams,
             buffer: Vec::new(),
+            runs: Vec::new(),
             event_unix_ms: None,
         }
     }
@@ -79,7 +84,14 @@ impl Output {
         origin: Origin,
     ) -> std::result::Result<(), ConvError> {
         let record = self.record(table, schema, key, row, origin)?;
-        self.buffer.push((table, record));
+        self.buffer.push(record);
+        let end = self.buffer.len();
+        match self.runs.last_mut() {
+            Some((t, last)) if *t == table || self.streams[*t] == self.streams[table] => {
+                *last = end
+            }
+            _ => self.runs.push((table, end)),
+        }
         Ok(())
     }
 
@@ -97,6 +109,7 @@ impl Output {
     /// Drops buffered records (they will be read again after a restart).
     pub fn discard(&mut self) {
         self.buffer.clear();
+        self.runs.clear();
     }
 
     /// The record `{"table"?, "key": {…}, "value": {…} | null}` of a change.
@@ -152,22 +165,35 @@ impl Output {
             }
             return Ok(());
         }
-        let mut items = std::mem::take(&mut self.buffer).into_iter().peekable();
+        // The next flush likely holds as many: reserved at once, the buffer
+        // is not regrown (and copied) by doubling.
+        let reserve = self.buffer.len();
+        let mut records = std::mem::replace(&mut self.buffer, Vec::with_capacity(reserve));
+        let runs = std::mem::take(&mut self.runs);
         let mut position = position;
-        while let Some((table, first)) = items.next() {
-            let stream = &self.streams[table];
-            let mut run = vec![first];
-            while let Some((_, r)) = items.next_if(|(t, _)| &self.streams[*t] == stream) {
-                run.push(r);
-            }
-            let last = items.peek().is_none();
+        let mut start = 0;
+        for (n, &(table, end)) in runs.iter().enumerate() {
+            let last = n + 1 == runs.len();
+            // The common case, one stream: the buffer is sent as it is.
+            let run = if last {
+                std::mem::take(&mut records)
+            } else {
+                let rest = records.split_off(end - start);
+                std::mem::replace(&mut records, rest)
+            };
+            start = end;
             let at = if last {
                 self.event_unix_ms.take()
             } else {
                 None
             };
-            ctx.send_at(stream, run, if last { position.take() } else { None }, at)
-                .await?;
+            ctx.send_at(
+                &self.streams[table],
+                run,
+                if last { position.take() } else { None },
+                at,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -184,22 +210,54 @@ fn partition_key(key: &[Json]) -> String {
 }
 
 fn push_partition_key(out: &mut String, key: &[Json]) {
-    use std::fmt::Write as _;
-    // Display of a JSON value is its compact text; writing to a String cannot fail.
     match key {
         [Json::String(s)] => out.push_str(s),
-        [one] => {
-            let _ = write!(out, "{one}");
-        }
+        [one] => push_json(out, one),
         many => {
             out.push('[');
             for (n, v) in many.iter().enumerate() {
                 if n > 0 {
                     out.push(',');
                 }
-                let _ = write!(out, "{v}");
+                push_json(out, v);
             }
             out.push(']');
+        }
+    }
+}
+
+/// The compact JSON text of `v` (its `Display`), integers without
+/// `core::fmt`: a key is written for every record.
+fn push_json(out: &mut String, v: &Json) {
+    use std::fmt::Write as _;
+    let integer = match v {
+        Json::Number(n) => n
+            .as_u64()
+            .map(|u| (false, u))
+            .or_else(|| n.as_i64().map(|i| (true, i.unsigned_abs()))),
+        _ => None,
+    };
+    match integer {
+        Some((negative, magnitude)) => {
+            if negative {
+                out.push('-');
+            }
+            let mut digits = [0u8; 20];
+            let mut i = digits.len();
+            let mut m = magnitude;
+            loop {
+                i -= 1;
+                digits[i] = b'0' + (m % 10) as u8;
+                m /= 10;
+                if m == 0 {
+                    break;
+                }
+            }
+            out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
+        }
+        // Display of a JSON value is its compact text; writing to a String cannot fail.
+        None => {
+            let _ = write!(out, "{v}");
         }
     }
 }
@@ -274,6 +332,18 @@ mod tests {
             partition_key(&[json!("a\"b"), json!(null)]),
             r#"["a\"b",null]"#
         );
+        for n in [
+            json!(0),
+            json!(-1),
+            json!(i64::MIN),
+            json!(i64::MAX),
+            json!(u64::MAX),
+            json!(1.5),
+            json!(-0.25),
+        ] {
+            assert_eq!(partition_key(&[n.clone()]), n.to_string());
+            assert_eq!(partition_key(&[n.clone(), json!(7)]), format!("[{n},7]"));
+        }
     }
 
     #[test]

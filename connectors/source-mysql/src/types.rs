@@ -783,6 +783,10 @@ impl std::fmt::Display for Frac {
 
 /// `YYYY-MM-DD` (a negative year keeps its sign, as `{y:04}` does).
 fn push_date(t: &mut String, y: i64, m: i64, d: i64) {
+    if let Some(date) = Digits::date(y, m, d) {
+        t.push_str(date.as_str());
+        return;
+    }
     if y < 0 {
         use std::fmt::Write as _;
         let _ = write!(t, "{y:04}");
@@ -797,6 +801,10 @@ fn push_date(t: &mut String, y: i64, m: i64, d: i64) {
 
 /// `Thh:mm:ss` and the fraction of `fsp` digits.
 fn push_time(t: &mut String, h: i64, mi: i64, s: i64, us: u32, fsp: u8) {
+    if let Some(time) = Digits::time(h, mi, s, us, fsp) {
+        t.push_str(time.as_str());
+        return;
+    }
     t.push('T');
     push_padded(t, h as u64, 2);
     t.push(':');
@@ -807,6 +815,78 @@ fn push_time(t: &mut String, h: i64, mi: i64, s: i64, us: u32, fsp: u8) {
         let fsp = u32::from(fsp.min(6));
         t.push('.');
         push_padded(t, u64::from(us / 10u32.pow(6 - fsp)), fsp as usize);
+    }
+}
+
+/// The text of a date or a time of day in the usual ranges (year 0–9999,
+/// other parts below 100), built on the stack and appended at once: every
+/// DATE/DATETIME/TIMESTAMP of every row goes through here, and digit by
+/// digit appends to the record's text cost ~10× more (docs/benchmarks.md,
+/// source-mysql). Values outside those ranges take the general path.
+struct Digits {
+    buf: [u8; 16],
+    len: usize,
+}
+
+impl Digits {
+    fn new() -> Self {
+        Self {
+            buf: [0; 16],
+            len: 0,
+        }
+    }
+
+    fn byte(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+
+    /// `v` (< 100) as two digits.
+    fn two(&mut self, v: u64) {
+        self.byte(b'0' + (v / 10) as u8);
+        self.byte(b'0' + (v % 10) as u8);
+    }
+
+    fn date(y: i64, m: i64, d: i64) -> Option<Self> {
+        if !(0..=9999).contains(&y) || !(0..100).contains(&m) || !(0..100).contains(&d) {
+            return None;
+        }
+        let mut t = Self::new();
+        t.two(y as u64 / 100);
+        t.two(y as u64 % 100);
+        t.byte(b'-');
+        t.two(m as u64);
+        t.byte(b'-');
+        t.two(d as u64);
+        Some(t)
+    }
+
+    fn time(h: i64, mi: i64, s: i64, us: u32, fsp: u8) -> Option<Self> {
+        let part = |v: i64| (0..100).contains(&v);
+        if !part(h) || !part(mi) || !part(s) || us > 999_999 {
+            return None;
+        }
+        let mut t = Self::new();
+        t.byte(b'T');
+        t.two(h as u64);
+        t.byte(b':');
+        t.two(mi as u64);
+        t.byte(b':');
+        t.two(s as u64);
+        if fsp > 0 {
+            t.byte(b'.');
+            let mut div = 100_000;
+            for _ in 0..fsp.min(6) {
+                t.byte(b'0' + (us / div % 10) as u8);
+                div /= 10;
+            }
+        }
+        Some(t)
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII digits and separators are written.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
     }
 }
 
@@ -1256,6 +1336,9 @@ mod tests {
             (2024, 2, 29),
             (12345, 1, 1),
             (-44, 3, 15),
+            (9999, 99, 99),
+            (10000, 1, 1),
+            (2024, 100, 1),
         ] {
             let mut t = String::new();
             push_date(&mut t, y, m, d);
@@ -1267,6 +1350,10 @@ mod tests {
             (7, 5, 3, 120_000, 2),
             (1, 2, 3, 4, 6),
             (10, 0, 0, 500_000, 1),
+            (99, 59, 59, 999_999, 3),
+            (100, 0, 0, 0, 0),
+            (838, 59, 59, 1, 6),
+            (0, 0, 0, 999_999, 5),
         ] {
             let mut t = String::new();
             push_time(&mut t, h, mi, s, us, fsp);

@@ -219,12 +219,14 @@ struct Committed {
 /// thousand rows per second; a batch is also what a sink later applies in one
 /// transaction.
 ///
-/// In flight at most 2 MiB of payload (the client's default is 100 MiB): 4
-/// full batches keep the stream service's group commit busy, and a source
-/// reading a backlog faster than HStream acknowledges waits here instead of
-/// holding hundreds of thousands of decoded records. Since a send is
-/// acknowledged as one batch, 2 MiB is as fast as 4 MiB was and saves 6 – 10 MB
-/// of the task's peak RSS (docs/benchmarks.md, "Task memory").
+/// In flight at most 1 MiB of payload (the client's default is 100 MiB): with
+/// one append in flight per shard, ~6 batches of 1000 records of the standard
+/// workload keep the stream service busy, and a source reading a backlog
+/// faster than HStream acknowledges waits here instead of holding hundreds of
+/// thousands of decoded records. Since a send is acknowledged as one batch,
+/// 2 MiB was as fast as 4 MiB and saved 6 – 10 MB of the task's peak RSS; 1 MiB
+/// saves ~3 MB more of source-mysql's backlog process (docs/benchmarks.md,
+/// "Task memory" and source-mysql).
 fn source_producer_options() -> ProducerOptions {
     ProducerOptions {
         batch_records: 1000,
@@ -236,7 +238,7 @@ fn source_producer_options() -> ProducerOptions {
 }
 
 /// Payload bytes a source may have buffered or in flight to HStream.
-const SOURCE_IN_FLIGHT_BYTES: usize = 2 * 1024 * 1024;
+const SOURCE_IN_FLIGHT_BYTES: usize = 1024 * 1024;
 
 /// Runs source `C` under the runtime (called by `run`).
 pub async fn drive<C: Source>(config: C::Config, env: TaskEnv) -> Result<()> {

@@ -341,7 +341,7 @@ mod tests {
             json!(1.5),
             json!(-0.25),
         ] {
-            assert_eq!(partition_key(&[n.clone()]), n.to_string());
+            assert_eq!(partition_key(std::slice::from_ref(&n)), n.to_string());
             assert_eq!(partition_key(&[n.clone(), json!(7)]), format!("[{n},7]"));
         }
     }

@@ -291,6 +291,22 @@ pub async fn run(rows: u64, work: &Path) -> Result<Report, String> {
 
     // 3. Backlog.
     eprintln!("==> backlog: {rows} rows inserted while the task is stopped");
+    // What the restarted task's walsender decodes before the backlog: WAL
+    // from the slot's restart point (kept by PostgreSQL) to where the
+    // backlog starts.
+    let before: String = pg
+        .query_one(
+            &format!(
+                "SELECT format('restart_lsn %s, confirmed_flush_lsn %s, %s MB of WAL to decode before the backlog', \
+                 restart_lsn, confirmed_flush_lsn, round(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn) / 1e6, 1)) \
+                 FROM pg_replication_slots WHERE slot_name = '{slot}'"
+            ),
+            &[],
+        )
+        .await
+        .map_err(|e| format!("pg_replication_slots: {e}"))?
+        .get(0);
+    eprintln!("    task's slot: {before}");
     pg.batch_execute(
         "SELECT pg_create_logical_replication_slot('bench_recv', 'pgoutput'); \
          SELECT pg_create_logical_replication_slot('bench_follow', 'pgoutput')",

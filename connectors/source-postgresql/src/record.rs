@@ -132,42 +132,91 @@ impl Target {
         }
     }
 
-    /// The primary-key values of `row` (taking unchanged ones from `old`).
-    pub fn key<R: Row + ?Sized>(&self, row: &R, old: Option<&R>) -> Key {
-        let mut key = Vec::with_capacity(self.key.len());
-        for &i in &self.key {
-            let (Some((_, kind)), Some(cell)) = (self.columns.get(i), row.cell(i)) else {
-                continue;
-            };
-            let cell = match (cell, old.and_then(|o| o.cell(i))) {
+    /// The key cells of `row` in key order — `(column index, kind, cell)` —
+    /// an unchanged TOASTed one taken from `old` (left out when `old` has
+    /// none either).
+    fn key_cells<'r, R: Row + ?Sized>(
+        &'r self,
+        row: &'r R,
+        old: Option<&'r R>,
+    ) -> impl Iterator<Item = (usize, &'r TypeKind, CellRef<'r>)> + 'r {
+        self.key.iter().filter_map(move |&i| {
+            let (_, kind) = self.columns.get(i)?;
+            let cell = match (row.cell(i)?, old.and_then(|o| o.cell(i))) {
                 (CellRef::Unchanged, Some(old)) => old,
                 (cell, _) => cell,
             };
-            match cell {
-                CellRef::Text(text) => key.push((i, to_json(kind, text))),
-                CellRef::Null => key.push((i, Value::Null)),
-                CellRef::Unchanged => {}
-            }
-        }
-        key
+            (cell != CellRef::Unchanged).then_some((i, kind, cell))
+        })
     }
 
-    /// The record of a change of the row with primary key `key`: `row`
-    /// `None` is a delete. `w` must write this target's format.
+    /// The primary-key values of `row` (taking unchanged ones from `old`).
+    pub fn key<R: Row + ?Sized>(&self, row: &R, old: Option<&R>) -> Key {
+        self.key_cells(row, old)
+            .map(|(i, kind, cell)| match cell {
+                CellRef::Text(text) => (i, to_json(kind, text)),
+                _ => (i, Value::Null),
+            })
+            .collect()
+    }
+
+    /// Whether the primary key of the new row `new` (unchanged cells taken
+    /// from `old`) is the key of `old`: equal text is the same key; different
+    /// text is compared as the JSON values the records would carry.
+    pub fn same_key<R: Row + ?Sized>(&self, new: &R, old: &R) -> bool {
+        let cells = |row, old| self.key_cells(row, old).map(|(i, _, cell)| (i, cell));
+        cells(new, Some(old)).eq(cells(old, None))
+            || self.key(new, Some(old)) == self.key(old, None)
+    }
+
+    /// The partition key of `row`'s record: [`partition_key`] of its
+    /// primary key (unchanged cells taken from `old`), without building the
+    /// key's JSON values when one text column or canonical integer is the key.
+    pub fn partition_key<R: Row + ?Sized>(&self, row: &R, old: Option<&R>) -> String {
+        if self.key.len() == 1 {
+            if let Some((_, kind, CellRef::Text(text))) = self.key_cells(row, old).next() {
+                // The key's JSON value is this very text: a string (written
+                // unquoted), or an integer whose decimal form it is.
+                let same = match kind {
+                    TypeKind::Text | TypeKind::Numeric => true,
+                    TypeKind::Int => is_canonical_integer(text),
+                    _ => false,
+                };
+                if same {
+                    return text.to_string();
+                }
+            }
+        }
+        partition_key(&self.key(row, old))
+    }
+
+    /// Writes the `"key"` object of `row` (unchanged cells taken from `old`).
+    fn write_key<R: Row + ?Sized>(&self, w: &mut PayloadWriter, row: &R, old: Option<&R>) {
+        w.begin_object("key");
+        for (i, kind, cell) in self.key_cells(row, old) {
+            let name = &self.columns[i].0;
+            match cell {
+                CellRef::Text(text) => convert(kind, text, Field { writer: w, name }),
+                _ => w.null(name),
+            }
+        }
+        w.end_object();
+    }
+
+    /// The record of a change of the row whose primary key is in `key_row`
+    /// (unchanged key cells taken from `key_old`): `value` `None` is a
+    /// delete. `w` must write this target's format.
     pub fn record<R: Row + ?Sized>(
         &self,
         w: &mut PayloadWriter,
-        key: &Key,
-        row: Option<&R>,
+        key_row: &R,
+        key_old: Option<&R>,
+        value: Option<&R>,
     ) -> Record {
         debug_assert_eq!(w.encoding(), encoding(self.format));
         w.reset();
-        w.begin_object("key");
-        for (i, v) in key {
-            w.json(&self.columns[*i].0, v);
-        }
-        w.end_object();
-        match row {
+        self.write_key(w, key_row, key_old);
+        match value {
             None => w.null("value"),
             Some(row) => {
                 w.begin_object("value");
@@ -178,7 +227,7 @@ impl Target {
         if self.shared {
             w.string("table", &self.label);
         }
-        w.finish_record(partition_key(key))
+        w.finish_record(self.partition_key(key_row, key_old))
             .with_attribute(TABLE_ATTRIBUTE, self.label.as_str())
     }
 
@@ -193,6 +242,18 @@ impl Target {
         w.finish_record(self.label.as_str())
             .with_attribute(TABLE_ATTRIBUTE, self.label.as_str())
             .with_attribute("op", "truncate")
+    }
+}
+
+/// Whether `text` is the decimal form serde_json writes for the integer it
+/// denotes (no sign but `-`, no leading zero, no `-0`); PostgreSQL writes
+/// integers this way.
+fn is_canonical_integer(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text).as_bytes();
+    match digits {
+        [] => false,
+        [b'0'] => digits.len() == text.len(),
+        [first, ..] => *first != b'0' && digits.iter().all(u8::is_ascii_digit),
     }
 }
 
@@ -250,7 +311,7 @@ mod tests {
 
     fn record(t: &Target, cells: &[Cell<'_>], value: bool) -> Record {
         let mut w = PayloadWriter::new(encoding(t.format));
-        t.record(&mut w, &t.key(cells, None), value.then_some(cells))
+        t.record(&mut w, cells, None, value.then_some(cells))
     }
 
     #[test]
@@ -334,12 +395,78 @@ mod tests {
         // Without an old row an unchanged key cell is left out.
         assert_eq!(t.key(&new[..], None), vec![(1, json!(2))]);
         let mut w = PayloadWriter::new(PayloadEncoding::JsonText);
-        let r = t.record(&mut w, &t.key(&new[..], Some(&old[..])), Some(&new[..]));
+        let r = t.record(&mut w, &new[..], Some(&old[..]), Some(&new[..]));
         assert_eq!(r.key, r#"[2,"x"]"#);
         assert_eq!(
             r.payload,
             Payload::Raw(br#"{"key":{"b":2,"a":"x"},"value":{"b":2,"c":null}}"#.to_vec())
         );
+    }
+
+    #[test]
+    fn partition_keys_taken_from_the_text_match_the_json_values() {
+        let t = Target::new(
+            TableName::parse("t1"),
+            "s".into(),
+            &[("k".into(), 20), ("v".into(), 25)],
+            &["k".into()],
+            &[],
+            &TypeCache::default(),
+            false,
+            RecordFormat::Raw,
+        );
+        for text in [
+            "0",
+            "-0",
+            "7",
+            "-7",
+            "007",
+            "+7",
+            "-",
+            "",
+            "9223372036854775807",
+            "9223372036854775808",
+            "18446744073709551616",
+            "-9223372036854775809",
+            "1e3",
+        ] {
+            let row = [Cell::Text(text), Cell::Null];
+            assert_eq!(
+                t.partition_key(&row[..], None),
+                partition_key(&t.key(&row[..], None)),
+                "{text:?}"
+            );
+        }
+        let null = [Cell::Null, Cell::Null];
+        assert_eq!(t.partition_key(&null[..], None), "null");
+        let unchanged = [Cell::Unchanged, Cell::Null];
+        assert_eq!(t.partition_key(&unchanged[..], None), "[]");
+        let old = [Cell::Text("5"), Cell::Null];
+        assert_eq!(t.partition_key(&unchanged[..], Some(&old[..])), "5");
+    }
+
+    #[test]
+    fn key_changes_compare_values_not_only_text() {
+        let t = Target::new(
+            TableName::parse("t1"),
+            "s".into(),
+            &[("k".into(), 20), ("j".into(), 114), ("v".into(), 25)],
+            &["k".into(), "j".into()],
+            &[],
+            &TypeCache::default(),
+            false,
+            RecordFormat::Raw,
+        );
+        let old = [Cell::Text("1"), Cell::Text(r#"{"a":1}"#), Cell::Text("x")];
+        let same = [Cell::Text("1"), Cell::Unchanged, Cell::Text("y")];
+        assert!(t.same_key(&same[..], &old[..]));
+        // Other text, same JSON value: the same key, as before.
+        let spaced = [Cell::Text("1"), Cell::Text(r#"{"a": 1}"#), Cell::Text("y")];
+        assert!(t.same_key(&spaced[..], &old[..]));
+        let moved = [Cell::Text("2"), Cell::Unchanged, Cell::Text("y")];
+        assert!(!t.same_key(&moved[..], &old[..]));
+        let nulled = [Cell::Text("1"), Cell::Null, Cell::Text("y")];
+        assert!(!t.same_key(&nulled[..], &old[..]));
     }
 
     #[test]

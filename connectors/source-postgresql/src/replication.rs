@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures::FutureExt;
 use hstream_io_runtime::retry::Reconnects;
 use hstream_io_runtime::stream::{PayloadWriter, Record};
 use hstream_io_runtime::{Error, ErrorKind, Result, SourceContext};
@@ -635,14 +636,27 @@ impl ChangeStream<'_> {
             Event(pgwire_replication::Result<Option<ReplicationEvent>>),
         }
         loop {
-            let next = tokio::select! {
-                biased;
-                _ = shutdown.wait() => Next::Stop,
-                changed = committed.changed(), if !committed_closed => {
-                    committed_closed = changed.is_err();
-                    Next::Committed
-                }
-                event = repl.recv() => Next::Event(event),
+            // Fast path: what is ready already is taken without building the
+            // select below (its futures cost more than a small change's record).
+            let ready = if shutdown.is_triggered() {
+                Some(Next::Stop)
+            } else if !committed_closed && committed.has_changed().unwrap_or(true) {
+                committed_closed = committed.has_changed().is_err();
+                Some(Next::Committed)
+            } else {
+                repl.recv().now_or_never().map(Next::Event)
+            };
+            let next = match ready {
+                Some(next) => next,
+                None => tokio::select! {
+                    biased;
+                    _ = shutdown.wait() => Next::Stop,
+                    changed = committed.changed(), if !committed_closed => {
+                        committed_closed = changed.is_err();
+                        Next::Committed
+                    }
+                    event = repl.recv() => Next::Event(event),
+                },
             };
             match next {
                 Next::Stop => return Ok(()),
@@ -777,24 +791,22 @@ impl ChangeStream<'_> {
                     if self.skip(t, &new, None).await? {
                         return Ok(());
                     }
-                    let key = t.key(&new[..], None);
-                    let record = t.record(&mut self.writer, &key, Some(&new[..]));
+                    let record = t.record(&mut self.writer, &new[..], None, Some(&new[..]));
                     self.buffered.push(&t.stream, record);
                 }
             }
             Message::Update { relation, old, new } => {
                 if let Some(t) = target(&self.relations, relation)? {
-                    let key = t.key(&new[..], old.as_deref());
                     if let Some(old) = &old {
-                        let old_key = t.key(&old[..], None);
-                        if old_key != key && !self.skip(t, old, None).await? {
+                        if !t.same_key(&new[..], &old[..]) && !self.skip(t, old, None).await? {
                             // The key changed: the old row is gone.
-                            let record = t.record::<[Cell]>(&mut self.writer, &old_key, None);
+                            let record = t.record(&mut self.writer, &old[..], None, None);
                             self.buffered.push(&t.stream, record);
                         }
                     }
                     if !self.skip(t, &new, old.as_deref()).await? {
-                        let record = t.record(&mut self.writer, &key, Some(&new[..]));
+                        let record =
+                            t.record(&mut self.writer, &new[..], old.as_deref(), Some(&new[..]));
                         self.buffered.push(&t.stream, record);
                     }
                 }
@@ -804,8 +816,7 @@ impl ChangeStream<'_> {
                     if self.skip(t, &old, None).await? {
                         return Ok(());
                     }
-                    let key = t.key(&old[..], None);
-                    let record = t.record::<[Cell]>(&mut self.writer, &key, None);
+                    let record = t.record(&mut self.writer, &old[..], None, None);
                     self.buffered.push(&t.stream, record);
                 }
             }

@@ -238,7 +238,7 @@ impl Snapshot<'_> {
         let table_done = n < self.chunk_rows;
         let last_key: Option<Vec<String>> = text
             .last_line()
-            .map(|line| key_text(target, &parse_line(line)));
+            .map(|line| key_text(target, &parse_line_str(line)));
         progress.point = if table_done {
             Point {
                 table: t + 1,
@@ -303,8 +303,7 @@ impl Snapshot<'_> {
         let mut fields = Vec::with_capacity(target.columns.len());
         for line in text.lines() {
             parse_line_into(line, &mut fields);
-            let key = target.key(&fields[..], None);
-            records.push(target.record(&mut w, &key, Some(&fields[..])));
+            records.push(target.record(&mut w, &fields[..], None, Some(&fields[..])));
             remaining -= 1;
             if records.len() >= self.batch_rows && remaining > 0 {
                 self.ctx
@@ -360,8 +359,7 @@ impl Snapshot<'_> {
             let mut start = 0;
             while let Some(end) = pending[start..].iter().position(|&b| b == b'\n') {
                 let row = parse_line(&pending[start..start + end]);
-                let key = target.key(&row[..], None);
-                records.push(target.record(&mut w, &key, Some(&row[..])));
+                records.push(target.record(&mut w, &row[..], None, Some(&row[..])));
                 start += end + 1;
                 n += 1;
                 if records.len() >= self.batch_rows {
@@ -426,12 +424,12 @@ impl Snapshot<'_> {
             .await
             .map_err(|e| error::sql(what(), e))?;
         futures::pin_mut!(stream);
-        let mut text = ChunkText::default();
+        let mut bytes = Vec::new();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| error::sql(what(), e))?;
-            text.push(&chunk);
+            bytes.extend_from_slice(&chunk);
         }
-        Ok(text)
+        Ok(ChunkText::new(bytes))
     }
 }
 
@@ -439,29 +437,32 @@ impl Snapshot<'_> {
 /// allocation per cell); converted line by line when sent.
 #[derive(Debug, Default)]
 struct ChunkText {
-    bytes: Vec<u8>,
-    /// Complete lines in `bytes`.
+    /// The lines, each ended by a newline.
+    text: String,
+    /// Complete lines in `text`.
     rows: usize,
 }
 
 impl ChunkText {
-    /// Appends COPY data (whole lines, as PostgreSQL sends them).
-    fn push(&mut self, data: &[u8]) {
-        self.rows += data.iter().filter(|&&b| b == b'\n').count();
-        self.bytes.extend_from_slice(data);
+    /// The chunk of COPY data `bytes` (whole lines, as PostgreSQL sends
+    /// them), checked as UTF-8 once (the session's client encoding); bytes
+    /// that are not become U+FFFD, as each field would.
+    fn new(bytes: Vec<u8>) -> Self {
+        let text = String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        let rows = text.bytes().filter(|&b| b == b'\n').count();
+        Self { text, rows }
     }
 
     /// The complete lines, without their newline.
-    fn lines(&self) -> impl Iterator<Item = &[u8]> {
-        self.bytes.split(|&b| b == b'\n').take(self.rows)
+    fn lines(&self) -> impl Iterator<Item = &str> {
+        self.text.split('\n').take(self.rows)
     }
 
     /// The last complete line.
-    fn last_line(&self) -> Option<&[u8]> {
-        let end = self.bytes.iter().rposition(|&b| b == b'\n')?;
-        let body = &self.bytes[..end];
-        let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-        Some(&body[start..])
+    fn last_line(&self) -> Option<&str> {
+        let body = &self.text[..self.text.rfind('\n')?];
+        Some(&body[body.rfind('\n').map_or(0, |p| p + 1)..])
     }
 }
 
@@ -531,15 +532,52 @@ impl Row for [CopyField<'_>] {
 /// One line of COPY text output: tab-separated fields, `\N` for NULL,
 /// backslash escapes.
 pub fn parse_line(line: &[u8]) -> Vec<CopyField<'_>> {
+    match std::str::from_utf8(line) {
+        Ok(line) => parse_line_str(line),
+        // Not UTF-8: each field's text with U+FFFD for what is not.
+        Err(_) => line
+            .split(|&b| b == b'\t')
+            .map(|field| match parse_field(field) {
+                CopyField::Text(text) => CopyField::Text(Cow::Owned(text.into_owned())),
+                CopyField::Null => CopyField::Null,
+            })
+            .collect(),
+    }
+}
+
+/// [`parse_line`] of a line known to be UTF-8.
+pub fn parse_line_str(line: &str) -> Vec<CopyField<'_>> {
     let mut fields = Vec::new();
     parse_line_into(line, &mut fields);
     fields
 }
 
-/// [`parse_line`] into `fields` (emptied first), reusing its room.
-pub fn parse_line_into<'a>(line: &'a [u8], fields: &mut Vec<CopyField<'a>>) {
+/// [`parse_line_str`] into `fields` (emptied first), reusing its room. One
+/// pass over the line: a field without a backslash is its text (no NULL, no
+/// escape), borrowed.
+pub fn parse_line_into<'a>(line: &'a str, fields: &mut Vec<CopyField<'a>>) {
     fields.clear();
-    fields.extend(line.split(|&b| b == b'\t').map(parse_field));
+    let field = |start: usize, end: usize, escaped: bool| {
+        // Tabs are ASCII, so the bounds are character boundaries.
+        let text = &line[start..end];
+        if escaped {
+            parse_field(text.as_bytes())
+        } else {
+            CopyField::Text(Cow::Borrowed(text))
+        }
+    };
+    let mut start = 0;
+    let mut escaped = false;
+    for (i, &b) in line.as_bytes().iter().enumerate() {
+        if b == b'\t' {
+            fields.push(field(start, i, escaped));
+            start = i + 1;
+            escaped = false;
+        } else if b == b'\\' {
+            escaped = true;
+        }
+    }
+    fields.push(field(start, line.len(), escaped));
 }
 
 fn parse_field(field: &[u8]) -> CopyField<'_> {
@@ -624,16 +662,33 @@ mod tests {
 
     #[test]
     fn chunk_text_counts_whole_lines() {
-        let mut text = ChunkText::default();
+        let text = ChunkText::new(Vec::new());
         assert_eq!(text.last_line(), None);
-        text.push(b"1\ta\n");
-        assert_eq!(text.last_line(), Some(&b"1\ta"[..]));
-        text.push(b"2\tb\n3\t\\N\n");
+        let text = ChunkText::new(b"1\ta\n".to_vec());
+        assert_eq!(text.last_line(), Some("1\ta"));
+        let text = ChunkText::new(b"1\ta\n2\tb\n3\t\\N\n".to_vec());
         assert_eq!(text.rows, 3);
         assert_eq!(
             text.lines().collect::<Vec<_>>(),
-            vec![&b"1\ta"[..], b"2\tb", b"3\t\\N"]
+            vec!["1\ta", "2\tb", "3\t\\N"]
         );
-        assert_eq!(text.last_line(), Some(&b"3\t\\N"[..]));
+        assert_eq!(text.last_line(), Some("3\t\\N"));
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_reads_as_each_field_would() {
+        let line = b"1\tx\xffy\t\\N\tz\\x41\xfe";
+        let text = ChunkText::new([&line[..], b"\n"].concat());
+        let fast = parse_line_str(text.lines().next().unwrap());
+        assert_eq!(fast, parse_line(line));
+        assert_eq!(
+            fast,
+            vec![
+                CopyField::Text("1".into()),
+                CopyField::Text("x\u{fffd}y".into()),
+                CopyField::Null,
+                CopyField::Text("zA\u{fffd}".into()),
+            ]
+        );
     }
 }

@@ -335,6 +335,12 @@ async fn source_postgresql(rows: u64, work_dir: Option<std::path::PathBuf>) {
         pct(r.backlog_rate, r.recvlogical_rate)
     );
     println!(
+        "  backlog, same WAL to decode ({:.0} MB before the backlog): pg_recvlogical on a copy of the task's slot {:.0} rows/s; task {:.0} %",
+        r.wal_before_backlog_mb,
+        r.recvlogical_same_slot_rate,
+        pct(r.backlog_rate, r.recvlogical_same_slot_rate)
+    );
+    println!(
         "  limit: a live pg_recvlogical during the backlog load (inserts {:.0} rows/s): lag at the end {:.3} s",
         r.follow_insert_rate,
         r.recvlogical_lag.as_secs_f64()

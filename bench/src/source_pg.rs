@@ -51,8 +51,17 @@ pub struct Report {
     pub stream_rate: f64,
     /// Last insert committed → its record readable in the stream.
     pub lag: Duration,
-    /// `pg_recvlogical` draining the backlog: rows/s.
+    /// `pg_recvlogical` draining the backlog on its own slot (created just
+    /// before the backlog's inserts): rows/s.
     pub recvlogical_rate: f64,
+    /// `pg_recvlogical` draining the backlog on a copy of the task's slot
+    /// (`pg_copy_logical_replication_slot` when the task stopped): the same
+    /// WAL to decode as the restarted task (from the slot's restart point,
+    /// which PostgreSQL moves only at its running-transactions records, so
+    /// the streaming phase's WAL is decoded again): rows/s.
+    pub recvlogical_same_slot_rate: f64,
+    /// WAL from the task's slot restart point to the backlog's start, MB.
+    pub wal_before_backlog_mb: f64,
     /// The inserter's rate while `pg_recvlogical` followed the backlog load: rows/s.
     pub follow_insert_rate: f64,
     /// A live `pg_recvlogical` during that load: last insert committed →
@@ -292,21 +301,30 @@ pub async fn run(rows: u64, work: &Path) -> Result<Report, String> {
     // 3. Backlog.
     eprintln!("==> backlog: {rows} rows inserted while the task is stopped");
     // What the restarted task's walsender decodes before the backlog: WAL
-    // from the slot's restart point (kept by PostgreSQL) to where the
-    // backlog starts.
-    let before: String = pg
-        .query_one(
-            &format!(
-                "SELECT format('restart_lsn %s, confirmed_flush_lsn %s, %s MB of WAL to decode before the backlog', \
-                 restart_lsn, confirmed_flush_lsn, round(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn) / 1e6, 1)) \
-                 FROM pg_replication_slots WHERE slot_name = '{slot}'"
-            ),
-            &[],
-        )
-        .await
-        .map_err(|e| format!("pg_replication_slots: {e}"))?
-        .get(0);
-    eprintln!("    task's slot: {before}");
+    // from the slot's restart point to where the backlog starts. A copy of
+    // the slot (same restart point and confirmed position) lets
+    // pg_recvlogical do exactly the decoding work the restarted task's
+    // walsender does.
+    let (before, wal_before_backlog_mb): (String, f64) = {
+        let row = pg
+            .query_one(
+                &format!(
+                    "SELECT format('restart_lsn %s, confirmed_flush_lsn %s', restart_lsn, confirmed_flush_lsn), \
+                     (pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn) / 1e6)::float8 \
+                     FROM pg_replication_slots WHERE slot_name = '{slot}'"
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| format!("pg_replication_slots: {e}"))?;
+        (row.get(0), row.get(1))
+    };
+    eprintln!("    task's slot: {before}; {wal_before_backlog_mb:.1} MB of WAL before the backlog");
+    pg.batch_execute(&format!(
+        "SELECT pg_copy_logical_replication_slot('{slot}', 'bench_same')"
+    ))
+    .await
+    .map_err(|e| format!("copy of the task's slot: {e}"))?;
     pg.batch_execute(
         "SELECT pg_create_logical_replication_slot('bench_recv', 'pgoutput'); \
          SELECT pg_create_logical_replication_slot('bench_follow', 'pgoutput')",
@@ -379,6 +397,26 @@ pub async fn run(rows: u64, work: &Path) -> Result<Report, String> {
         .await
         .map_err(|e| e.to_string())?;
     eprintln!("    pg_recvlogical: {recvlogical_rate:.0} rows/s");
+    let started = Instant::now();
+    let status = std::process::Command::new("pg_recvlogical")
+        .args(["-d", &db.url(), "--slot", "bench_same", "--start"])
+        .args(["--endpos", &end_lsn, "--no-loop", "-f", "/dev/null"])
+        .args(["-o", "proto_version=1", "-o"])
+        .arg(format!("publication_names={slot}"))
+        .status()
+        .map_err(|e| format!("pg_recvlogical: {e}"))?;
+    let recvlogical_same_slot_rate = rows as f64 / started.elapsed().as_secs_f64();
+    if !status.success() {
+        return Err(format!(
+            "pg_recvlogical (copy of the task's slot) failed: {status}"
+        ));
+    }
+    pg.batch_execute("SELECT pg_drop_replication_slot('bench_same')")
+        .await
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "    pg_recvlogical on a copy of the task's slot: {recvlogical_same_slot_rate:.0} rows/s"
+    );
 
     let tail = Tail::open(&client, "orders").await?;
     let second_dir = work.join("task2");
@@ -410,6 +448,8 @@ pub async fn run(rows: u64, work: &Path) -> Result<Report, String> {
         stream_rate,
         lag,
         recvlogical_rate,
+        recvlogical_same_slot_rate,
+        wal_before_backlog_mb,
         follow_insert_rate,
         recvlogical_lag,
         backlog_rate,

@@ -173,18 +173,18 @@ impl Target {
     /// primary key (unchanged cells taken from `old`), without building the
     /// key's JSON values when one text column or canonical integer is the key.
     pub fn partition_key<R: Row + ?Sized>(&self, row: &R, old: Option<&R>) -> String {
-        if self.key.len() == 1 {
-            if let Some((_, kind, CellRef::Text(text))) = self.key_cells(row, old).next() {
-                // The key's JSON value is this very text: a string (written
-                // unquoted), or an integer whose decimal form it is.
-                let same = match kind {
-                    TypeKind::Text | TypeKind::Numeric => true,
-                    TypeKind::Int => is_canonical_integer(text),
-                    _ => false,
-                };
-                if same {
-                    return text.to_string();
-                }
+        if self.key.len() == 1
+            && let Some((_, kind, CellRef::Text(text))) = self.key_cells(row, old).next()
+        {
+            // The key's JSON value is this very text: a string (written
+            // unquoted), or an integer whose decimal form it is.
+            let same = match kind {
+                TypeKind::Text | TypeKind::Numeric => true,
+                TypeKind::Int => is_canonical_integer(text),
+                _ => false,
+            };
+            if same {
+                return text.to_string();
             }
         }
         partition_key(&self.key(row, old))

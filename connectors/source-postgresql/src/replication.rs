@@ -797,12 +797,13 @@ impl ChangeStream<'_> {
             }
             Message::Update { relation, old, new } => {
                 if let Some(t) = target(&self.relations, relation)? {
-                    if let Some(old) = &old {
-                        if !t.same_key(&new[..], &old[..]) && !self.skip(t, old, None).await? {
-                            // The key changed: the old row is gone.
-                            let record = t.record(&mut self.writer, &old[..], None, None);
-                            self.buffered.push(&t.stream, record);
-                        }
+                    if let Some(old) = &old
+                        && !t.same_key(&new[..], &old[..])
+                        && !self.skip(t, old, None).await?
+                    {
+                        // The key changed: the old row is gone.
+                        let record = t.record(&mut self.writer, &old[..], None, None);
+                        self.buffered.push(&t.stream, record);
                     }
                     if !self.skip(t, &new, old.as_deref()).await? {
                         let record =

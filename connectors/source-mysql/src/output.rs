@@ -242,18 +242,7 @@ fn push_json(out: &mut String, v: &Json) {
             if negative {
                 out.push('-');
             }
-            let mut digits = [0u8; 20];
-            let mut i = digits.len();
-            let mut m = magnitude;
-            loop {
-                i -= 1;
-                digits[i] = b'0' + (m % 10) as u8;
-                m /= 10;
-                if m == 0 {
-                    break;
-                }
-            }
-            out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
+            hstream_io_runtime::sql_values::push_padded(out, magnitude, 1);
         }
         // Display of a JSON value is its compact text; writing to a String cannot fail.
         None => {

@@ -41,6 +41,20 @@ pub struct Pass {
     pub peak_rss_kb: u64,
     /// The table's checksum equals the expected one.
     pub verified: bool,
+    /// CPU seconds used during the pass by the task, the stream service, and the whole machine
+    /// (the rest is the database server and the benchmark's own polling).
+    pub cpu: PassCpu,
+}
+
+/// Where a pass's CPU time went, in seconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PassCpu {
+    /// The sink task process.
+    pub task: f64,
+    /// The `hstream-io serve` process the task reads from.
+    pub serve: f64,
+    /// Every CPU of the machine (busy time, all processes).
+    pub machine: f64,
 }
 
 impl Pass {
@@ -75,13 +89,19 @@ impl std::fmt::Display for SinkReport {
             writeln!(
                 f,
                 "  {what:<8} {:>9} rows in {:>6.2} s = {:>9.0} rows/s = {:>5.1} % of the limit; \
-                 peak RSS {:.1} MB; checksum {}",
+                 peak RSS {:.1} MB; checksum {}\n           CPU: task {:.2} s, serve {:.2} s, \
+                 database + rest {:.2} s; machine busy {:.0} % of {} cores",
                 p.rows,
                 p.elapsed.as_secs_f64(),
                 p.rows_per_sec(),
                 100.0 * p.rows_per_sec() / self.limit_rows_per_sec,
                 p.peak_rss_kb as f64 / 1024.0,
-                if p.verified { "OK" } else { "MISMATCH" }
+                if p.verified { "OK" } else { "MISMATCH" },
+                p.cpu.task,
+                p.cpu.serve,
+                (p.cpu.machine - p.cpu.task - p.cpu.serve).max(0.0),
+                100.0 * p.cpu.machine / p.elapsed.as_secs_f64() / cores() as f64,
+                cores()
             )
         };
         writeln!(f, "{name}:")?;
@@ -209,8 +229,11 @@ async fn pass(
     rows: u64,
     pass: u64,
     last: RecordId,
+    serve_pid: u32,
 ) -> Result<Pass, String> {
     let last = last.to_string();
+    let serve_cpu_before = crate::cpu_secs(serve_pid).unwrap_or(0.0);
+    let machine_before = crate::machine_busy_secs().unwrap_or(0.0);
     let (connector, task_config) = (task_spec.connector, &task_spec.config);
     let started = Instant::now();
     let mut task = TaskProcess::start(
@@ -240,6 +263,11 @@ async fn pass(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed();
+    let cpu = PassCpu {
+        task: crate::cpu_secs(pid).unwrap_or(0.0),
+        serve: crate::cpu_secs(serve_pid).unwrap_or(0.0) - serve_cpu_before,
+        machine: crate::machine_busy_secs().unwrap_or(0.0) - machine_before,
+    };
     rss = rss.max(crate::peak_rss_kib(pid).unwrap_or(0));
     task.send_stop();
     if tokio::task::block_in_place(|| task.wait_exit(Duration::from_secs(30))).is_none() {
@@ -252,6 +280,7 @@ async fn pass(
         elapsed,
         peak_rss_kb: rss,
         verified,
+        cpu,
     })
 }
 
@@ -317,7 +346,7 @@ pub async fn run(target: Dialect, rows: u64, work: &Path) -> Result<SinkReport, 
         let (last, secs) = append(&client, rows, p).await?;
         append_secs[p as usize] = secs;
         eprintln!("running {connector} (pass {p}) …");
-        passes.push(pass(&mut db, work, &mut task, rows, p, last).await?);
+        passes.push(pass(&mut db, work, &mut task, rows, p, last, serve.pid()).await?);
     }
     eprintln!("measuring the physical limit …");
     let limit = match &mut db {
@@ -344,4 +373,9 @@ pub async fn run(target: Dialect, rows: u64, work: &Path) -> Result<SinkReport, 
         limit_rows_per_sec: limit.rows_per_sec(),
         append_secs,
     })
+}
+
+/// Online CPUs of this machine.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

@@ -347,6 +347,11 @@ impl Serve {
         }
     }
 
+    /// The service's process id (benchmarks read its CPU time and memory).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the service with SIGKILL (for crash tests).
     pub fn kill9(mut self) {
         let _ = self.child.kill();

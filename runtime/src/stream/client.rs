@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
-use super::codec::encode_batch;
+use super::codec::{AppendAck, encode_batch};
 use super::error::{StreamError, chain, tls_failure_in, with_sources};
 use super::producer::{BufferedProducer, ProducerOptions};
 use super::reader::ShardReader;
@@ -19,6 +19,36 @@ use super::wire;
 use super::wire::h_stream_api_client::HStreamApiClient;
 
 pub(crate) type Api = HStreamApiClient<Channel>;
+
+/// The generated client on `channel`, with our message size limits.
+fn api_on(channel: Channel) -> Api {
+    HStreamApiClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// `HStreamApi/Append`, as the generated client makes it, but answered as an [`AppendAck`]
+/// (record ids left encoded) instead of an `AppendResponse`.
+async fn append_call(
+    channel: Channel,
+    request: wire::AppendRequest,
+) -> Result<tonic::Response<AppendAck>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unknown(format!("Service was not ready: {e}")))?;
+    let path =
+        tonic::codegen::http::uri::PathAndQuery::from_static("/hstream.server.HStreamApi/Append");
+    let mut request = tonic::Request::new(request);
+    request.extensions_mut().insert(tonic::GrpcMethod::new(
+        "hstream.server.HStreamApi",
+        "Append",
+    ));
+    let codec = tonic_prost::ProstCodec::<wire::AppendRequest, AppendAck>::default();
+    grpc.unary(request, path, codec).await
+}
 
 /// Largest gRPC message the client sends or accepts.
 const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
@@ -571,15 +601,23 @@ impl Client {
             )));
         }
         let batch = encode_batch(records, compression)?;
-        self.append_encoded(stream, shard_id, batch).await
+        let target = shard_target(stream, shard_id);
+        let ack = self.append_encoded(stream, shard_id, batch).await?;
+        ack.ids().map_err(|e| StreamError::Decode {
+            what: "Append response",
+            target,
+            reason: e.to_string(),
+        })
     }
 
+    /// Appends an encoded batch to a shard; the answer keeps its record ids encoded
+    /// ([`AppendAck::ids`] decodes them) and holds one id per record (checked).
     pub(crate) async fn append_encoded(
         &self,
         stream: &str,
         shard_id: u64,
         batch: wire::BatchedRecord,
-    ) -> Result<Vec<RecordId>, StreamError> {
+    ) -> Result<AppendAck, StreamError> {
         let expected = batch.batch_size as usize;
         let req = wire::AppendRequest {
             stream_name: stream.to_string(),
@@ -587,23 +625,19 @@ impl Client {
             records: Some(batch),
         };
         let target = shard_target(stream, shard_id);
-        let r = self
-            .call("Append", &target, Route::Shard(shard_id), |mut a| {
-                let req = req.clone();
-                async move { a.append(req).await }
+        let ack = self
+            .call_channel("Append", &target, Route::Shard(shard_id), |channel| {
+                append_call(channel, req.clone())
             })
             .await?;
-        if r.record_ids.len() != expected {
+        if ack.len() != expected {
             return Err(StreamError::Decode {
                 what: "Append response",
                 target,
-                reason: format!(
-                    "{} record ids returned for {expected} records",
-                    r.record_ids.len()
-                ),
+                reason: format!("{} record ids returned for {expected} records", ack.len()),
             });
         }
-        Ok(r.record_ids.iter().map(record_id_from_wire).collect())
+        Ok(ack)
     }
 
     /// A [`BufferedProducer`] for `stream` (lists the shards once and routes by key).
@@ -733,20 +767,19 @@ impl Client {
     // ----- plumbing -----
 
     pub(crate) fn api(&self, node: &str) -> Result<Api, StreamError> {
-        let ch = {
-            let mut chans = lock(&self.inner.channels);
-            if let Some(c) = chans.get(node) {
-                c.clone()
-            } else {
-                let ep = endpoint(node, &self.inner.opts, self.inner.tls.as_ref())?;
-                let c = ep.connect_lazy();
-                chans.insert(node.to_string(), c.clone());
-                c
-            }
-        };
-        Ok(HStreamApiClient::new(ch)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+        Ok(api_on(self.channel(node)?))
+    }
+
+    /// The (lazily connected, shared) channel to `node`.
+    fn channel(&self, node: &str) -> Result<Channel, StreamError> {
+        let mut chans = lock(&self.inner.channels);
+        if let Some(c) = chans.get(node) {
+            return Ok(c.clone());
+        }
+        let ep = endpoint(node, &self.inner.opts, self.inner.tls.as_ref())?;
+        let c = ep.connect_lazy();
+        chans.insert(node.to_string(), c.clone());
+        Ok(c)
     }
 
     fn forget_node(&self, node: &str) {
@@ -848,6 +881,22 @@ impl Client {
         F: Fn(Api) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
+        self.call_channel(operation, target, route, |ch| f(api_on(ch)))
+            .await
+    }
+
+    /// [`Client::call`] for requests made on the channel itself (a codec of our own).
+    async fn call_channel<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        target: &str,
+        route: Route,
+        f: F,
+    ) -> Result<T, StreamError>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
         let opts = &self.inner.opts;
         let mut backoff = opts.retry_backoff;
         let mut attempt = 0;
@@ -855,8 +904,8 @@ impl Client {
             attempt += 1;
             let result = async {
                 let node = self.resolve(&route).await?;
-                let api = self.api(&node)?;
-                match f(api).await {
+                let channel = self.channel(&node)?;
+                match f(channel).await {
                     Ok(r) => Ok(r.into_inner()),
                     Err(s) => {
                         self.note_failure(&node, &s);

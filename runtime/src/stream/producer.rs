@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::client::Client;
-use super::codec::encode_batch;
+use super::codec::{AppendAck, encode_batch};
 use super::error::StreamError;
 use super::routing::shard_for_key;
 use super::types::{Compression, Record, RecordId, Shard};
@@ -382,24 +382,37 @@ impl Pending {
 
     /// Answers the waiters of the records before `sent` (the sequence number
     /// after the batch just appended, whose first record is `first`).
-    fn settle(&mut self, first: u64, sent: u64, result: &Result<Vec<RecordId>, StreamError>) {
+    fn settle(&mut self, first: u64, sent: u64, result: &Result<AppendAck, StreamError>) {
         if let Err(e) = result {
             for w in self.waiters.iter_mut().take_while(|w| w.start < sent) {
                 w.error.get_or_insert_with(|| e.clone());
             }
         }
+        // Record ids are decoded only when a single append waits for its own.
+        let mut ids: Option<Result<Vec<RecordId>, StreamError>> = None;
         while self.waiters.front().is_some_and(|w| w.end <= sent) {
             let w = self.waiters.pop_front().expect("checked above");
             match (w.ack, &w.error, result) {
-                (Waiting::One(ack), None, Ok(ids)) => {
-                    let id = usize::try_from(w.start - first)
-                        .ok()
-                        .and_then(|i| ids.get(i).copied());
-                    let _ = ack.send(id.ok_or_else(|| StreamError::Decode {
-                        what: "append response",
-                        target: "record ids".into(),
-                        reason: "fewer ids than records".into(),
-                    }));
+                (Waiting::One(ack), None, Ok(answer)) => {
+                    let ids = ids.get_or_insert_with(|| {
+                        answer.ids().map_err(|e| StreamError::Decode {
+                            what: "append response",
+                            target: "record ids".into(),
+                            reason: e.to_string(),
+                        })
+                    });
+                    let id = match ids {
+                        Ok(ids) => usize::try_from(w.start - first)
+                            .ok()
+                            .and_then(|i| ids.get(i).copied())
+                            .ok_or_else(|| StreamError::Decode {
+                                what: "append response",
+                                target: "record ids".into(),
+                                reason: "fewer ids than records".into(),
+                            }),
+                        Err(e) => Err(e.clone()),
+                    };
+                    let _ = ack.send(id);
                 }
                 (Waiting::One(ack), Some(e), _) => {
                     let _ = ack.send(Err(e.clone()));

@@ -525,7 +525,19 @@ impl PayloadWriter {
         }
         h.push(kind_tag);
         put_varint(&mut h, inner as u64);
-        self.buf.splice(f.header..f.content, h.iter().copied());
+        // The header only grows (same fields, wider lengths): move the content right in one
+        // memmove, then write the header in front of it.
+        match h.len().checked_sub(f.content - f.header) {
+            Some(grow) => {
+                let end = self.buf.len();
+                self.buf.resize(end + grow, 0);
+                self.buf.copy_within(f.content..end, f.content + grow);
+                self.buf[f.header..f.header + h.len()].copy_from_slice(&h);
+            }
+            None => {
+                self.buf.splice(f.header..f.content, h.iter().copied());
+            }
+        }
         self.header = h;
     }
 }

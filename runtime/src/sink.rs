@@ -361,6 +361,8 @@ pub async fn drive<C: SinkConnector>(config: C::Config, env: TaskEnv) -> Result<
     let mut dirty = false;
     let flush_every = Duration::from_secs(options.offset_flush_interval_secs.into());
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + flush_every, flush_every);
+    // When the writer last became free: the wait for the next prepared batch is logged with it.
+    let mut idle_since = std::time::Instant::now();
     let outcome: Result<()> = loop {
         let next = tokio::select! {
             next = prepared_rx.recv() => next,
@@ -390,10 +392,20 @@ pub async fn drive<C: SinkConnector>(config: C::Config, env: TaskEnv) -> Result<
         if shutdown.is_triggered() {
             break Ok(());
         }
-        match policy
+        let writing = std::time::Instant::now();
+        let written = policy
             .write(&mut writer, &batch, &parts, prepared, &client, &shutdown)
-            .await
-        {
+            .await;
+        tracing::debug!(
+            shard = batch.shard_id,
+            records = batch.records.len(),
+            reads = parts.len(),
+            waited_us = (writing - idle_since).as_micros() as u64,
+            write_us = writing.elapsed().as_micros() as u64,
+            "batch written"
+        );
+        idle_since = std::time::Instant::now();
+        match written {
             Ok((records, bytes)) => {
                 if records > 0 {
                     metrics.delivered(records, bytes);
@@ -475,7 +487,13 @@ where
         carried = other;
         let preparer = preparer.clone();
         let prepared = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let prepared = preparer(&batch);
+            tracing::debug!(
+                records = batch.records.len(),
+                prepare_us = started.elapsed().as_micros() as u64,
+                "batch prepared"
+            );
             (batch, parts, prepared)
         })
         .await

@@ -877,13 +877,13 @@ async fn churn(pg: &tokio_postgres::Client, round: i32) {
     pg.batch_execute(&format!(
         "UPDATE big SET v = v + 1 WHERE id % 7 = {r};
          DELETE FROM big WHERE id % 13 = {r};
-         INSERT INTO big SELECT 200000 + {round} * 1000 + g, {r}, 'new' FROM generate_series(1, 50) g;",
+         INSERT INTO big SELECT 2000000 + {round} * 1000 + g, {r}, 'new' FROM generate_series(1, 50) g;",
         r = round % 7
     ))
     .await
     .unwrap();
     pg.batch_execute(&format!(
-        "UPDATE big SET id = id + 500000 WHERE id < 100000 AND id % 101 = {r};
+        "UPDATE big SET id = id + 5000000 WHERE id < 100000 AND id % 101 = {r};
          UPDATE big SET pad = 'x' || pad WHERE id % 17 = {r};",
         r = round % 17
     ))
@@ -904,7 +904,7 @@ async fn kill_9_mid_snapshot_resumes_mid_table_and_ends_exact() {
     let pg = db.connect().await;
     pg.batch_execute(
         "CREATE TABLE big (id int PRIMARY KEY, v int, pad text);
-         INSERT INTO big SELECT g, 0, repeat('p', 100) FROM generate_series(1, 150000) g;
+         INSERT INTO big SELECT g, 0, repeat('p', 100) FROM generate_series(1, 600000) g;
          ANALYZE big;",
     )
     .await

@@ -166,11 +166,12 @@ pub struct SinkOptions {
 pub struct SinkRecord {
     /// Its id in the stream.
     pub record_id: RecordId,
-    /// Partition key (`""` when none).
-    pub key: String,
+    /// Partition key (`""` when none) as UTF-8 bytes; [`SinkRecord::key_str`] reads it.
+    pub key: bytes::Bytes,
     /// The payload: the encoded `google.protobuf.Struct` when `is_json`, the
-    /// bytes of a RAW record otherwise.
-    pub payload: Vec<u8>,
+    /// bytes of a RAW record otherwise. Read from a stream, it is a slice of the
+    /// batch that was read (no copy per record).
+    pub payload: bytes::Bytes,
     /// True when the record was a JSON (HRecord) record.
     pub is_json: bool,
 }
@@ -179,10 +180,15 @@ impl SinkRecord {
     fn from_stream(record_id: RecordId, record: EncodedRecord) -> Self {
         Self {
             record_id,
-            key: record.key,
+            key: record.key_bytes().clone(),
             payload: record.payload,
             is_json: record.is_json,
         }
+    }
+
+    /// The partition key (`""` when none or not UTF-8).
+    pub fn key_str(&self) -> &str {
+        std::str::from_utf8(&self.key).unwrap_or_default()
     }
 
     /// The change the record asks for, by the SQL sinks' record formats

@@ -591,8 +591,8 @@ fn batch(shard: u64, batch_id: u64, payloads: &[Value]) -> SinkBatch {
                     batch_id,
                     batch_index: i as u32,
                 },
-                key: String::new(),
-                payload: p.to_string().into_bytes(),
+                key: Default::default(),
+                payload: p.to_string().into_bytes().into(),
                 is_json: false,
             })
             .collect(),

@@ -840,8 +840,8 @@ mod tests {
                         batch_id: i / 1000,
                         batch_index: (i % 1000) as u32,
                     },
-                    key: String::new(),
-                    payload,
+                    key: Default::default(),
+                    payload: payload.into(),
                     is_json: true,
                 }
             })

@@ -296,34 +296,194 @@ pub(crate) fn decode_batch(
 /// Decodes a stored `BatchedRecord` into its records with each payload left
 /// as stored (see [`EncodedRecord`]): for readers that decode JSON payloads
 /// themselves, such as the sink driver.
+///
+/// Read by hand from the batch's bytes: every key and payload is a slice of the received (or
+/// decompressed) batch, so a read costs no allocation and no copy per record. Attributes are
+/// skipped. Decodes exactly what prost decodes (tested against it): a later field of a record
+/// replaces an earlier one, unknown fields are skipped, a key must be UTF-8.
 pub(crate) fn decode_batch_encoded(
     b: &wire::BatchedRecord,
     target: &str,
 ) -> Result<Vec<EncodedRecord>, StreamError> {
-    Ok(wire_records(b, target)?
-        .into_iter()
-        .map(|r| {
-            let header = r.header.unwrap_or_default();
-            EncodedRecord {
-                key: header.key,
-                is_json: header.flag != wire::h_stream_record_header::Flag::Raw as i32,
-                payload: r.payload,
+    let raw = decompressed(b, target)?;
+    let derr = |reason: String| StreamError::Decode {
+        what: "batch (BatchHStreamRecords)",
+        target: target.to_string(),
+        reason,
+    };
+    let mut out = Vec::with_capacity(b.batch_size as usize);
+    let mut rest: &[u8] = &raw;
+    while !rest.is_empty() {
+        let (tag, wire_type) = next_field(&mut rest).map_err(derr)?;
+        if tag == 1 {
+            known(wire_type, prost::encoding::WireType::LengthDelimited).map_err(derr)?;
+            let record = length_delimited(&mut rest).map_err(derr)?;
+            out.push(encoded_record(&raw, record).map_err(derr)?);
+        } else {
+            skip(wire_type, tag, &mut rest).map_err(derr)?;
+        }
+    }
+    if out.len() != b.batch_size as usize {
+        return Err(derr(format!(
+            "batchSize is {} but the payload holds {} records",
+            b.batch_size,
+            out.len()
+        )));
+    }
+    Ok(out)
+}
+
+/// One `HStreamRecord` (`bytes`, a slice of `batch`) as an [`EncodedRecord`] sharing `batch`.
+fn encoded_record(batch: &bytes::Bytes, mut bytes: &[u8]) -> Result<EncodedRecord, String> {
+    use prost::encoding::{WireType, decode_varint};
+    let mut flag = 0u64;
+    let mut key: &[u8] = &[];
+    let mut payload: &[u8] = &[];
+    while !bytes.is_empty() {
+        match next_field(&mut bytes)? {
+            (1, wire_type) => {
+                known(wire_type, WireType::LengthDelimited)?;
+                let mut header = length_delimited(&mut bytes)?;
+                while !header.is_empty() {
+                    match next_field(&mut header)? {
+                        (1, wire_type) => {
+                            known(wire_type, WireType::Varint)?;
+                            flag = decode_varint(&mut header).map_err(|e| e.to_string())?;
+                        }
+                        (2, wire_type) => {
+                            // An attribute (map entry): checked as prost does, not kept.
+                            known(wire_type, WireType::LengthDelimited)?;
+                            let mut entry = length_delimited(&mut header)?;
+                            while !entry.is_empty() {
+                                match next_field(&mut entry)? {
+                                    (1 | 2, wire_type) => {
+                                        known(wire_type, WireType::LengthDelimited)?;
+                                        let text = length_delimited(&mut entry)?;
+                                        std::str::from_utf8(text).map_err(|e| {
+                                            format!("an attribute is not UTF-8: {e}")
+                                        })?;
+                                    }
+                                    (tag, wire_type) => skip(wire_type, tag, &mut entry)?,
+                                }
+                            }
+                        }
+                        (3, wire_type) => {
+                            known(wire_type, WireType::LengthDelimited)?;
+                            key = length_delimited(&mut header)?;
+                        }
+                        (tag, wire_type) => skip(wire_type, tag, &mut header)?,
+                    }
+                }
             }
-        })
-        .collect())
+            (2, wire_type) => {
+                known(wire_type, WireType::LengthDelimited)?;
+                payload = length_delimited(&mut bytes)?;
+            }
+            (tag, wire_type) => skip(wire_type, tag, &mut bytes)?,
+        }
+    }
+    std::str::from_utf8(key).map_err(|e| format!("a record key is not UTF-8: {e}"))?;
+    Ok(EncodedRecord {
+        key: batch.slice_ref(key),
+        // As prost reads the enum: the low 32 bits of the varint.
+        is_json: flag as i32 != wire::h_stream_record_header::Flag::Raw as i32,
+        payload: batch.slice_ref(payload),
+    })
+}
+
+/// A known field must come with its own wire type (prost refuses it otherwise).
+fn known(
+    wire_type: prost::encoding::WireType,
+    expected: prost::encoding::WireType,
+) -> Result<(), String> {
+    if wire_type == expected {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid wire type: {wire_type:?} (expected {expected:?})"
+        ))
+    }
+}
+
+/// Reads a field's key.
+fn next_field(buf: &mut &[u8]) -> Result<(u32, prost::encoding::WireType), String> {
+    prost::encoding::decode_key(buf).map_err(|e| e.to_string())
+}
+
+/// Reads a length-delimited field's bytes (after its key).
+fn length_delimited<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], String> {
+    let len = prost::encoding::decode_varint(buf).map_err(|e| e.to_string())?;
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|&l| l <= buf.len())
+        .ok_or_else(|| format!("a field of {len} bytes where {} are left", buf.len()))?;
+    let (field, rest) = buf.split_at(len);
+    *buf = rest;
+    Ok(field)
+}
+
+/// Skips a field this decoder does not keep.
+fn skip(wire_type: prost::encoding::WireType, tag: u32, buf: &mut &[u8]) -> Result<(), String> {
+    prost::encoding::skip_field(wire_type, tag, buf, Default::default()).map_err(|e| e.to_string())
 }
 
 /// A record read with its payload as stored, not decoded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EncodedRecord {
-    /// Partition key (`""` when none).
-    pub key: String,
+    /// Partition key (`""` when none), UTF-8 (checked when read); see [`EncodedRecord::key`].
+    key: bytes::Bytes,
     /// True for a JSON (HRecord) record: `payload` is then the encoded
     /// `google.protobuf.Struct` (see `hstream_io_runtime::record::parse_struct`);
     /// false for a RAW record: `payload` is its bytes.
     pub is_json: bool,
-    /// The payload bytes as stored.
-    pub payload: Vec<u8>,
+    /// The payload bytes as stored (a slice of the batch that was read).
+    pub payload: bytes::Bytes,
+}
+
+impl EncodedRecord {
+    /// The partition key (`""` when none).
+    pub fn key(&self) -> &str {
+        std::str::from_utf8(&self.key).unwrap_or_default()
+    }
+
+    /// The partition key's bytes, shared with the batch that was read.
+    pub fn key_bytes(&self) -> &bytes::Bytes {
+        &self.key
+    }
+}
+
+/// The batch's `BatchHStreamRecords` bytes: the payload itself when uncompressed (a cheap
+/// clone of the received buffer), else decompressed (bounded by [`MAX_DECOMPRESSED_BATCH`]).
+fn decompressed(b: &wire::BatchedRecord, target: &str) -> Result<bytes::Bytes, StreamError> {
+    let derr = |what: &'static str, reason: String| StreamError::Decode {
+        what,
+        target: target.to_string(),
+        reason,
+    };
+    match wire::CompressionType::try_from(b.compression_type) {
+        Ok(wire::CompressionType::None) => Ok(b.payload.clone()),
+        Ok(wire::CompressionType::Gzip) => {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&b.payload[..])
+                .take(MAX_DECOMPRESSED_BATCH)
+                .read_to_end(&mut out)
+                .map_err(|e| derr("gzip batch", e.to_string()))?;
+            Ok(out.into())
+        }
+        Ok(wire::CompressionType::Zstd) => {
+            let mut out = Vec::new();
+            zstd::stream::read::Decoder::new(&b.payload[..])
+                .map_err(|e| derr("zstd batch", e.to_string()))?
+                .take(MAX_DECOMPRESSED_BATCH)
+                .read_to_end(&mut out)
+                .map_err(|e| derr("zstd batch", e.to_string()))?;
+            Ok(out.into())
+        }
+        Err(_) => Err(derr(
+            "batch",
+            format!("unknown compressionType {}", b.compression_type),
+        )),
+    }
 }
 
 /// Decompresses and decodes a `BatchedRecord` into its wire records.
@@ -336,33 +496,7 @@ fn wire_records(
         target: target.to_string(),
         reason,
     };
-    let raw: std::borrow::Cow<'_, [u8]> = match wire::CompressionType::try_from(b.compression_type)
-    {
-        Ok(wire::CompressionType::None) => std::borrow::Cow::Borrowed(&b.payload[..]),
-        Ok(wire::CompressionType::Gzip) => {
-            let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&b.payload[..])
-                .take(MAX_DECOMPRESSED_BATCH)
-                .read_to_end(&mut out)
-                .map_err(|e| derr("gzip batch", e.to_string()))?;
-            std::borrow::Cow::Owned(out)
-        }
-        Ok(wire::CompressionType::Zstd) => {
-            let mut out = Vec::new();
-            zstd::stream::read::Decoder::new(&b.payload[..])
-                .map_err(|e| derr("zstd batch", e.to_string()))?
-                .take(MAX_DECOMPRESSED_BATCH)
-                .read_to_end(&mut out)
-                .map_err(|e| derr("zstd batch", e.to_string()))?;
-            std::borrow::Cow::Owned(out)
-        }
-        Err(_) => {
-            return Err(derr(
-                "batch",
-                format!("unknown compressionType {}", b.compression_type),
-            ));
-        }
-    };
+    let raw = decompressed(b, target)?;
     let batch = wire::BatchHStreamRecords::decode(raw.as_ref())
         .map_err(|e| derr("batch (BatchHStreamRecords)", e.to_string()))?;
     if batch.records.len() != b.batch_size as usize {
@@ -543,19 +677,137 @@ mod tests {
         }
     }
 
+    /// The old decoding of `decode_batch_encoded`: prost's messages, field by field.
+    fn encoded_by_prost(
+        b: &wire::BatchedRecord,
+    ) -> Result<Vec<(String, bool, Vec<u8>)>, StreamError> {
+        Ok(wire_records(b, "t")?
+            .into_iter()
+            .map(|r| {
+                let header = r.header.unwrap_or_default();
+                let is_json = header.flag != wire::h_stream_record_header::Flag::Raw as i32;
+                (header.key, is_json, r.payload)
+            })
+            .collect())
+    }
+
+    fn encoded_by_hand(
+        b: &wire::BatchedRecord,
+    ) -> Result<Vec<(String, bool, Vec<u8>)>, StreamError> {
+        Ok(decode_batch_encoded(b, "t")?
+            .into_iter()
+            .map(|r| (r.key().to_string(), r.is_json, r.payload.to_vec()))
+            .collect())
+    }
+
+    #[test]
+    fn hand_decoding_reads_what_prost_reads() {
+        let mut m = serde_json::Map::new();
+        m.insert("k".into(), serde_json::json!("v".repeat(300)));
+        let records = vec![
+            Record::json("k1", m.clone())
+                .with_attribute("a", "b")
+                .with_attribute("c", "d"),
+            Record::raw("", b"".to_vec()),
+            Record::raw("ключ", vec![7; 20_000]),
+            Record::encoded_json("", vec![]),
+            Record::json("x".repeat(200), m),
+        ];
+        for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let b = encode_batch(records.clone(), c).unwrap();
+            assert_eq!(
+                encoded_by_hand(&b).unwrap(),
+                encoded_by_prost(&b).unwrap(),
+                "{c:?}"
+            );
+        }
+        // Unknown fields at every level, a header given twice (merged), a flag varint wider
+        // than 32 bits: as prost reads them.
+        let mut header = wire::HStreamRecordHeader {
+            flag: 1,
+            attributes: Default::default(),
+            key: "first".into(),
+        }
+        .encode_to_vec();
+        header.extend_from_slice(&[0x28, 0x05]); // field 5, varint: unknown
+        let second = wire::HStreamRecordHeader {
+            flag: 0,
+            attributes: [("x".to_string(), "y".to_string())].into_iter().collect(),
+            key: String::new(),
+        }
+        .encode_to_vec();
+        let mut record = Vec::new();
+        prost::encoding::bytes::encode(1, &header, &mut record);
+        prost::encoding::bytes::encode(7, &b"junk".to_vec(), &mut record); // unknown
+        prost::encoding::bytes::encode(2, &b"payload".to_vec(), &mut record);
+        prost::encoding::bytes::encode(1, &second, &mut record);
+        let mut wide_flag = Vec::new();
+        prost::encoding::encode_key(1, prost::encoding::WireType::Varint, &mut wide_flag);
+        prost::encoding::encode_varint((1u64 << 40) | 1, &mut wide_flag);
+        let mut record2 = Vec::new();
+        prost::encoding::bytes::encode(1, &wide_flag, &mut record2);
+        let mut batch = Vec::new();
+        prost::encoding::bytes::encode(1, &record, &mut batch);
+        prost::encoding::uint64::encode(9, &3, &mut batch); // unknown
+        prost::encoding::bytes::encode(1, &record2, &mut batch);
+        let b = wire::BatchedRecord {
+            compression_type: wire::CompressionType::None as i32,
+            publish_time: None,
+            batch_size: 2,
+            payload: batch.clone().into(),
+        };
+        let by_prost = encoded_by_prost(&b).unwrap();
+        assert_eq!(
+            by_prost[0],
+            ("first".to_string(), false, b"payload".to_vec())
+        );
+        assert_eq!(encoded_by_hand(&b).unwrap(), by_prost);
+        // Every truncation and every single-byte change: both fail, or both read the same.
+        let check = |bytes: Vec<u8>| {
+            let b = wire::BatchedRecord {
+                compression_type: wire::CompressionType::None as i32,
+                publish_time: None,
+                batch_size: 2,
+                payload: bytes.into(),
+            };
+            match (encoded_by_hand(&b), encoded_by_prost(&b)) {
+                (Ok(h), Ok(p)) => assert_eq!(h, p),
+                (Err(_), Err(_)) => {}
+                (h, p) => panic!("hand {h:?} vs prost {p:?}"),
+            }
+        };
+        for cut in 0..batch.len() {
+            check(batch[..cut].to_vec());
+        }
+        for at in 0..batch.len() {
+            for v in [0x00, 0x01, 0x80, 0xff] {
+                let mut changed = batch.clone();
+                changed[at] = v;
+                check(changed);
+            }
+        }
+        let bad_key = Record::raw("k", b"p".to_vec());
+        let mut bytes = encode_batch(vec![bad_key], Compression::None).unwrap();
+        let mut raw = bytes.payload.to_vec();
+        let at = raw.iter().position(|&c| c == b'k').unwrap();
+        raw[at] = 0xff;
+        bytes.payload = raw.into();
+        assert!(decode_batch_encoded(&bytes, "t").is_err());
+    }
+
     #[test]
     fn encoded_decode_keeps_payloads_as_stored() {
         let b = encode_batch(sample(), Compression::Zstd).unwrap();
         let got = decode_batch_encoded(&b, "t").unwrap();
         assert_eq!(got.len(), 2);
         assert!(got[0].is_json);
-        assert_eq!(got[0].key, "k1");
+        assert_eq!(got[0].key(), "k1");
         let Payload::Json(map) = &sample()[0].payload else {
             unreachable!()
         };
         assert_eq!(got[0].payload, json_to_struct(map).encode_to_vec());
         assert!(!got[1].is_json);
-        assert_eq!(got[1].payload, b"\x00\x01raw");
+        assert_eq!(got[1].payload[..], b"\x00\x01raw"[..]);
     }
 
     #[test]

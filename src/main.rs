@@ -16,7 +16,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use hstream_io_runtime::task::{KvBackend, RunOptions, TaskCommand};
 
 #[derive(Parser)]
 #[command(
@@ -197,82 +196,14 @@ enum Output {
     Json,
 }
 
-#[derive(Parser)]
-#[command(name = "hstream-io <connector>", no_binary_name = true)]
-struct TaskCli {
-    #[command(subcommand)]
-    verb: Verb,
-}
-
-#[derive(Subcommand)]
-enum Verb {
-    /// Print the spec (JSON Schema) as one JSON line.
-    Spec,
-    /// Validate a config and the environment; print one CheckResult JSON line.
-    Check {
-        /// Task file (config.json as HServer writes it, or YAML).
-        #[arg(long)]
-        config: PathBuf,
-    },
-    /// Drop what a deleted task owns outside HStream (e.g. source-postgresql's
-    /// replication slot, when its config says so); print one result JSON line.
-    /// Run by `hstream-io serve` on DROP CONNECTOR; HServer never runs it.
-    Cleanup {
-        /// Task file of the deleted task (config.json as HServer writes it, or YAML).
-        #[arg(long)]
-        config: PathBuf,
-    },
-    /// Run the task until it is done or stopped.
-    Run {
-        /// Task file (config.json as HServer writes it, or YAML).
-        #[arg(long)]
-        config: PathBuf,
-        /// Where offsets live: `channel` (HServer's KV over stdin/stdout), `file`, or `memory`.
-        #[arg(long, value_enum, default_value_t = Kv::Channel)]
-        kv: Kv,
-        /// With `--kv file`: the file (default: kv.json next to the config).
-        #[arg(long)]
-        kv_path: Option<PathBuf>,
-        /// Seconds a graceful stop may take.
-        #[arg(long, default_value_t = 10)]
-        shutdown_timeout: u64,
-    },
-}
-
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Fsync {
     Always,
     Never,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Kv {
-    Channel,
-    File,
-    Memory,
-}
-
-/// glibc malloc arenas the process may use. The default (8 per core) lets
-/// every thread that frees a task's batches keep its own arena of freed
-/// memory; measured on the SQL sink benchmark, two arenas cut the peak RSS of
-/// a sink under a 1M-row load from ~65 MB to ~40 MB at no measurable speed.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const MALLOC_ARENAS: libc::c_int = 2;
-
-/// Applies [`MALLOC_ARENAS`]; called first thing, before any thread exists.
-#[allow(unsafe_code)]
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter, and no other thread runs yet.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
-    }
-}
-
 fn main() -> ExitCode {
-    limit_malloc_arenas();
-    // Before any TLS: ring for every rustls user (aws-lc is compiled in too).
-    hstream_io_runtime::install_crypto_provider();
+    hstream_io_runtime::cli::process_setup();
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Connectors { output } => list_connectors(output),
@@ -525,42 +456,5 @@ fn connector_verb(args: Vec<String>) -> i32 {
         }
         return 2;
     };
-    let task = match TaskCli::try_parse_from(rest) {
-        Ok(task) => task,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() { 2 } else { 0 };
-        }
-    };
-    let command = match task.verb {
-        Verb::Spec => TaskCommand::Spec,
-        Verb::Check { config } => TaskCommand::Check { config },
-        Verb::Cleanup { config } => TaskCommand::Cleanup { config },
-        Verb::Run {
-            config,
-            kv,
-            kv_path,
-            shutdown_timeout,
-        } => {
-            let kv = match kv {
-                Kv::Channel => KvBackend::Channel,
-                Kv::Memory => KvBackend::Memory,
-                Kv::File => KvBackend::File(kv_path.unwrap_or_else(|| {
-                    config
-                        .parent()
-                        .unwrap_or(std::path::Path::new("."))
-                        .join("kv.json")
-                })),
-            };
-            TaskCommand::Run {
-                config,
-                options: RunOptions {
-                    kv,
-                    shutdown_timeout: Duration::from_secs(shutdown_timeout),
-                    ..RunOptions::default()
-                },
-            }
-        }
-    };
-    (connector.main)(command)
+    hstream_io_runtime::cli::connector_main(&connector, &format!("hstream-io {name}"), rest)
 }

@@ -26,6 +26,7 @@
 pub mod change;
 pub mod channel;
 pub mod check;
+pub mod cli;
 pub mod config;
 pub mod connector;
 pub mod error;

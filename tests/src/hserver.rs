@@ -92,8 +92,10 @@ impl TaskProcess {
         std::fs::write(&config_path, serde_json::to_vec(config).unwrap())
             .expect("write config.json");
         let stderr = std::fs::File::create(dir.join("stderr.log")).expect("stderr.log");
-        let mut child = Command::new(binary())
-            .arg(connector)
+        // What `hstream-io serve` runs: the connector's own program when it is built.
+        let (program, lead) = hstream_io_runtime::cli::connector_program(&binary(), connector);
+        let mut child = Command::new(program)
+            .args(lead)
             .arg("run")
             .arg("--config")
             .arg(&config_path)

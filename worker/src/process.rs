@@ -5,6 +5,8 @@
 use std::collections::VecDeque;
 use std::io;
 use std::path::Path;
+
+use hstream_io_runtime::cli::connector_program;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -28,8 +30,9 @@ const INHERITED_ENV: &[&str] = &[
 /// Longest protocol line accepted from a task; longer lines are discarded.
 pub(crate) const MAX_LINE: usize = 16 * 1024 * 1024;
 
-/// `<program> <connector> <verb> --config <config>`, isolated: own process
-/// group, the task directory as `CONNECTOR_LOG_PATH`, no inherited secrets.
+/// `<program> <connector> <verb> --config <config>` (or the connector's own program, see
+/// [`connector_program`]), isolated: own process group, the task directory as
+/// `CONNECTOR_LOG_PATH`, no inherited secrets.
 pub(crate) fn command(
     program: &Path,
     connector: &str,
@@ -37,8 +40,9 @@ pub(crate) fn command(
     config: &Path,
     dir: &Path,
 ) -> Command {
+    let (program, lead) = connector_program(program, connector);
     let mut cmd = Command::new(program);
-    cmd.arg(connector).arg(verb).arg("--config").arg(config);
+    cmd.args(lead).arg(verb).arg("--config").arg(config);
     cmd.env_clear();
     for key in INHERITED_ENV {
         if let Some(v) = std::env::var_os(key) {
@@ -57,11 +61,13 @@ pub(crate) fn command(
 
 /// The command line shown as `Connector.image`.
 pub(crate) fn command_line(program: &Path, connector: &str, config: &Path) -> String {
-    format!(
-        "{} {connector} run --config {}",
-        program.display(),
-        config.display()
-    )
+    let (program, lead) = connector_program(program, connector);
+    let mut line = program.display().to_string();
+    for arg in lead {
+        line.push(' ');
+        line.push_str(&arg);
+    }
+    format!("{line} run --config {}", config.display())
 }
 
 /// Sends `signal` to the process group led by `pid` (ignores a group that is gone).

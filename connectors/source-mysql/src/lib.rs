@@ -163,5 +163,9 @@ async fn initial_position(
     let _ = conn.disconnect().await;
     out.flush(ctx, Some(&position)).await?;
     tracing::info!(position = %position, "initial position recorded");
+    // The snapshot's chunks and row buffers are free now; give their pages back so the
+    // streaming process does not keep the snapshot's peak for its whole life.
+    drop((out, schemas));
+    hstream_io_runtime::release_free_memory();
     Ok(Some(position))
 }

@@ -357,6 +357,8 @@ pub async fn run(config: PgSourceConfig, ctx: SourceContext) -> Result<()> {
         }
         Plan::Resume(_) | Plan::Reuse => {}
     }
+    // A snapshot's chunks are free now: give their pages back before streaming for good.
+    hstream_io_runtime::release_free_memory();
     let filter = match &filter_state {
         Some(state) => ResumeFilter::new(state)?.filter(|f| f.horizon() > start),
         None => None,

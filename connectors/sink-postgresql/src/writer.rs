@@ -30,10 +30,10 @@ use crate::error::pg_error;
 use crate::progress::PgProgress;
 use crate::sql;
 
-/// Bytes of COPY data sent per message. The driver copies each message into its
-/// write buffer, which keeps its largest size for the connection's life: 64 KiB
-/// messages keep that buffer small (1 MiB ones held 1.5 MB of heap, heaptrack).
-const COPY_CHUNK: usize = 64 << 10;
+/// Bytes of COPY data sent per message. Not smaller: sqlx leaves Nagle on, and a
+/// 64 KiB message is one full loopback segment plus a small remainder that waits
+/// for the server's delayed ACK (40 ms): measured, >10 % of batches stalled so.
+const COPY_CHUNK: usize = 1 << 20;
 
 /// SQLSTATE of a unique violation.
 const UNIQUE_VIOLATION: &str = "23505";

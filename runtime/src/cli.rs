@@ -122,16 +122,17 @@ pub fn standalone_main(connector: ConnectorInfo) -> ExitCode {
 
 /// The program and leading arguments that run `connector`'s verbs next to `program` (the
 /// `hstream-io` binary): the connector's own program `hstream-io-<connector>` when it lies
-/// beside `program` and is not older than it (it holds only that connector and the runtime,
-/// so its task maps about a third of the code: less RSS per task), else `program <connector>`.
+/// beside `program` (it holds only that connector and the runtime, so its task maps about half
+/// the code: less RSS per task), else `program <connector>`. Both are built by
+/// `cargo build --workspace --bins`; a build of `hstream-io` alone leaves the connector
+/// programs as they were (build order, not file times, decides which is newer, so this does
+/// not guess).
 pub fn connector_program(program: &std::path::Path, connector: &str) -> (PathBuf, Vec<String>) {
     let own = program.with_file_name(format!("hstream-io-{connector}"));
-    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    match (modified(&own), modified(program)) {
-        (Some(own_time), Some(main_time)) if own.is_file() && own_time >= main_time => {
-            (own, Vec::new())
-        }
-        _ => (program.to_path_buf(), vec![connector.to_string()]),
+    if own.is_file() {
+        (own, Vec::new())
+    } else {
+        (program.to_path_buf(), vec![connector.to_string()])
     }
 }
 
@@ -163,42 +164,21 @@ fn limit_malloc_arenas() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, SystemTime};
 
     #[test]
-    fn connector_program_prefers_a_fresh_own_program() {
+    fn connector_program_prefers_the_connectors_own_program() {
         let dir = tempfile::tempdir().unwrap();
         let main = dir.path().join("hstream-io");
         let own = dir.path().join("hstream-io-sink-mysql");
-        let set = |p: &std::path::Path, t: SystemTime| {
-            std::fs::File::options()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(p)
-                .unwrap()
-                .set_modified(t)
-                .unwrap();
-        };
-        let now = SystemTime::now();
-        set(&main, now);
+        std::fs::write(&main, b"").unwrap();
         // No own program: the main binary with the connector's name.
         assert_eq!(
             connector_program(&main, "sink-mysql"),
             (main.clone(), vec!["sink-mysql".to_string()])
         );
-        // A fresh own program (built with or after the main binary): it.
-        set(&own, now);
-        assert_eq!(
-            connector_program(&main, "sink-mysql"),
-            (own.clone(), vec![])
-        );
-        // A stale one (the main binary was rebuilt alone since): not it.
-        set(&own, now - Duration::from_secs(60));
-        assert_eq!(
-            connector_program(&main, "sink-mysql"),
-            (main.clone(), vec!["sink-mysql".to_string()])
-        );
+        // With it: it, without the name.
+        std::fs::write(&own, b"").unwrap();
+        assert_eq!(connector_program(&main, "sink-mysql"), (own, vec![]));
         // Another connector's program is never picked.
         assert_eq!(
             connector_program(&main, "sink-postgresql"),

@@ -106,6 +106,11 @@ enum Command {
 /// Options of the IO worker inside `serve`.
 #[derive(clap::Args)]
 struct WorkerArgs {
+    /// Start every task as `hstream-io <connector> run`, even when the connector's own program
+    /// `hstream-io-<connector>` lies next to this binary (by default tasks run from it: it holds
+    /// only that connector, so each task process keeps ~8 MB less code resident).
+    #[arg(long)]
+    single_binary_tasks: bool,
     /// Restarts after consecutive crashes before a task is marked FAILED.
     #[arg(long, default_value_t = 5)]
     task_max_restarts: u32,
@@ -322,6 +327,7 @@ fn serve(
             spec: (c.spec)(),
         })
         .collect();
+    worker_options.connector_programs = !worker.single_binary_tasks;
     worker_options.max_restarts = worker.task_max_restarts;
     worker_options.restart_backoff = Duration::from_millis(worker.task_restart_backoff_ms);
     worker_options.stop_grace = Duration::from_secs(worker.task_stop_grace);

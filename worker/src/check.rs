@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::WorkerOptions;
 use crate::errors::WorkerError;
 use crate::process::{command, signal_group};
 
 /// Runs `<program> <connector> check --config <config>` with output to
 /// `<dir>/check.log`; `Ok` when it printed a CheckResult with `result: true`.
 pub(crate) async fn run_check(
-    program: &Path,
+    opts: &WorkerOptions,
     connector: &str,
     config: &Path,
     dir: &Path,
@@ -28,12 +29,12 @@ pub(crate) async fn run_check(
     let log2 = log
         .try_clone()
         .map_err(|e| WorkerError::Process(format!("cannot share {}: {e}", log_path.display())))?;
-    let mut cmd = command(program, connector, "check", config, dir);
+    let mut cmd = command(opts, connector, "check", config, dir);
     cmd.stdout(Stdio::from(log)).stderr(Stdio::from(log2));
     let mut child = cmd.spawn().map_err(|e| {
         WorkerError::Process(format!(
             "cannot start {} {connector} check: {e}",
-            program.display()
+            opts.program.display()
         ))
     })?;
     let status = match tokio::time::timeout(timeout, child.wait()).await {
@@ -68,7 +69,7 @@ pub(crate) async fn run_check(
 /// Runs `<program> <connector> cleanup --config <config>` with output to
 /// `<dir>/cleanup.log`; `Err(message)` unless it printed `result: true`.
 pub(crate) async fn run_cleanup(
-    program: &Path,
+    opts: &WorkerOptions,
     connector: &str,
     config: &Path,
     dir: &Path,
@@ -80,12 +81,12 @@ pub(crate) async fn run_cleanup(
     let log2 = log
         .try_clone()
         .map_err(|e| format!("cannot share {}: {e}", log_path.display()))?;
-    let mut cmd = command(program, connector, "cleanup", config, dir);
+    let mut cmd = command(opts, connector, "cleanup", config, dir);
     cmd.stdout(Stdio::from(log)).stderr(Stdio::from(log2));
     let mut child = cmd.spawn().map_err(|e| {
         format!(
             "cannot start {} {connector} cleanup: {e}",
-            program.display()
+            opts.program.display()
         )
     })?;
     let status = match tokio::time::timeout(timeout, child.wait()).await {

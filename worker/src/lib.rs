@@ -61,6 +61,9 @@ pub struct WorkerOptions {
     pub data_dir: PathBuf,
     /// The binary tasks are started from (normally `std::env::current_exe()`).
     pub program: PathBuf,
+    /// Start a task from its connector's own program `hstream-io-<connector>` when one lies
+    /// next to `program` (less code mapped per task); `false`: always `program <connector>`.
+    pub connector_programs: bool,
     /// `hstream.serviceUrl` written into every task's config.json.
     pub service_url: String,
     /// `HOST:PORT` shown as `Connector.node`.
@@ -97,6 +100,7 @@ impl WorkerOptions {
         Self {
             data_dir,
             program,
+            connector_programs: true,
             service_url,
             node,
             connectors: Vec::new(),

@@ -7,6 +7,8 @@ use std::io;
 use std::path::Path;
 
 use hstream_io_runtime::cli::connector_program;
+
+use crate::WorkerOptions;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -34,13 +36,13 @@ pub(crate) const MAX_LINE: usize = 16 * 1024 * 1024;
 /// [`connector_program`]), isolated: own process group, the task directory as
 /// `CONNECTOR_LOG_PATH`, no inherited secrets.
 pub(crate) fn command(
-    program: &Path,
+    opts: &WorkerOptions,
     connector: &str,
     verb: &str,
     config: &Path,
     dir: &Path,
 ) -> Command {
-    let (program, lead) = connector_program(program, connector);
+    let (program, lead) = program_of(opts, connector);
     let mut cmd = Command::new(program);
     cmd.args(lead).arg(verb).arg("--config").arg(config);
     cmd.env_clear();
@@ -59,9 +61,18 @@ pub(crate) fn command(
     cmd
 }
 
+/// The program (and leading arguments) that runs `connector`'s verbs under `opts`.
+fn program_of(opts: &WorkerOptions, connector: &str) -> (std::path::PathBuf, Vec<String>) {
+    if opts.connector_programs {
+        connector_program(&opts.program, connector)
+    } else {
+        (opts.program.clone(), vec![connector.to_string()])
+    }
+}
+
 /// The command line shown as `Connector.image`.
-pub(crate) fn command_line(program: &Path, connector: &str, config: &Path) -> String {
-    let (program, lead) = connector_program(program, connector);
+pub(crate) fn command_line(opts: &WorkerOptions, connector: &str, config: &Path) -> String {
+    let (program, lead) = program_of(opts, connector);
     let mut line = program.display().to_string();
     for arg in lead {
         line.push(' ');
@@ -285,6 +296,40 @@ mod tests {
         assert_eq!(
             t.last_error().as_deref(),
             Some("ERROR cannot connect to db")
+        );
+    }
+
+    #[test]
+    fn tasks_run_the_connectors_own_program_unless_told_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("hstream-io");
+        std::fs::write(&main, b"").unwrap();
+        std::fs::write(dir.path().join("hstream-io-sink-mysql"), b"").unwrap();
+        let mut opts = WorkerOptions::new(
+            dir.path().into(),
+            main.clone(),
+            "hstream://h:1".into(),
+            "n".into(),
+        );
+        let config = Path::new("/t/config.json");
+        assert_eq!(
+            command_line(&opts, "sink-mysql", config),
+            format!(
+                "{} run --config /t/config.json",
+                dir.path().join("hstream-io-sink-mysql").display()
+            )
+        );
+        assert_eq!(
+            command_line(&opts, "sink-postgresql", config),
+            format!(
+                "{} sink-postgresql run --config /t/config.json",
+                main.display()
+            )
+        );
+        opts.connector_programs = false;
+        assert_eq!(
+            command_line(&opts, "sink-mysql", config),
+            format!("{} sink-mysql run --config /t/config.json", main.display())
         );
     }
 }

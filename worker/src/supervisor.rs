@@ -269,7 +269,7 @@ async fn run_once(
     live: &Arc<Mutex<Live>>,
     stop_rx: &mut oneshot::Receiver<()>,
 ) -> Outcome {
-    let mut cmd = process::command(&ctx.opts.program, connector, "run", config_path, dir);
+    let mut cmd = process::command(&ctx.opts, connector, "run", config_path, dir);
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -176,14 +176,7 @@ impl Worker {
         let path = dir.join(file);
         write_config_value(dir, &path, &self.opts().service_url, config, id)
             .map_err(WorkerError::Process)?;
-        run_check(
-            &self.opts().program,
-            entry,
-            &path,
-            dir,
-            self.opts().check_timeout,
-        )
-        .await
+        run_check(self.opts(), entry, &path, dir, self.opts().check_timeout).await
     }
 
     /// Brings every stored task to its desired state: kills processes left by a
@@ -448,7 +441,7 @@ impl Worker {
             &task.id,
         )?;
         run_cleanup(
-            &self.opts().program,
+            self.opts(),
             &entry,
             &path,
             &dir,
@@ -695,7 +688,7 @@ impl Worker {
             node: self.opts().node.clone(),
             docker_status: process,
             image: connector
-                .map(|c| command_line(&self.opts().program, &c.name, &config_path))
+                .map(|c| command_line(self.opts(), &c.name, &config_path))
                 .unwrap_or_default(),
         }
     }

@@ -102,6 +102,29 @@ impl SourceContext {
         self.inner.committed_rx.clone()
     }
 
+    /// Waits until `position` (sent with [`SourceContext::send`]) is committed, then stores it
+    /// in the KV at once instead of within [`POSITION_FLUSH_INTERVAL`]. For milestones a restart
+    /// must not repeat, such as the end of an initial snapshot: a restart before the periodic
+    /// store would take the snapshot again, and a snapshot cannot emit the deletes made since
+    /// (their rows would stay in the targets). Call it right after the send that carries
+    /// `position`, before sending more. Returns early, storing nothing, on shutdown.
+    pub async fn checkpoint(&self, position: &Value) -> Result<()> {
+        let mut committed = self.committed_positions();
+        let reached = tokio::select! {
+            r = committed.wait_for(|p| p.as_ref() == Some(position)) => r.is_ok(),
+            _ = self.inner.shutdown.wait() => false,
+        };
+        if !reached {
+            return Ok(());
+        }
+        self.inner
+            .kv
+            .set(POSITION_KEY, position.to_string())
+            .await?;
+        self.inner.metrics.set_offsets(vec![position.clone()]);
+        Ok(())
+    }
+
     /// The task's counters: use [`Metrics::snapshot_progress`] to publish
     /// initial-snapshot progress (rows done, estimate) in Reports and metrics.
     pub fn metrics(&self) -> &Metrics {

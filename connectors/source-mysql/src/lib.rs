@@ -162,6 +162,12 @@ async fn initial_position(
     };
     let _ = conn.disconnect().await;
     out.flush(ctx, Some(&position)).await?;
+    // Stored now, not within the periodic store's second: a restart must not take the
+    // snapshot again (it could not emit the deletes made since).
+    let stored = serde_json::to_value(&position).map_err(|e| {
+        Error::new(ErrorKind::Internal, "cannot encode the position").with_source(e)
+    })?;
+    ctx.checkpoint(&stored).await?;
     tracing::info!(position = %position, "initial position recorded");
     // The snapshot's chunks and row buffers are free now; give their pages back so the
     // streaming process does not keep the snapshot's peak for its whole life.

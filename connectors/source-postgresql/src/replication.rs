@@ -328,6 +328,9 @@ pub async fn run(config: PgSourceConfig, ctx: SourceContext) -> Result<()> {
             }
             ctx.send(&targets[0].stream, Vec::new(), Some(position(consistent)))
                 .await?;
+            // Stored now: a restart must not take the snapshot again (it could not emit the
+            // deletes made since).
+            ctx.checkpoint(&position(consistent)).await?;
             start = consistent;
         }
         Plan::ResumeSnapshot => {
@@ -352,6 +355,9 @@ pub async fn run(config: PgSourceConfig, ctx: SourceContext) -> Result<()> {
             tracing::info!(rows = outcome.rows, "snapshot done; streaming changes");
             ctx.send(&targets[0].stream, Vec::new(), Some(position(consistent)))
                 .await?;
+            // Stored now: a restart must not take the snapshot again (it could not emit the
+            // deletes made since).
+            ctx.checkpoint(&position(consistent)).await?;
             start = consistent;
             filter_state = Some(state);
         }

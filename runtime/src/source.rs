@@ -117,12 +117,7 @@ impl SourceContext {
         if !reached {
             return Ok(());
         }
-        self.inner
-            .kv
-            .set(POSITION_KEY, position.to_string())
-            .await?;
-        self.inner.metrics.set_offsets(vec![position.clone()]);
-        Ok(())
+        put_position(self.inner.kv.as_ref(), &self.inner.metrics, position).await
     }
 
     /// The task's counters: use [`Metrics::snapshot_progress`] to publish
@@ -423,12 +418,18 @@ async fn store_position(
     let Some(position) = position else {
         return Ok(());
     };
-    kv.set(POSITION_KEY, position.to_string()).await?;
-    metrics.set_offsets(vec![position.clone()]);
+    put_position(kv, metrics, &position).await?;
     let mut c = committed.lock().expect("lock poisoned");
     if c.position.as_ref() == Some(&position) {
         c.dirty = false;
     }
+    Ok(())
+}
+
+/// Stores `position` under [`POSITION_KEY`] and shows it as the task's offset.
+async fn put_position(kv: &dyn KvStore, metrics: &Metrics, position: &Value) -> Result<()> {
+    kv.set(POSITION_KEY, position.to_string()).await?;
+    metrics.set_offsets(vec![position.clone()]);
     Ok(())
 }
 

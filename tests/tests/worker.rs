@@ -142,6 +142,18 @@ fn generated(c: &Value) -> Option<u64> {
         .find_map(|o| o["generatedRecords"].as_u64())
 }
 
+/// Sends SIGKILL to process `pid` (a task the worker should restart).
+fn kill9(pid: u32) {
+    assert!(
+        Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success(),
+        "kill -9 {pid}"
+    );
+}
+
 fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -768,13 +780,7 @@ fn killed_task_is_restarted_and_continues() {
         generated(&w.describe("gen1")).filter(|n| *n > 0)
     });
     let pid = w.task_pid(&task).expect("pid file");
-    assert!(
-        Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    kill9(pid);
 
     let new_pid = eventually("a new task process", || {
         w.task_pid(&task).filter(|p| *p != pid)
@@ -1337,13 +1343,7 @@ async fn killed_pipeline_tasks_restart_and_lose_or_repeat_nothing() {
             .unwrap()
             .to_string();
         let pid = eventually("a task pid", || w.task_pid(&task));
-        assert!(
-            Command::new("kill")
-                .args(["-9", &pid.to_string()])
-                .status()
-                .unwrap()
-                .success()
-        );
+        kill9(pid);
         (task, pid)
     };
     // Kill the sink once rows have started to arrive, while more are written.

@@ -1072,6 +1072,306 @@ async fn kill9_mid_snapshot_resumes_after_the_last_acknowledged_chunk_without_ga
     stop(&mut task);
 }
 
+/// The key of row `n` of the text/datetime/decimal-keyed table: distinct for
+/// every `n`, in an order unrelated to `n` (`a10` sorts before `a9`, `B`
+/// before `_` before `a` before `é` in `utf8mb4_bin`).
+fn mixed_key_sql(n: &str) -> String {
+    format!(
+        "CONCAT(ELT(1 + {n} % 4, 'a', 'B', 'é', '_'), {n} DIV 40), \
+         TIMESTAMP'2024-01-01 00:00:00' + INTERVAL ({n} % 5) * 1001000 MICROSECOND, \
+         (({n} DIV 4) % 10) - 4.5"
+    )
+}
+
+/// Rows of the mixed-key table as key JSON → record value JSON.
+async fn mixed_state(db: &MariaDbDatabase) -> BTreeMap<String, Value> {
+    let mut c = db.connect().await;
+    let rows: Vec<(String, String, String, i64, i64)> = c
+        .query(
+            "SELECT name, LEFT(DATE_FORMAT(at, '%Y-%m-%dT%H:%i:%s.%f'), 23), \
+             CAST(amount AS CHAR), n, v FROM t",
+        )
+        .await
+        .unwrap();
+    c.disconnect().await.unwrap();
+    rows.into_iter()
+        .map(|(name, at, amount, n, v)| {
+            (
+                json!({"name": name, "at": at, "amount": amount}).to_string(),
+                json!({"name": name, "at": at, "amount": amount, "n": n, "v": v}),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_mid_snapshot_resumes_mid_table_for_a_text_datetime_decimal_key() {
+    const ROWS: i64 = 400_000;
+    const KILLS: usize = 3;
+    let db = harness::mariadb().await.create_database().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&tmp.path().join("data"));
+    exec(
+        &db,
+        "CREATE TABLE t (name VARCHAR(24) COLLATE utf8mb4_bin, at DATETIME(3), \
+         amount DECIMAL(12,2), n BIGINT NOT NULL UNIQUE, v INT NOT NULL, \
+         PRIMARY KEY (name, at, amount))",
+    )
+    .await;
+    exec(
+        &db,
+        &format!(
+            "INSERT INTO t SELECT {}, seq, 0 FROM seq_1_to_{ROWS}",
+            mixed_key_sql("seq")
+        ),
+    )
+    .await;
+    let config = task_config(
+        &serve.url,
+        &format!("{}-km", db.name),
+        connector(
+            &db,
+            "km",
+            "t",
+            json!({"recordFormat": "raw", "snapshotChunkSize": 2000}),
+        ),
+    );
+    let table = format!("{}.t", db.name);
+    let mut changer = db.connect().await;
+    let mut touched = std::collections::BTreeSet::new();
+    let mut inserted = ROWS;
+    let mut seed: u64 = 11;
+    let mut next = move |n: i64| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((seed >> 33) as i64).rem_euclid(n)
+    };
+    // Inserts (new keys all over the key order), deletes and updates by `n`.
+    let mut change = async |changer: &mut mysql_async::Conn| {
+        let n = 1 + next(ROWS);
+        let sql = match next(3) {
+            0 => {
+                inserted += 1;
+                touched.insert(inserted);
+                format!(
+                    "INSERT INTO t SELECT {}, n, 1 FROM (SELECT {inserted} AS n) x",
+                    mixed_key_sql("n")
+                )
+            }
+            1 => {
+                touched.insert(n);
+                format!("DELETE FROM t WHERE n = {n}")
+            }
+            _ => {
+                touched.insert(n);
+                format!("UPDATE t SET v = v + 1 WHERE n = {n}")
+            }
+        };
+        changer.query_drop(sql).await.unwrap();
+    };
+
+    let mut kv = HashMap::new();
+    let mut acknowledged: Vec<(u64, Value)> = Vec::new();
+    for run in 0..KILLS {
+        let mut task = start(&tmp.path().join(format!("run{run}")), &config, kv.clone());
+        let previous = acknowledged.last().map_or(0, |(rows, _)| *rows);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            change(&mut changer).await;
+            let now = task.kv();
+            let progress = persisted_progress(&now, &table);
+            assert!(
+                !now.contains_key("source_position") || progress.is_some(),
+                "the snapshot finished before kill {run}; the table must be bigger for this machine"
+            );
+            if progress.and_then(|p| p["rows"].as_u64()).unwrap_or(0) > previous {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no snapshot progress: {}",
+                task.stderr()
+            );
+        }
+        task.signal(libc::SIGKILL);
+        task.wait_exit(WAIT).expect("killed");
+        if run > 0 {
+            // Resumed after the rows done before, not from the first row.
+            let log = task.stderr();
+            assert!(
+                log.contains(&format!("rows_done={previous} ")),
+                "run {run} did not resume after {previous} rows: {log}"
+            );
+        }
+        kv = task.kv();
+        let p = persisted_progress(&kv, &table).expect("snapshot unfinished");
+        let rows = p["rows"].as_u64().unwrap();
+        // The bound is stored: the next run reads after it, not from the first row.
+        let after = p["after"].clone();
+        assert_eq!(after.as_array().map(Vec::len), Some(3), "{p}");
+        assert!(rows > previous, "progress only moves forward");
+        acknowledged.push((rows, after));
+    }
+    let mut task = start(&tmp.path().join("final"), &config, kv);
+    let deadline = Instant::now() + WAIT * 3;
+    loop {
+        change(&mut changer).await;
+        let now = task.kv();
+        if now.contains_key("source_position") && persisted_progress(&now, &table).is_none() {
+            break; // streaming
+        }
+        assert!(
+            Instant::now() < deadline,
+            "snapshot did not finish: {}",
+            task.stderr()
+        );
+    }
+    for _ in 0..50 {
+        change(&mut changer).await;
+    }
+    changer
+        .query_drop(format!(
+            "INSERT INTO t SELECT {}, -1, 0 FROM DUAL",
+            mixed_key_sql("0")
+        ))
+        .await
+        .unwrap(); // marker (n = 0 is no row of the workload)
+    changer.disconnect().await.unwrap();
+    wait_for_record(&serve.url, "km", &task, |v| v["value"]["n"] == -1).await;
+    let got = read_stream(&serve.url, "km").await;
+    let differences = diff(&fold(&got), &mixed_state(&db).await);
+    assert!(
+        differences.is_empty(),
+        "stream state differs from the table (after kills at {acknowledged:?}): {differences:?}"
+    );
+
+    // Keys never changed and acknowledged before the first kill (the
+    // server's own order decides which): exactly one record each.
+    let (_, first) = &acknowledged[0];
+    let mut c = db.connect().await;
+    let early: Vec<i64> = c
+        .exec(
+            "SELECT n FROM t WHERE (name, at, amount) <= (?, ?, ?)",
+            (
+                first[0].as_str().unwrap(),
+                first[1].as_str().unwrap().replace('T', " "),
+                first[2].as_str().unwrap(),
+            ),
+        )
+        .await
+        .unwrap();
+    c.disconnect().await.unwrap();
+    let mut count: BTreeMap<i64, usize> = BTreeMap::new();
+    for g in &got {
+        if let Some(n) = g.value["value"]["n"].as_i64() {
+            *count.entry(n).or_default() += 1;
+        }
+    }
+    assert!(
+        early.len() >= 2000,
+        "{} rows before the first bound",
+        early.len()
+    );
+    for n in early.iter().filter(|n| !touched.contains(n)) {
+        assert_eq!(
+            count.get(n),
+            Some(&1),
+            "row n={n} was acknowledged before the first kill"
+        );
+    }
+    for n in (1..=ROWS).filter(|n| !touched.contains(n)) {
+        assert!(count.contains_key(&n), "row n={n} missing");
+    }
+    stop(&mut task);
+}
+
+/// The orders [`KeyOrder`] reproduces agree with MariaDB on every pair of
+/// tricky values: binary collations with and without PAD SPACE, DECIMAL,
+/// TIME, DATETIME and VARBINARY.
+#[tokio::test(flavor = "multi_thread")]
+async fn key_orders_compare_like_the_server() {
+    use hstream_io_source_mysql::resume::KeyOrder;
+    let db = harness::mariadb().await.create_database().await;
+    exec(
+        &db,
+        "CREATE TABLE o (id INT PRIMARY KEY, s VARCHAR(20) COLLATE utf8mb4_bin, \
+         np VARCHAR(20) COLLATE utf8mb4_nopad_bin, d DECIMAL(40,4), t TIME(6), \
+         dt DATETIME(3), b VARBINARY(8))",
+    )
+    .await;
+    let texts = [
+        "", " ", "a", "a ", "a  ", "a\t", "a!", "A", "B", "_", "é", "e", "z", "a10", "a9", "€",
+        "😀", "ab",
+    ];
+    let mut c = db.connect().await;
+    for (i, s) in texts.iter().enumerate() {
+        let i = i as i64;
+        c.exec_drop(
+            "INSERT INTO o VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                i,
+                s,
+                s,
+                format!("{}.{}", (i - 9) * 123_456_789_012_345, i % 7),
+                format!(
+                    "{}{}:{:02}:00.{}",
+                    if i % 3 == 0 { "-" } else { "" },
+                    i * 37,
+                    i % 60,
+                    i
+                ),
+                format!(
+                    "20{:02}-0{}-01 00:00:0{}.{:03}",
+                    10 + i % 4,
+                    1 + i % 9,
+                    i % 10,
+                    i * 7
+                ),
+                s.as_bytes().iter().rev().copied().collect::<Vec<u8>>(),
+            ),
+        )
+        .await
+        .unwrap();
+    }
+    for (column, shape, order) in [
+        ("s", "a.s", json!(["text"])),
+        ("np", "a.np", json!(["text_no_pad"])),
+        ("d", "CAST(a.d AS CHAR)", json!(["decimal"])),
+        ("t", "CAST(a.t AS CHAR)", json!(["time"])),
+        (
+            "dt",
+            "LEFT(DATE_FORMAT(a.dt, '%Y-%m-%dT%H:%i:%s.%f'), 23)",
+            json!(["fixed"]),
+        ),
+        ("b", "TO_BASE64(a.b)", json!(["bytes"])),
+    ] {
+        let order: KeyOrder = serde_json::from_value(order).unwrap();
+        let pairs: Vec<(String, String, i64, i64)> = c
+            .query(format!(
+                "SELECT {shape}, {}, a.{column} < b.{column}, a.{column} = b.{column} \
+                 FROM o a JOIN o b",
+                shape.replace("a.", "b.")
+            ))
+            .await
+            .unwrap();
+        assert_eq!(pairs.len(), texts.len() * texts.len());
+        for (x, y, less, equal) in pairs {
+            let server = match (less, equal) {
+                (1, _) => std::cmp::Ordering::Less,
+                (_, 1) => std::cmp::Ordering::Equal,
+                _ => std::cmp::Ordering::Greater,
+            };
+            assert_eq!(
+                order.compare(&[json!(x)], &[json!(y)]),
+                Some(server),
+                "{column}: {x:?} vs {y:?}"
+            );
+        }
+    }
+    c.disconnect().await.unwrap();
+}
+
 /// Keys whose state differs: (key, stream, table), at most 20.
 fn diff(
     stream: &BTreeMap<String, Value>,

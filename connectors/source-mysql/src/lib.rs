@@ -16,7 +16,7 @@ mod error;
 mod events;
 mod gtid_set;
 mod output;
-mod resume;
+pub mod resume;
 mod rows;
 mod snapshot;
 mod types;

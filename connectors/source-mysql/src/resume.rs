@@ -26,16 +26,22 @@
 //! the position it was read at) inside the stored position, so they are
 //! committed by the runtime together with — and only after — the records they
 //! describe. They are dropped once streaming has passed every segment's
-//! position. Key bounds are compared in Rust, which matches the database's
-//! `ORDER BY` only for integer keys: a table whose key has a non-integer column
-//! resumes from its first row instead of mid-table (its range is then read
-//! whole at the new position, which is just as exact, only slower).
+//! position. Key bounds are compared in Rust by a [`KeyOrder`] that
+//! reproduces the database's `ORDER BY` exactly for the key types it knows:
+//! integers, DECIMAL, temporal types, binary strings and text in a binary
+//! (`_bin`) collation of utf8/ascii. A key with another column (a linguistic
+//! collation such as `utf8mb4_general_ci`, ENUM, FLOAT, …) has no such order:
+//! its table resumes from its first row instead of mid-table (its range is
+//! then read whole at the new position, which is just as exact, only slower).
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
+use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
+
+use crate::types::{Charset, ColKind, TableSchema};
 
 /// A key range of one table read by one snapshot transaction.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +57,10 @@ pub struct Segment {
     pub file: String,
     /// Offset in `file` of that position.
     pub pos: u64,
+    /// How the table's keys order (absent: integers, as stored before orders
+    /// of other key types existed).
+    #[serde(default, skip_serializing_if = "KeyOrder::is_integers")]
+    pub order: KeyOrder,
 }
 
 /// Snapshot progress of one table.
@@ -61,8 +71,8 @@ pub struct TableProgress {
     /// The table is complete.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub done: bool,
-    /// The last acknowledged key (integer keys only); the next run reads the
-    /// rows after it.
+    /// The last acknowledged key (keys with a [`KeyOrder`] only); the next
+    /// run reads the rows after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<Vec<Json>>,
 }
@@ -88,21 +98,232 @@ pub fn before(file_a: &str, pos_a: u64, file_b: &str, pos_b: u64) -> bool {
     }
 }
 
-/// Compares two integer keys column by column; `None` when a value is not an
-/// integer.
-pub fn compare_keys(a: &[Json], b: &[Json]) -> Option<Ordering> {
-    fn int(v: &Json) -> Option<i128> {
-        v.as_i64()
-            .map(i128::from)
-            .or_else(|| v.as_u64().map(i128::from))
+/// How one key column orders in the database, reproduced in Rust on the
+/// column's JSON values (see [`crate::types`] for their shapes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyCol {
+    /// Integers (any width, signed or not) and YEAR.
+    Int,
+    /// DECIMAL as an exact decimal string.
+    Decimal,
+    /// DATE, DATETIME(n), TIMESTAMP(n): fixed-width ISO text, ordered as text.
+    Fixed,
+    /// TIME(n): `[-]h:mm:ss[.f]`, ordered by its signed duration.
+    Time,
+    /// Text in a PAD SPACE binary collation (`utf8mb4_bin`): code points,
+    /// the shorter string padded with spaces.
+    Text,
+    /// Text in a NO PAD binary collation (`utf8mb4_nopad_bin`, `utf8mb4_0900_bin`).
+    TextNoPad,
+    /// BINARY / VARBINARY / BLOB as base64: bytes, no padding.
+    Bytes,
+}
+
+/// How a table's key orders in the database, column by column: the order of
+/// the snapshot's `ORDER BY` and of its `WHERE key > after`, so the snapshot
+/// bounds stored in the KV compare in Rust exactly as the server compares them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeyOrder(Vec<KeyCol>);
+
+impl KeyOrder {
+    /// The order of `schema`'s key, given each key column's collation (in key
+    /// order); `None` when a column's order cannot be reproduced in Rust.
+    pub(crate) fn of(schema: &TableSchema, collations: &[Option<String>]) -> Option<Self> {
+        let cols = schema
+            .key
+            .iter()
+            .enumerate()
+            .map(|(n, &i)| {
+                let collation = collations.get(n).cloned().flatten().unwrap_or_default();
+                KeyCol::of(&schema.columns[i].kind, &collation.to_ascii_lowercase())
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self(cols))
     }
-    for (x, y) in a.iter().zip(b) {
-        match int(x)?.cmp(&int(y)?) {
-            Ordering::Equal => continue,
-            other => return Some(other),
+
+    /// True when every column is an integer (the order stored implicitly).
+    pub fn is_integers(&self) -> bool {
+        self.0.iter().all(|c| *c == KeyCol::Int)
+    }
+
+    /// The column orders (an empty list means integers).
+    pub fn columns(&self) -> &[KeyCol] {
+        &self.0
+    }
+
+    fn col(&self, i: usize) -> KeyCol {
+        self.0.get(i).copied().unwrap_or(KeyCol::Int)
+    }
+
+    /// Compares two keys column by column; `None` when a value does not have
+    /// its column's shape (e.g. a zero date read as `null`).
+    pub fn compare(&self, a: &[Json], b: &[Json]) -> Option<Ordering> {
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            match self.col(i).compare(x, y)? {
+                Ordering::Equal => continue,
+                other => return Some(other),
+            }
+        }
+        Some(a.len().cmp(&b.len()))
+    }
+
+    /// True when `key` can be a stored bound: each value has its column's shape.
+    pub fn accepts(&self, key: &[Json]) -> bool {
+        self.compare(key, key) == Some(Ordering::Equal)
+    }
+}
+
+impl KeyCol {
+    /// The order of a column of `kind` in `collation` (lower case), if Rust
+    /// reproduces it.
+    fn of(kind: &ColKind, collation: &str) -> Option<Self> {
+        match kind {
+            ColKind::Int { .. } | ColKind::Year => Some(Self::Int),
+            ColKind::Decimal => Some(Self::Decimal),
+            ColKind::Date | ColKind::DateTime(_) | ColKind::Timestamp(_) => Some(Self::Fixed),
+            ColKind::Time(_) => Some(Self::Time),
+            ColKind::Binary { .. } => Some(Self::Bytes),
+            // UTF-8 byte order is code point order, which `_bin` collations of
+            // utf8/ascii use; other charsets' binary orders are their bytes'.
+            ColKind::Text(Charset::Utf8 | Charset::Ascii) if collation.ends_with("_bin") => {
+                if collation.contains("nopad") || collation.contains("_0900_") {
+                    Some(Self::TextNoPad)
+                } else {
+                    Some(Self::Text)
+                }
+            }
+            _ => None,
         }
     }
-    Some(a.len().cmp(&b.len()))
+
+    fn compare(self, x: &Json, y: &Json) -> Option<Ordering> {
+        match self {
+            Self::Int => Some(int(x)?.cmp(&int(y)?)),
+            Self::Decimal => compare_decimals(x.as_str()?, y.as_str()?),
+            Self::Fixed | Self::TextNoPad => Some(x.as_str()?.cmp(y.as_str()?)),
+            Self::Time => Some(time_micros(x.as_str()?)?.cmp(&time_micros(y.as_str()?)?)),
+            Self::Text => Some(compare_pad_space(x.as_str()?, y.as_str()?)),
+            Self::Bytes => Some(base64_bytes(x)?.cmp(&base64_bytes(y)?)),
+        }
+    }
+
+    /// The SQL for a bound value of this column in a `WHERE` clause and the
+    /// parameter it takes (`None` when the value is inlined).
+    pub fn sql_bound(self, v: &Json) -> (String, Option<mysql_async::Value>) {
+        use mysql_async::Value;
+        let param = |value: Value| ("?".to_string(), Some(value));
+        match self {
+            Self::Int => param(match (v.as_i64(), v.as_u64()) {
+                (Some(i), _) => Value::Int(i),
+                (None, Some(u)) => Value::UInt(u),
+                _ => Value::NULL,
+            }),
+            // An exact DECIMAL literal (a string parameter would compare as a double).
+            Self::Decimal => match v.as_str().filter(|s| decimal_parts(s).is_some()) {
+                Some(s) => (s.to_string(), None),
+                None => param(Value::NULL),
+            },
+            // The snapshot session runs in UTC, so a TIMESTAMP's UTC text reads back as itself.
+            Self::Fixed => param(match v.as_str() {
+                Some(s) => Value::Bytes(s.trim_end_matches('Z').replace('T', " ").into_bytes()),
+                None => Value::NULL,
+            }),
+            Self::Time | Self::Text | Self::TextNoPad => param(match v.as_str() {
+                Some(s) => Value::Bytes(s.as_bytes().to_vec()),
+                None => Value::NULL,
+            }),
+            Self::Bytes => param(base64_bytes(v).map_or(Value::NULL, Value::Bytes)),
+        }
+    }
+}
+
+fn int(v: &Json) -> Option<i128> {
+    v.as_i64()
+        .map(i128::from)
+        .or_else(|| v.as_u64().map(i128::from))
+}
+
+fn base64_bytes(v: &Json) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD
+        .decode(v.as_str()?)
+        .ok()
+}
+
+/// PAD SPACE comparison: the shorter string compares as if padded with spaces.
+fn compare_pad_space(a: &str, b: &str) -> Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len().min(b.len());
+    match a[..n].cmp(&b[..n]) {
+        Ordering::Equal => {}
+        other => return other,
+    }
+    // The rest of the longer string against spaces (a multi-byte character's
+    // first byte is above a space).
+    let rest_order = |rest: &[u8]| {
+        rest.iter()
+            .find(|&&c| c != b' ')
+            .map_or(Ordering::Equal, |&c| c.cmp(&b' '))
+    };
+    if a.len() > n {
+        rest_order(&a[n..])
+    } else {
+        rest_order(&b[n..]).reverse()
+    }
+}
+
+/// `(negative, integer digits without leading zeros, fraction digits without
+/// trailing zeros)` of a decimal string; `None` when it is not one.
+fn decimal_parts(s: &str) -> Option<(bool, &str, &str)> {
+    let (negative, digits) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let all_digits = |t: &str| t.bytes().all(|c| c.is_ascii_digit());
+    if int.is_empty() && frac.is_empty() || !all_digits(int) || !all_digits(frac) {
+        return None;
+    }
+    let int = int.trim_start_matches('0');
+    let frac = frac.trim_end_matches('0');
+    // -0 is 0.
+    Some((negative && !(int.is_empty() && frac.is_empty()), int, frac))
+}
+
+/// Compares two decimal strings exactly.
+fn compare_decimals(a: &str, b: &str) -> Option<Ordering> {
+    let (neg_a, int_a, frac_a) = decimal_parts(a)?;
+    let (neg_b, int_b, frac_b) = decimal_parts(b)?;
+    let magnitude = int_a
+        .len()
+        .cmp(&int_b.len())
+        .then_with(|| int_a.cmp(int_b))
+        .then_with(|| frac_a.cmp(frac_b));
+    Some(match (neg_a, neg_b) {
+        (false, false) => magnitude,
+        (true, true) => magnitude.reverse(),
+        (false, true) => Ordering::Greater,
+        (true, false) => Ordering::Less,
+    })
+}
+
+/// Microseconds of a TIME value `[-]h:mm:ss[.ffffff]`.
+fn time_micros(s: &str) -> Option<i64> {
+    let (negative, rest) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s),
+    };
+    let (hms, frac) = rest.split_once('.').unwrap_or((rest, ""));
+    let mut parts = hms.split(':');
+    let mut next = || parts.next()?.parse::<i64>().ok();
+    let (h, m, sec) = (next()?, next()?, next()?);
+    if frac.len() > 6 || !frac.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let micros = format!("{frac:0<6}").parse::<i64>().ok()?;
+    let total = ((h * 60 + m) * 60 + sec) * 1_000_000 + micros;
+    Some(if negative { -total } else { total })
 }
 
 /// The segments of one table that streaming must consult.
@@ -131,7 +352,7 @@ impl Coverage {
                 (None, None) => Ordering::Equal,
                 (None, Some(_)) => Ordering::Less,
                 (Some(_), None) => Ordering::Greater,
-                (Some(x), Some(y)) => compare_keys(x, y).unwrap_or(Ordering::Equal),
+                (Some(x), Some(y)) => a.order.compare(x, y).unwrap_or(Ordering::Equal),
             });
         }
         Self { by_table }
@@ -153,7 +374,7 @@ impl Coverage {
         }
         let segment = list.iter().rev().find(|s| match &s.after {
             None => true,
-            Some(after) => compare_keys(after, key) == Some(Ordering::Less),
+            Some(after) => s.order.compare(after, key) == Some(Ordering::Less),
         });
         segment.is_some_and(|s| before(file, pos, &s.file, s.pos))
     }
@@ -196,6 +417,7 @@ mod tests {
             after: after.map(|a| vec![json!(a)]),
             file: file.into(),
             pos,
+            order: KeyOrder::default(),
         }
     }
 
@@ -210,15 +432,172 @@ mod tests {
     #[test]
     fn integer_keys_compare_like_the_database() {
         let k = |v: Json| v.as_array().unwrap().clone();
+        let ints = KeyOrder::default();
         assert_eq!(
-            compare_keys(&k(json!([1, 5])), &k(json!([2, 0]))),
+            ints.compare(&k(json!([1, 5])), &k(json!([2, 0]))),
             Some(Ordering::Less)
         );
         assert_eq!(
-            compare_keys(&k(json!([-1])), &k(json!([18446744073709551615u64]))),
+            ints.compare(&k(json!([-1])), &k(json!([18446744073709551615u64]))),
             Some(Ordering::Less)
         );
-        assert_eq!(compare_keys(&k(json!(["a"])), &k(json!(["b"]))), None);
+        assert_eq!(ints.compare(&k(json!(["a"])), &k(json!(["b"]))), None);
+        assert!(!ints.accepts(&k(json!([null]))));
+    }
+
+    fn order(cols: &[KeyCol]) -> KeyOrder {
+        KeyOrder(cols.to_vec())
+    }
+
+    fn cmp(col: KeyCol, a: Json, b: Json) -> Option<Ordering> {
+        order(&[col]).compare(&[a], &[b])
+    }
+
+    #[test]
+    fn binary_collation_text_pads_with_spaces_unless_no_pad() {
+        use Ordering::*;
+        // Code point order: upper case, then `_`, then lower case, then é.
+        assert_eq!(cmp(KeyCol::Text, json!("B"), json!("_")), Some(Less));
+        assert_eq!(cmp(KeyCol::Text, json!("_"), json!("a")), Some(Less));
+        assert_eq!(cmp(KeyCol::Text, json!("z"), json!("é")), Some(Less));
+        assert_eq!(cmp(KeyCol::Text, json!("a10"), json!("a9")), Some(Less));
+        // PAD SPACE: trailing spaces do not count; below a space sorts first.
+        assert_eq!(cmp(KeyCol::Text, json!("a  "), json!("a")), Some(Equal));
+        assert_eq!(cmp(KeyCol::Text, json!("a\t"), json!("a")), Some(Less));
+        assert_eq!(cmp(KeyCol::Text, json!("a"), json!("a\t")), Some(Greater));
+        assert_eq!(cmp(KeyCol::Text, json!("a"), json!("a!")), Some(Less));
+        assert_eq!(
+            cmp(KeyCol::TextNoPad, json!("a "), json!("a")),
+            Some(Greater)
+        );
+        assert_eq!(
+            cmp(KeyCol::TextNoPad, json!("a\t"), json!("a")),
+            Some(Greater)
+        );
+        assert_eq!(cmp(KeyCol::Text, json!(1), json!("a")), None);
+    }
+
+    #[test]
+    fn decimals_times_dates_and_bytes_compare_by_value() {
+        use Ordering::*;
+        let d = |a: &str, b: &str| cmp(KeyCol::Decimal, json!(a), json!(b));
+        assert_eq!(d("9.50", "10.00"), Some(Less));
+        assert_eq!(d("-10.00", "-9.50"), Some(Less));
+        assert_eq!(d("-0.01", "0.00"), Some(Less));
+        assert_eq!(d("-0.00", "0.00"), Some(Equal));
+        assert_eq!(d("1.5", "1.50"), Some(Equal));
+        assert_eq!(
+            d(
+                "123456789012345678901234567890.1",
+                "123456789012345678901234567890.01"
+            ),
+            Some(Greater)
+        );
+        assert_eq!(d("1e5", "1"), None);
+        let t = |a: &str, b: &str| cmp(KeyCol::Time, json!(a), json!(b));
+        assert_eq!(t("-838:59:59.000000", "-1:00:00.000000"), Some(Less));
+        assert_eq!(t("9:00:00", "10:00:00"), Some(Less));
+        assert_eq!(t("-00:00:01", "00:00:00"), Some(Less));
+        assert_eq!(t("00:00:00.5", "00:00:00.499999"), Some(Greater));
+        let f = |a: &str, b: &str| cmp(KeyCol::Fixed, json!(a), json!(b));
+        assert_eq!(
+            f("2024-02-29T12:00:00.001", "2024-02-29T12:00:00.010"),
+            Some(Less)
+        );
+        assert_eq!(f("0000-00-00", "0999-01-01"), Some(Less));
+        let b = |a: &[u8], c: &[u8]| {
+            let e = |x: &[u8]| json!(base64::engine::general_purpose::STANDARD.encode(x));
+            cmp(KeyCol::Bytes, e(a), e(c))
+        };
+        assert_eq!(b(b"\x00\xff", b"\x01"), Some(Less));
+        assert_eq!(b(b"a", b"a "), Some(Less), "binary strings do not pad");
+        assert_eq!(
+            cmp(KeyCol::Bytes, json!("not base64!"), json!("AA==")),
+            None
+        );
+    }
+
+    #[test]
+    fn only_reproducible_orders_make_a_key_order() {
+        use crate::types::Column;
+        let schema = |kinds: Vec<ColKind>| TableSchema {
+            table: crate::config::TableRef {
+                database: "d".into(),
+                name: "t".into(),
+            },
+            key: (0..kinds.len()).collect(),
+            columns: kinds
+                .into_iter()
+                .enumerate()
+                .map(|(i, kind)| Column {
+                    name: format!("c{i}"),
+                    kind,
+                })
+                .collect(),
+        };
+        let text = ColKind::Text(Charset::Utf8);
+        let s = schema(vec![text.clone(), ColKind::DateTime(3), ColKind::Decimal]);
+        assert_eq!(
+            KeyOrder::of(&s, &[Some("utf8mb4_bin".into()), None, None]),
+            Some(order(&[KeyCol::Text, KeyCol::Fixed, KeyCol::Decimal]))
+        );
+        assert_eq!(
+            KeyOrder::of(
+                &schema(vec![text.clone()]),
+                &[Some("utf8mb4_0900_bin".into())]
+            ),
+            Some(order(&[KeyCol::TextNoPad]))
+        );
+        assert_eq!(
+            KeyOrder::of(&s, &[Some("utf8mb4_general_ci".into()), None, None]),
+            None
+        );
+        let latin1 = schema(vec![ColKind::Text(Charset::Latin1)]);
+        assert_eq!(KeyOrder::of(&latin1, &[Some("latin1_bin".into())]), None);
+        assert_eq!(KeyOrder::of(&schema(vec![ColKind::Double]), &[None]), None);
+        let ints = schema(vec![ColKind::Int {
+            unsigned: false,
+            bytes: 8,
+        }]);
+        assert!(KeyOrder::of(&ints, &[None]).unwrap().is_integers());
+    }
+
+    #[test]
+    fn segments_store_a_non_integer_order_and_read_old_ones_as_integers() {
+        let mut s = seg(Some(1), "f.000001", 4);
+        assert!(!serde_json::to_string(&s).unwrap().contains("order"));
+        s.order = order(&[KeyCol::Text, KeyCol::Int]);
+        let text = serde_json::to_string(&s).unwrap();
+        assert!(text.contains(r#""order":["text","int"]"#), "{text}");
+        assert_eq!(serde_json::from_str::<Segment>(&text).unwrap(), s);
+        let old: Segment =
+            serde_json::from_str(r#"{"table":"d.t","after":[5],"file":"f.1","pos":4}"#).unwrap();
+        assert!(old.order.is_integers());
+    }
+
+    #[test]
+    fn text_keys_find_their_range_in_the_collation_order() {
+        let text = order(&[KeyCol::Text]);
+        let seg_at = |after: Option<&str>, pos: u64| Segment {
+            order: text.clone(),
+            after: after.map(|a| vec![json!(a)]),
+            ..seg(None, "f.000001", pos)
+        };
+        // (-inf, "a9"] read at 100, ("a9", +inf) at 500.
+        let c = Coverage::new(&[seg_at(Some("a9"), 500), seg_at(None, 100)], 1, |_| {
+            Some(0)
+        });
+        let key = |s: &str| vec![json!(s)];
+        assert!(
+            !c.covers(0, &key("a10"), "f.000001", 200),
+            "a10 < a9 as text"
+        );
+        assert!(
+            !c.covers(0, &key("a9  "), "f.000001", 200),
+            "equal to the bound"
+        );
+        assert!(c.covers(0, &key("a9!"), "f.000001", 200));
+        assert!(c.covers(0, &key("b"), "f.000001", 200));
     }
 
     #[test]

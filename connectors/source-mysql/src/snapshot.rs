@@ -33,8 +33,8 @@ use crate::error::{classify, connect};
 use crate::events::Position;
 use crate::gtid_set::GtidSet;
 use crate::output::Output;
-use crate::resume::{Segment, SnapshotProgress, compare_keys};
-use crate::types::{ColKind, Origin, TableSchema};
+use crate::resume::{KeyCol, KeyOrder, Segment, SnapshotProgress};
+use crate::types::{Origin, TableSchema};
 
 /// Shortest interval between two progress log lines.
 const PROGRESS_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
@@ -175,11 +175,14 @@ pub async fn run(
         if table_progress.done {
             continue;
         }
-        let resumable = schema
-            .key
-            .iter()
-            .all(|&i| matches!(schema.columns[i].kind, ColKind::Int { .. }));
-        let after = table_progress.after.clone().filter(|_| resumable);
+        // Resumable mid-table when Rust orders its key as the server does.
+        let order = key_order(&mut conn, schema).await?;
+        let resumable = order.is_some();
+        let order = order.unwrap_or_default();
+        let after = table_progress
+            .after
+            .clone()
+            .filter(|a| resumable && order.accepts(a));
         if resumed {
             // This range is read at `here`: it replaces what earlier runs
             // recorded for keys after `after`.
@@ -188,7 +191,7 @@ pub async fn run(
                     || match (&after, &s.after) {
                         (_, None) => after.is_some(),
                         (None, Some(_)) => false,
-                        (Some(a), Some(b)) => compare_keys(b, a) == Some(std::cmp::Ordering::Less),
+                        (Some(a), Some(b)) => order.compare(b, a) == Some(std::cmp::Ordering::Less),
                     }
             });
             // Keys a killed run may have sent beyond its last acknowledged
@@ -198,7 +201,7 @@ pub async fn run(
             let stale_to = match (sent.get(&name), &after) {
                 (Some(serde_json::Value::Bool(true)), _) => Some(None),
                 (Some(serde_json::Value::Array(high)), Some(a))
-                    if compare_keys(a, high) == Some(std::cmp::Ordering::Less) =>
+                    if order.compare(a, high) == Some(std::cmp::Ordering::Less) =>
                 {
                     Some(Some(high.clone()))
                 }
@@ -211,6 +214,7 @@ pub async fn run(
                     after: after.clone(),
                     file: here.file.clone(),
                     pos: here.pos,
+                    order: order.clone(),
                 }),
                 Some(high) => {
                     segments.push(Segment {
@@ -218,6 +222,7 @@ pub async fn run(
                         after: after.clone(),
                         file: start.file.clone(),
                         pos: start.pos,
+                        order: order.clone(),
                     });
                     if let Some(high) = high {
                         segments.push(Segment {
@@ -225,6 +230,7 @@ pub async fn run(
                             after: Some(high),
                             file: here.file.clone(),
                             pos: here.pos,
+                            order: order.clone(),
                         });
                     }
                 }
@@ -242,7 +248,7 @@ pub async fn run(
         tracing::info!(table = %schema.table, estimated_rows = estimate, rows_done = rows, after = ?after, "snapshot of table started");
         ctx.metrics()
             .snapshot_progress(&name, rows, estimate, false);
-        let (sql, params) = chunk_query(schema, after.as_deref());
+        let (sql, params) = chunk_query(schema, &order, after.as_deref());
         let mut result = conn
             .exec_iter(sql, params)
             .await
@@ -271,8 +277,12 @@ pub async fn run(
                     .map_err(conv)?;
                 out.push(index, schema, &key, Some(&values[..]), Origin::Snapshot)
                     .map_err(conv)?;
-                if resumable {
+                // A key without its column's shape (a zero date as null)
+                // cannot be a bound: the table then restarts from its first row.
+                if resumable && order.accepts(&key) {
                     last_key = Some(key);
+                } else {
+                    last_key = None;
                 }
                 rows += 1;
                 in_chunk += 1;
@@ -440,6 +450,7 @@ async fn start_snapshot(conn: &mut Conn, mariadb: bool) -> Result<Position> {
 /// a range scan of the primary key.
 fn chunk_query(
     schema: &TableSchema,
+    order: &KeyOrder,
     after: Option<&[serde_json::Value]>,
 ) -> (String, Vec<mysql_async::Value>) {
     let columns = schema
@@ -456,20 +467,19 @@ fn chunk_query(
     let mut sql = format!("SELECT {columns} FROM {}", schema.table.quoted());
     let mut params = Vec::new();
     if let Some(after) = after.filter(|a| a.len() == keys.len()) {
-        let value = |v: &serde_json::Value| match (v.as_i64(), v.as_u64()) {
-            (Some(i), _) => mysql_async::Value::Int(i),
-            (None, Some(u)) => mysql_async::Value::UInt(u),
-            _ => mysql_async::Value::NULL,
+        let mut bound = |n: usize| {
+            let col = order.columns().get(n).copied().unwrap_or(KeyCol::Int);
+            let (text, param) = col.sql_bound(&after[n]);
+            params.extend(param);
+            text
         };
         let mut alternatives = Vec::new();
         for n in 0..keys.len() {
             let mut terms = Vec::new();
-            for (k, v) in keys.iter().zip(after).take(n) {
-                terms.push(format!("{k} = ?"));
-                params.push(value(v));
+            for (i, k) in keys.iter().enumerate().take(n) {
+                terms.push(format!("{k} = {}", bound(i)));
             }
-            terms.push(format!("{} > ?", keys[n]));
-            params.push(value(&after[n]));
+            terms.push(format!("{} > {}", keys[n], bound(n)));
             alternatives.push(format!("({})", terms.join(" AND ")));
         }
         sql.push_str(" WHERE ");
@@ -478,6 +488,34 @@ fn chunk_query(
     sql.push_str(" ORDER BY ");
     sql.push_str(&keys.join(", "));
     (sql, params)
+}
+
+/// The order of `schema`'s key if Rust reproduces the server's (the key
+/// columns' collations decide for text).
+async fn key_order(conn: &mut Conn, schema: &TableSchema) -> Result<Option<KeyOrder>> {
+    let rows: Vec<(String, Option<String>)> = conn
+        .exec(
+            "SELECT COLUMN_NAME, COLLATION_NAME FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (&schema.table.database, &schema.table.name),
+        )
+        .await
+        .map_err(|e| {
+            classify(
+                e,
+                format!("cannot read the collations of `{}`", schema.table),
+            )
+        })?;
+    let collations: Vec<Option<String>> = schema
+        .key
+        .iter()
+        .map(|&i| {
+            rows.iter()
+                .find(|(name, _)| *name == schema.columns[i].name)
+                .and_then(|(_, c)| c.clone())
+        })
+        .collect();
+    Ok(KeyOrder::of(schema, &collations))
 }
 
 /// A conversion failure as a task error naming the table and column.

@@ -1073,8 +1073,8 @@ async fn kill9_mid_snapshot_resumes_after_the_last_acknowledged_chunk_without_ga
 }
 
 /// The key of row `n` of the text/datetime/decimal-keyed table: distinct for
-/// every `n`, in an order unrelated to `n` (`a10` sorts before `a9`, `B`
-/// before `_` before `a` before `é` in `utf8mb4_bin`).
+/// every `n`, in an order unrelated to `n` (`a10` sorts before `a9`; in
+/// `utf8mb4_general_ci` `_` before `a` before `B` before `é`).
 fn mixed_key_sql(n: &str) -> String {
     format!(
         "CONCAT(ELT(1 + {n} % 4, 'a', 'B', 'é', '_'), {n} DIV 40), \
@@ -1105,7 +1105,7 @@ async fn mixed_state(db: &MariaDbDatabase) -> BTreeMap<String, Value> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn kill9_mid_snapshot_resumes_mid_table_for_a_text_datetime_decimal_key() {
+async fn kill9_mid_snapshot_resumes_mid_table_for_a_general_ci_text_datetime_decimal_key() {
     const ROWS: i64 = 400_000;
     const KILLS: usize = 3;
     let db = harness::mariadb().await.create_database().await;
@@ -1113,7 +1113,7 @@ async fn kill9_mid_snapshot_resumes_mid_table_for_a_text_datetime_decimal_key() 
     let serve = Serve::start(&tmp.path().join("data"));
     exec(
         &db,
-        "CREATE TABLE t (name VARCHAR(24) COLLATE utf8mb4_bin, at DATETIME(3), \
+        "CREATE TABLE t (name VARCHAR(24) COLLATE utf8mb4_general_ci, at DATETIME(3), \
          amount DECIMAL(12,2), n BIGINT NOT NULL UNIQUE, v INT NOT NULL, \
          PRIMARY KEY (name, at, amount))",
     )
@@ -1286,9 +1286,10 @@ async fn kill9_mid_snapshot_resumes_mid_table_for_a_text_datetime_decimal_key() 
     stop(&mut task);
 }
 
-/// The orders [`KeyOrder`] reproduces agree with MariaDB on every pair of
-/// tricky values: binary collations with and without PAD SPACE, DECIMAL,
-/// TIME, DATETIME and VARBINARY.
+/// [`KeyOrder`] orders every pair of tricky values as MariaDB's `ORDER BY`
+/// does (ties included): binary collations with and without PAD SPACE, a
+/// linguistic collation and latin1 (compared on the server), DECIMAL, TIME,
+/// DATETIME, VARBINARY, ENUM, SET, FLOAT and BIT.
 #[tokio::test(flavor = "multi_thread")]
 async fn key_orders_compare_like_the_server() {
     use hstream_io_source_mysql::resume::KeyOrder;
@@ -1296,78 +1297,128 @@ async fn key_orders_compare_like_the_server() {
     exec(
         &db,
         "CREATE TABLE o (id INT PRIMARY KEY, s VARCHAR(20) COLLATE utf8mb4_bin, \
-         np VARCHAR(20) COLLATE utf8mb4_nopad_bin, d DECIMAL(40,4), t TIME(6), \
-         dt DATETIME(3), b VARBINARY(8))",
+         np VARCHAR(20) COLLATE utf8mb4_nopad_bin, g VARCHAR(20) COLLATE utf8mb4_general_ci, \
+         l VARCHAR(20) CHARACTER SET latin1 COLLATE latin1_swedish_ci, d DECIMAL(40,4), t TIME(6), \
+         dt DATETIME(3), b VARBINARY(8), e ENUM('small','big','medium'), st SET('a','b','c'), \
+         f FLOAT, bt BIT(3))",
     )
     .await;
     let texts = [
         "", " ", "a", "a ", "a  ", "a\t", "a!", "A", "B", "_", "é", "e", "z", "a10", "a9", "€",
-        "😀", "ab",
+        "😀", "ab", "Ä", "ß", "ss",
     ];
     let mut c = db.connect().await;
     for (i, s) in texts.iter().enumerate() {
         let i = i as i64;
         c.exec_drop(
-            "INSERT INTO o VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                i,
-                s,
-                s,
-                format!("{}.{}", (i - 9) * 123_456_789_012_345, i % 7),
+            "INSERT INTO o VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            mysql_async::Params::Positional(vec![
+                i.into(),
+                (*s).into(),
+                (*s).into(),
+                (*s).into(),
+                if s.chars().all(|ch| (ch as u32) < 0x100) {
+                    *s
+                } else {
+                    "x"
+                }
+                .into(),
+                format!("{}.{}", (i - 9) * 123_456_789_012_345, i % 7).into(),
                 format!(
                     "{}{}:{:02}:00.{}",
                     if i % 3 == 0 { "-" } else { "" },
                     i * 37,
                     i % 60,
                     i
-                ),
+                )
+                .into(),
                 format!(
                     "20{:02}-0{}-01 00:00:0{}.{:03}",
                     10 + i % 4,
                     1 + i % 9,
                     i % 10,
                     i * 7
-                ),
-                s.as_bytes().iter().rev().copied().collect::<Vec<u8>>(),
-            ),
+                )
+                .into(),
+                s.as_bytes()
+                    .iter()
+                    .rev()
+                    .copied()
+                    .collect::<Vec<u8>>()
+                    .into(),
+                ["small", "big", "medium"][(i % 3) as usize].into(),
+                ["", "a", "b", "a,b", "c", "a,c", "b,c", "a,b,c"][(i % 8) as usize].into(),
+                ((i - 9) as f64 * 1.25).into(),
+                (i % 8).into(),
+            ]),
         )
         .await
         .unwrap();
     }
-    for (column, shape, order) in [
-        ("s", "a.s", json!(["text"])),
-        ("np", "a.np", json!(["text_no_pad"])),
-        ("d", "CAST(a.d AS CHAR)", json!(["decimal"])),
-        ("t", "CAST(a.t AS CHAR)", json!(["time"])),
+    type ToJson = fn(String) -> Value;
+    let text: ToJson = |s| json!(s);
+    let number: ToJson = |s| json!(s.parse::<f64>().unwrap());
+    let integer: ToJson = |s| json!(s.parse::<i64>().unwrap());
+    let columns: [(&str, &str, Value, ToJson); 12] = [
+        ("s", "s", json!(["text"]), text),
+        ("np", "np", json!(["text_no_pad"]), text),
+        (
+            "g",
+            "g",
+            json!([{"collated": ["utf8mb4", "utf8mb4_general_ci"]}]),
+            text,
+        ),
+        (
+            "l",
+            "CONVERT(l USING utf8mb4)",
+            json!([{"collated": ["latin1", "latin1_swedish_ci"]}]),
+            text,
+        ),
+        ("d", "CAST(d AS CHAR)", json!(["decimal"]), text),
+        ("t", "CAST(t AS CHAR)", json!(["time"]), text),
         (
             "dt",
-            "LEFT(DATE_FORMAT(a.dt, '%Y-%m-%dT%H:%i:%s.%f'), 23)",
+            "LEFT(DATE_FORMAT(dt, '%Y-%m-%dT%H:%i:%s.%f'), 23)",
             json!(["fixed"]),
+            text,
         ),
-        ("b", "TO_BASE64(a.b)", json!(["bytes"])),
-    ] {
+        ("b", "TO_BASE64(b)", json!(["bytes"]), text),
+        (
+            "e",
+            "CAST(e AS CHAR)",
+            json!([{"enum": ["small", "big", "medium"]}]),
+            text,
+        ),
+        (
+            "st",
+            "CAST(st AS CHAR)",
+            json!([{"set": ["a", "b", "c"]}]),
+            text,
+        ),
+        ("f", "CAST(f AS CHAR)", json!(["float"]), number),
+        ("bt", "CAST(bt + 0 AS CHAR)", json!(["int"]), integer),
+    ];
+    for (column, shape, order, to_json) in columns {
         let order: KeyOrder = serde_json::from_value(order).unwrap();
-        let pairs: Vec<(String, String, i64, i64)> = c
+        // The server's order: DENSE_RANK over ORDER BY (equal values tie).
+        let ranked: Vec<(String, i64)> = c
             .query(format!(
-                "SELECT {shape}, {}, a.{column} < b.{column}, a.{column} = b.{column} \
-                 FROM o a JOIN o b",
-                shape.replace("a.", "b.")
+                "SELECT {shape}, DENSE_RANK() OVER (ORDER BY {column}) FROM o"
             ))
             .await
             .unwrap();
-        assert_eq!(pairs.len(), texts.len() * texts.len());
-        for (x, y, less, equal) in pairs {
-            let server = match (less, equal) {
-                (1, _) => std::cmp::Ordering::Less,
-                (_, 1) => std::cmp::Ordering::Equal,
-                _ => std::cmp::Ordering::Greater,
-            };
-            assert_eq!(
-                order.compare(&[json!(x)], &[json!(y)]),
-                Some(server),
-                "{column}: {x:?} vs {y:?}"
-            );
+        assert_eq!(ranked.len(), texts.len());
+        let mut compared = db.connect().await;
+        for (x, rank_x) in &ranked {
+            for (y, rank_y) in &ranked {
+                let got = order
+                    .compare_on(&[to_json(x.clone())], &[to_json(y.clone())], &mut compared)
+                    .await
+                    .unwrap();
+                assert_eq!(got, Some(rank_x.cmp(rank_y)), "{column}: {x:?} vs {y:?}");
+            }
         }
+        compared.disconnect().await.unwrap();
     }
     c.disconnect().await.unwrap();
 }

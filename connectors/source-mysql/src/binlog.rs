@@ -163,9 +163,12 @@ impl Streamer {
     ) -> Self {
         let gtid = GtidState::parse(&start.gtid).unwrap_or_default();
         let n = out.tables().len();
-        let coverage = Coverage::new(&start.segments, n, |t| {
-            out.tables().iter().position(|r| r.to_string() == t)
-        });
+        let coverage = Coverage::new(
+            &start.segments,
+            n,
+            |t| out.tables().iter().position(|r| r.to_string() == t),
+            Some(config.clone()),
+        );
         Self {
             config,
             ctx,
@@ -640,14 +643,16 @@ impl Streamer {
             // Start of this transaction: a later snapshot of the key's range
             // holds the change when it is before that snapshot's position.
             let txn_pos = self.txn_start.unwrap_or(self.pos);
-            let covered =
-                |key: &[serde_json::Value]| self.coverage.covers(index, key, &self.file, txn_pos);
             if is_delete {
                 if !decoder.has_before() {
                     continue;
                 }
                 let key = key_of(&before)?;
-                if !covered(&key) {
+                if !self
+                    .coverage
+                    .covers(index, &key, &self.file, txn_pos)
+                    .await?
+                {
                     self.out
                         .push::<[Cell<'_>]>(index, &schema, &key, None, Origin::Binlog)
                         .map_err(|e| conversion(&table.to_string(), e))?;
@@ -659,14 +664,23 @@ impl Streamer {
                 let key = key_of(&after)?;
                 if !is_insert && decoder.has_before() {
                     let old_key = key_of(&before)?;
-                    if old_key != key && !covered(&old_key) {
+                    if old_key != key
+                        && !self
+                            .coverage
+                            .covers(index, &old_key, &self.file, txn_pos)
+                            .await?
+                    {
                         // The primary key changed: the old key is deleted.
                         self.out
                             .push::<[Cell<'_>]>(index, &schema, &old_key, None, Origin::Binlog)
                             .map_err(|e| conversion(&table.to_string(), e))?;
                     }
                 }
-                if !covered(&key) {
+                if !self
+                    .coverage
+                    .covers(index, &key, &self.file, txn_pos)
+                    .await?
+                {
                     self.out
                         .push(index, &schema, &key, Some(&after[..]), Origin::Binlog)
                         .map_err(|e| conversion(&table.to_string(), e))?;

@@ -26,13 +26,13 @@
 //! the position it was read at) inside the stored position, so they are
 //! committed by the runtime together with — and only after — the records they
 //! describe. They are dropped once streaming has passed every segment's
-//! position. Key bounds are compared in Rust by a [`KeyOrder`] that
-//! reproduces the database's `ORDER BY` exactly for the key types it knows:
-//! integers, DECIMAL, temporal types, binary strings and text in a binary
-//! (`_bin`) collation of utf8/ascii. A key with another column (a linguistic
-//! collation such as `utf8mb4_general_ci`, ENUM, FLOAT, …) has no such order:
-//! its table resumes from its first row instead of mid-table (its range is
-//! then read whole at the new position, which is just as exact, only slower).
+//! position. Key bounds are compared by a [`KeyOrder`] exactly as the server
+//! orders the key: in Rust for numbers, temporal types, binary strings, ENUM,
+//! SET and text in a binary (`_bin`) collation of utf8/ascii; by the server
+//! (`STRCMP` in the column's collation) for text in any other collation. Only a
+//! JSON key has no order: its table resumes from its first row instead of
+//! mid-table (its range is then read whole at the new position, which is just
+//! as exact, only slower).
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -98,46 +98,64 @@ pub fn before(file_a: &str, pos_a: u64, file_b: &str, pos_b: u64) -> bool {
     }
 }
 
-/// How one key column orders in the database, reproduced in Rust on the
-/// column's JSON values (see [`crate::types`] for their shapes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// How one key column orders in the database: reproduced in Rust on the
+/// column's JSON values (see [`crate::types`] for their shapes), or, for text
+/// in a linguistic collation, asked of the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyCol {
-    /// Integers (any width, signed or not) and YEAR.
+    /// Integers (any width, signed or not), YEAR and BIT (`true` = 1).
     Int,
     /// DECIMAL as an exact decimal string.
     Decimal,
+    /// FLOAT / DOUBLE numbers.
+    Float,
     /// DATE, DATETIME(n), TIMESTAMP(n): fixed-width ISO text, ordered as text.
     Fixed,
     /// TIME(n): `[-]h:mm:ss[.f]`, ordered by its signed duration.
     Time,
-    /// Text in a PAD SPACE binary collation (`utf8mb4_bin`): code points,
-    /// the shorter string padded with spaces.
+    /// Text in a PAD SPACE binary collation of utf8/ascii (`utf8mb4_bin`):
+    /// code points, the shorter string padded with spaces.
     Text,
     /// Text in a NO PAD binary collation (`utf8mb4_nopad_bin`, `utf8mb4_0900_bin`).
     TextNoPad,
     /// BINARY / VARBINARY / BLOB as base64: bytes, no padding.
     Bytes,
+    /// ENUM: by the value's position in the definition.
+    Enum(Vec<String>),
+    /// SET: by the bits of its members.
+    Set(Vec<String>),
+    /// Text in any other collation (`utf8mb4_general_ci`, `latin1_swedish_ci`,
+    /// …): the server compares; `[charset, collation]`.
+    Collated(String, String),
 }
 
 /// How a table's key orders in the database, column by column: the order of
 /// the snapshot's `ORDER BY` and of its `WHERE key > after`, so the snapshot
-/// bounds stored in the KV compare in Rust exactly as the server compares them.
+/// bounds stored in the KV compare exactly as the server compares them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct KeyOrder(Vec<KeyCol>);
 
 impl KeyOrder {
-    /// The order of `schema`'s key, given each key column's collation (in key
-    /// order); `None` when a column's order cannot be reproduced in Rust.
-    pub(crate) fn of(schema: &TableSchema, collations: &[Option<String>]) -> Option<Self> {
+    /// The order of `schema`'s key, given each key column's character set and
+    /// collation (in key order); `None` for a key type that has no order here
+    /// (JSON, geometry).
+    pub(crate) fn of(
+        schema: &TableSchema,
+        collations: &[(Option<String>, Option<String>)],
+    ) -> Option<Self> {
         let cols = schema
             .key
             .iter()
             .enumerate()
             .map(|(n, &i)| {
-                let collation = collations.get(n).cloned().flatten().unwrap_or_default();
-                KeyCol::of(&schema.columns[i].kind, &collation.to_ascii_lowercase())
+                let (charset, collation) = collations.get(n).cloned().unwrap_or_default();
+                KeyCol::of(
+                    &schema.columns[i].kind,
+                    &charset.unwrap_or_default().to_ascii_lowercase(),
+                    &collation.unwrap_or_default().to_ascii_lowercase(),
+                )
             })
             .collect::<Option<Vec<_>>>()?;
         Some(Self(cols))
@@ -148,20 +166,22 @@ impl KeyOrder {
         self.0.iter().all(|c| *c == KeyCol::Int)
     }
 
-    /// The column orders (an empty list means integers).
-    pub fn columns(&self) -> &[KeyCol] {
-        &self.0
+    /// The order of key column `i` (an empty list means integers).
+    pub fn column(&self, i: usize) -> &KeyCol {
+        self.0.get(i).unwrap_or(&KeyCol::Int)
     }
 
-    fn col(&self, i: usize) -> KeyCol {
-        self.0.get(i).copied().unwrap_or(KeyCol::Int)
+    /// True when some column needs the server to compare.
+    pub fn needs_server(&self) -> bool {
+        self.0.iter().any(|c| matches!(c, KeyCol::Collated(..)))
     }
 
-    /// Compares two keys column by column; `None` when a value does not have
-    /// its column's shape (e.g. a zero date read as `null`).
+    /// Compares two keys column by column in Rust; `None` when a value does
+    /// not have its column's shape (e.g. a zero date read as `null`) or a
+    /// column needs the server.
     pub fn compare(&self, a: &[Json], b: &[Json]) -> Option<Ordering> {
         for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            match self.col(i).compare(x, y)? {
+            match self.column(i).compare(x, y)? {
                 Ordering::Equal => continue,
                 other => return Some(other),
             }
@@ -169,24 +189,74 @@ impl KeyOrder {
         Some(a.len().cmp(&b.len()))
     }
 
+    /// Compares two keys, asking the server on `conn` for the columns whose
+    /// order only it knows; `None` when a value does not have its column's shape.
+    pub async fn compare_on(
+        &self,
+        a: &[Json],
+        b: &[Json],
+        conn: &mut mysql_async::Conn,
+    ) -> Result<Option<Ordering>, mysql_async::Error> {
+        use mysql_async::prelude::Queryable;
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            let ordering = match self.column(i) {
+                KeyCol::Collated(charset, collation) => {
+                    let (Some(x), Some(y)) = (x.as_str(), y.as_str()) else {
+                        return Ok(None);
+                    };
+                    let Some(text) = collated_sql(charset, collation) else {
+                        return Ok(None);
+                    };
+                    let sign: Option<i64> = conn
+                        .exec_first(format!("SELECT STRCMP({text}, {text})"), (x, y))
+                        .await?;
+                    sign.map(|s| s.cmp(&0))
+                }
+                col => col.compare(x, y),
+            };
+            match ordering {
+                None => return Ok(None),
+                Some(Ordering::Equal) => continue,
+                other => return Ok(other),
+            }
+        }
+        Ok(Some(a.len().cmp(&b.len())))
+    }
+
     /// True when `key` can be a stored bound: each value has its column's shape.
     pub fn accepts(&self, key: &[Json]) -> bool {
-        self.compare(key, key) == Some(Ordering::Equal)
+        key.len() >= self.0.len()
+            && key.iter().enumerate().all(|(i, v)| match self.column(i) {
+                KeyCol::Collated(charset, collation) => {
+                    v.is_string() && collated_sql(charset, collation).is_some()
+                }
+                col => col.compare(v, v) == Some(Ordering::Equal),
+            })
     }
 }
 
+/// `CONVERT(? USING charset) COLLATE collation`, when both are plain names.
+fn collated_sql(charset: &str, collation: &str) -> Option<String> {
+    let plain =
+        |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
+    (plain(charset) && plain(collation))
+        .then(|| format!("CONVERT(? USING {charset}) COLLATE {collation}"))
+}
+
 impl KeyCol {
-    /// The order of a column of `kind` in `collation` (lower case), if Rust
-    /// reproduces it.
-    fn of(kind: &ColKind, collation: &str) -> Option<Self> {
+    /// The order of a column of `kind` in `charset` and `collation` (lower case).
+    fn of(kind: &ColKind, charset: &str, collation: &str) -> Option<Self> {
         match kind {
-            ColKind::Int { .. } | ColKind::Year => Some(Self::Int),
+            ColKind::Int { .. } | ColKind::Year | ColKind::Bit(_) => Some(Self::Int),
             ColKind::Decimal => Some(Self::Decimal),
+            ColKind::Float | ColKind::Double => Some(Self::Float),
             ColKind::Date | ColKind::DateTime(_) | ColKind::Timestamp(_) => Some(Self::Fixed),
             ColKind::Time(_) => Some(Self::Time),
             ColKind::Binary { .. } => Some(Self::Bytes),
+            ColKind::Enum(values) => Some(Self::Enum(values.clone())),
+            ColKind::Set(values) => Some(Self::Set(values.clone())),
             // UTF-8 byte order is code point order, which `_bin` collations of
-            // utf8/ascii use; other charsets' binary orders are their bytes'.
+            // utf8/ascii use; any other collation is the server's to apply.
             ColKind::Text(Charset::Utf8 | Charset::Ascii) if collation.ends_with("_bin") => {
                 if collation.contains("nopad") || collation.contains("_0900_") {
                     Some(Self::TextNoPad)
@@ -194,30 +264,45 @@ impl KeyCol {
                     Some(Self::Text)
                 }
             }
-            _ => None,
+            ColKind::Text(_) => {
+                collated_sql(charset, collation)?;
+                Some(Self::Collated(charset.to_string(), collation.to_string()))
+            }
+            ColKind::Json => None,
         }
     }
 
-    fn compare(self, x: &Json, y: &Json) -> Option<Ordering> {
+    /// Compares in Rust; `None` for a value without the column's shape or a
+    /// column the server compares.
+    fn compare(&self, x: &Json, y: &Json) -> Option<Ordering> {
         match self {
-            Self::Int => Some(int(x)?.cmp(&int(y)?)),
+            Self::Int => Some(int_or_bit(x)?.cmp(&int_or_bit(y)?)),
             Self::Decimal => compare_decimals(x.as_str()?, y.as_str()?),
+            Self::Float => x.as_f64()?.partial_cmp(&y.as_f64()?),
             Self::Fixed | Self::TextNoPad => Some(x.as_str()?.cmp(y.as_str()?)),
             Self::Time => Some(time_micros(x.as_str()?)?.cmp(&time_micros(y.as_str()?)?)),
             Self::Text => Some(compare_pad_space(x.as_str()?, y.as_str()?)),
             Self::Bytes => Some(base64_bytes(x)?.cmp(&base64_bytes(y)?)),
+            Self::Enum(values) => Some(enum_index(values, x)?.cmp(&enum_index(values, y)?)),
+            Self::Set(values) => Some(set_bits(values, x)?.cmp(&set_bits(values, y)?)),
+            Self::Collated(..) => None,
         }
     }
 
     /// The SQL for a bound value of this column in a `WHERE` clause and the
     /// parameter it takes (`None` when the value is inlined).
-    pub fn sql_bound(self, v: &Json) -> (String, Option<mysql_async::Value>) {
+    pub fn sql_bound(&self, v: &Json) -> (String, Option<mysql_async::Value>) {
         use mysql_async::Value;
         let param = |value: Value| ("?".to_string(), Some(value));
+        let text = |v: &Json| {
+            v.as_str()
+                .map_or(Value::NULL, |s| Value::Bytes(s.as_bytes().to_vec()))
+        };
         match self {
-            Self::Int => param(match (v.as_i64(), v.as_u64()) {
-                (Some(i), _) => Value::Int(i),
-                (None, Some(u)) => Value::UInt(u),
+            Self::Int => param(match (v.as_i64(), v.as_u64(), v.as_bool()) {
+                (Some(i), _, _) => Value::Int(i),
+                (None, Some(u), _) => Value::UInt(u),
+                (_, _, Some(b)) => Value::Int(i64::from(b)),
                 _ => Value::NULL,
             }),
             // An exact DECIMAL literal (a string parameter would compare as a double).
@@ -225,18 +310,48 @@ impl KeyCol {
                 Some(s) => (s.to_string(), None),
                 None => param(Value::NULL),
             },
+            Self::Float => param(v.as_f64().map_or(Value::NULL, Value::Double)),
             // The snapshot session runs in UTC, so a TIMESTAMP's UTC text reads back as itself.
             Self::Fixed => param(match v.as_str() {
                 Some(s) => Value::Bytes(s.trim_end_matches('Z').replace('T', " ").into_bytes()),
                 None => Value::NULL,
             }),
-            Self::Time | Self::Text | Self::TextNoPad => param(match v.as_str() {
-                Some(s) => Value::Bytes(s.as_bytes().to_vec()),
-                None => Value::NULL,
-            }),
+            Self::Time | Self::Text | Self::TextNoPad => param(text(v)),
             Self::Bytes => param(base64_bytes(v).map_or(Value::NULL, Value::Bytes)),
+            // ENUM and SET compare with a number by their index / bits, as ORDER BY sorts them.
+            Self::Enum(values) => param(enum_index(values, v).map_or(Value::NULL, Value::UInt)),
+            Self::Set(values) => param(set_bits(values, v).map_or(Value::NULL, Value::UInt)),
+            Self::Collated(charset, collation) => match collated_sql(charset, collation) {
+                Some(sql) => (sql, Some(text(v))),
+                None => param(Value::NULL),
+            },
         }
     }
+}
+
+fn int_or_bit(v: &Json) -> Option<i128> {
+    int(v).or_else(|| v.as_bool().map(i128::from))
+}
+
+/// 1-based position of an ENUM value (0 = the empty error value).
+fn enum_index(values: &[String], v: &Json) -> Option<u64> {
+    let s = v.as_str()?;
+    if s.is_empty() && !values.iter().any(String::is_empty) {
+        return Some(0);
+    }
+    values.iter().position(|m| m == s).map(|i| i as u64 + 1)
+}
+
+/// Bits of a SET value `"a,c"`.
+fn set_bits(values: &[String], v: &Json) -> Option<u64> {
+    let s = v.as_str()?;
+    if s.is_empty() {
+        return Some(0);
+    }
+    s.split(',').try_fold(0u64, |bits, member| {
+        let i = values.iter().position(|m| m == member)?;
+        Some(bits | 1u64.checked_shl(i as u32)?)
+    })
 }
 
 fn int(v: &Json) -> Option<i128> {
@@ -327,19 +442,31 @@ fn time_micros(s: &str) -> Option<i64> {
 }
 
 /// The segments of one table that streaming must consult.
-#[derive(Debug, Clone, Default)]
+#[derive(Default)]
 pub struct Coverage {
-    /// Per table index: its segments ordered by `after` (None first).
+    /// Per table index: its segments in key order (None first; the snapshot
+    /// stores them in that order).
     by_table: Vec<Vec<Segment>>,
+    /// Where keys in a collation only the server knows are compared.
+    server: ServerCompare,
+}
+
+/// A connection opened on first use, for key comparisons the server makes.
+#[derive(Default)]
+struct ServerCompare {
+    config: Option<crate::config::MysqlSourceConfig>,
+    conn: Option<mysql_async::Conn>,
 }
 
 impl Coverage {
     /// Groups `segments` by the index `index_of` gives their table (segments of
-    /// tables no longer captured are dropped).
+    /// tables no longer captured are dropped); keys that only the server can
+    /// order are compared on a connection made from `config`.
     pub fn new(
         segments: &[Segment],
         tables: usize,
         index_of: impl Fn(&str) -> Option<usize>,
+        config: Option<crate::config::MysqlSourceConfig>,
     ) -> Self {
         let mut by_table = vec![Vec::new(); tables];
         for s in segments {
@@ -348,14 +475,21 @@ impl Coverage {
             }
         }
         for list in &mut by_table {
-            list.sort_by(|a, b| match (&a.after, &b.after) {
-                (None, None) => Ordering::Equal,
-                (None, Some(_)) => Ordering::Less,
-                (Some(_), None) => Ordering::Greater,
-                (Some(x), Some(y)) => a.order.compare(x, y).unwrap_or(Ordering::Equal),
-            });
+            // Stored in key order already; integer lists of old versions are
+            // sorted again (a stable sort, so server-ordered keys keep theirs).
+            if list.iter().all(|s| !s.order.needs_server()) {
+                list.sort_by(|a, b| match (&a.after, &b.after) {
+                    (None, None) => Ordering::Equal,
+                    (None, Some(_)) => Ordering::Less,
+                    (Some(_), None) => Ordering::Greater,
+                    (Some(x), Some(y)) => a.order.compare(x, y).unwrap_or(Ordering::Equal),
+                });
+            }
         }
-        Self { by_table }
+        Self {
+            by_table,
+            server: ServerCompare { config, conn: None },
+        }
     }
 
     /// True when no segment is left.
@@ -365,18 +499,37 @@ impl Coverage {
 
     /// True when a change of `key` in table `table` made by a transaction
     /// starting at `(file, pos)` is already in the snapshot of its range.
-    pub fn covers(&self, table: usize, key: &[Json], file: &str, pos: u64) -> bool {
+    pub async fn covers(
+        &mut self,
+        table: usize,
+        key: &[Json],
+        file: &str,
+        pos: u64,
+    ) -> hstream_io_runtime::Result<bool> {
         let Some(list) = self.by_table.get(table) else {
-            return false;
+            return Ok(false);
         };
-        if list.is_empty() {
-            return false;
+        // Only a range read at a later position can hold the change.
+        if list.iter().all(|s| !before(file, pos, &s.file, s.pos)) {
+            return Ok(false);
         }
-        let segment = list.iter().rev().find(|s| match &s.after {
-            None => true,
-            Some(after) => s.order.compare(after, key) == Some(Ordering::Less),
-        });
-        segment.is_some_and(|s| before(file, pos, &s.file, s.pos))
+        for s in list.iter().rev() {
+            let holds = match &s.after {
+                None => true,
+                Some(after) => {
+                    let ordering = if s.order.needs_server() {
+                        self.server.compare(&s.order, after, key).await?
+                    } else {
+                        s.order.compare(after, key)
+                    };
+                    ordering == Some(Ordering::Less)
+                }
+            };
+            if holds {
+                return Ok(before(file, pos, &s.file, s.pos));
+            }
+        }
+        Ok(false)
     }
 
     /// Drops every segment when `(file, pos)` is at or after all their
@@ -399,6 +552,36 @@ impl Coverage {
     /// The segments, for the stored position.
     pub fn segments(&self) -> Vec<Segment> {
         self.by_table.iter().flatten().cloned().collect()
+    }
+}
+
+/// Compares on the server, connecting on first use.
+impl ServerCompare {
+    async fn compare(
+        &mut self,
+        order: &KeyOrder,
+        a: &[Json],
+        b: &[Json],
+    ) -> hstream_io_runtime::Result<Option<Ordering>> {
+        if self.conn.is_none() {
+            let Some(config) = &self.config else {
+                return Err(hstream_io_runtime::Error::internal(
+                    "a resumed snapshot's key order needs the server, and no connection is configured",
+                ));
+            };
+            self.conn = Some(crate::error::connect(config).await?);
+        }
+        let conn = self.conn.as_mut().expect("connected above");
+        match order.compare_on(a, b, conn).await {
+            Ok(ordering) => Ok(ordering),
+            Err(e) => {
+                self.conn = None;
+                Err(crate::error::classify(
+                    e,
+                    "cannot compare two primary keys on the server",
+                ))
+            }
+        }
     }
 }
 
@@ -518,7 +701,7 @@ mod tests {
     }
 
     #[test]
-    fn only_reproducible_orders_make_a_key_order() {
+    fn key_orders_follow_type_and_collation() {
         use crate::types::Column;
         let schema = |kinds: Vec<ColKind>| TableSchema {
             table: crate::config::TableRef {
@@ -535,31 +718,105 @@ mod tests {
                 })
                 .collect(),
         };
+        let cs = |charset: &str, collation: &str| (Some(charset.into()), Some(collation.into()));
+        let none = (None, None);
         let text = ColKind::Text(Charset::Utf8);
         let s = schema(vec![text.clone(), ColKind::DateTime(3), ColKind::Decimal]);
         assert_eq!(
-            KeyOrder::of(&s, &[Some("utf8mb4_bin".into()), None, None]),
+            KeyOrder::of(
+                &s,
+                &[cs("utf8mb4", "utf8mb4_bin"), none.clone(), none.clone()]
+            ),
             Some(order(&[KeyCol::Text, KeyCol::Fixed, KeyCol::Decimal]))
         );
         assert_eq!(
             KeyOrder::of(
                 &schema(vec![text.clone()]),
-                &[Some("utf8mb4_0900_bin".into())]
+                &[cs("utf8mb4", "utf8mb4_0900_bin")]
             ),
             Some(order(&[KeyCol::TextNoPad]))
         );
+        let general = KeyOrder::of(
+            &s,
+            &[
+                cs("utf8mb4", "utf8mb4_general_ci"),
+                none.clone(),
+                none.clone(),
+            ],
+        )
+        .unwrap();
         assert_eq!(
-            KeyOrder::of(&s, &[Some("utf8mb4_general_ci".into()), None, None]),
+            general.column(0),
+            &KeyCol::Collated("utf8mb4".into(), "utf8mb4_general_ci".into())
+        );
+        assert!(general.needs_server());
+        assert_eq!(
+            general.compare(&[json!("a")], &[json!("b")]),
+            None,
+            "the server decides"
+        );
+        assert!(general.accepts(&[json!("a"), json!("2024-01-01T00:00:00.000"), json!("1.00")]));
+        let latin1 = schema(vec![ColKind::Text(Charset::Latin1)]);
+        assert_eq!(
+            KeyOrder::of(&latin1, &[cs("latin1", "latin1_bin")])
+                .unwrap()
+                .column(0),
+            &KeyCol::Collated("latin1".into(), "latin1_bin".into()),
+            "latin1's bytes are not code point order"
+        );
+        assert_eq!(KeyOrder::of(&latin1, &[cs("latin1", "x; DROP")]), None);
+        assert_eq!(
+            KeyOrder::of(&schema(vec![ColKind::Json]), std::slice::from_ref(&none)),
             None
         );
-        let latin1 = schema(vec![ColKind::Text(Charset::Latin1)]);
-        assert_eq!(KeyOrder::of(&latin1, &[Some("latin1_bin".into())]), None);
-        assert_eq!(KeyOrder::of(&schema(vec![ColKind::Double]), &[None]), None);
         let ints = schema(vec![ColKind::Int {
             unsigned: false,
             bytes: 8,
         }]);
-        assert!(KeyOrder::of(&ints, &[None]).unwrap().is_integers());
+        assert!(KeyOrder::of(&ints, &[none]).unwrap().is_integers());
+    }
+
+    #[test]
+    fn enum_set_float_and_bit_keys_order_as_the_server_sorts_them() {
+        use Ordering::*;
+        let e = KeyCol::Enum(vec!["small".into(), "big".into(), "medium".into()]);
+        assert_eq!(
+            cmp(e.clone(), json!("small"), json!("big")),
+            Some(Less),
+            "by position"
+        );
+        assert_eq!(
+            cmp(e.clone(), json!(""), json!("small")),
+            Some(Less),
+            "the error value is 0"
+        );
+        assert_eq!(cmp(e.clone(), json!("huge"), json!("small")), None);
+        assert_eq!(
+            e.sql_bound(&json!("medium")).1,
+            Some(mysql_async::Value::UInt(3))
+        );
+        let set = KeyCol::Set(vec!["a".into(), "b".into(), "c".into()]);
+        assert_eq!(
+            cmp(set.clone(), json!("c"), json!("a,b")),
+            Some(Greater),
+            "bits 4 > 3"
+        );
+        assert_eq!(cmp(set.clone(), json!(""), json!("a")), Some(Less));
+        assert_eq!(
+            set.sql_bound(&json!("a,c")).1,
+            Some(mysql_async::Value::UInt(5))
+        );
+        assert_eq!(cmp(KeyCol::Float, json!(-1.5), json!(0.25)), Some(Less));
+        assert_eq!(
+            cmp(KeyCol::Int, json!(false), json!(true)),
+            Some(Less),
+            "BIT(1)"
+        );
+        let collated = KeyCol::Collated("utf8mb4".into(), "utf8mb4_general_ci".into());
+        assert_eq!(
+            collated.sql_bound(&json!("x")).0,
+            "CONVERT(? USING utf8mb4) COLLATE utf8mb4_general_ci"
+        );
     }
 
     #[test]
@@ -575,6 +832,15 @@ mod tests {
         assert!(old.order.is_integers());
     }
 
+    /// [`Coverage::covers`] run to completion (no server needed here).
+    fn covers(c: &mut Coverage, table: usize, key: &[Json], file: &str, pos: u64) -> bool {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(c.covers(table, key, file, pos))
+            .unwrap()
+    }
+
     #[test]
     fn text_keys_find_their_range_in_the_collation_order() {
         let text = order(&[KeyCol::Text]);
@@ -584,48 +850,51 @@ mod tests {
             ..seg(None, "f.000001", pos)
         };
         // (-inf, "a9"] read at 100, ("a9", +inf) at 500.
-        let c = Coverage::new(&[seg_at(Some("a9"), 500), seg_at(None, 100)], 1, |_| {
-            Some(0)
-        });
+        let mut c = Coverage::new(
+            &[seg_at(Some("a9"), 500), seg_at(None, 100)],
+            1,
+            |_| Some(0),
+            None,
+        );
         let key = |s: &str| vec![json!(s)];
         assert!(
-            !c.covers(0, &key("a10"), "f.000001", 200),
+            !covers(&mut c, 0, &key("a10"), "f.000001", 200),
             "a10 < a9 as text"
         );
         assert!(
-            !c.covers(0, &key("a9  "), "f.000001", 200),
+            !covers(&mut c, 0, &key("a9  "), "f.000001", 200),
             "equal to the bound"
         );
-        assert!(c.covers(0, &key("a9!"), "f.000001", 200));
-        assert!(c.covers(0, &key("b"), "f.000001", 200));
+        assert!(covers(&mut c, 0, &key("a9!"), "f.000001", 200));
+        assert!(covers(&mut c, 0, &key("b"), "f.000001", 200));
     }
 
     #[test]
     fn a_change_is_covered_only_by_a_later_snapshot_of_its_range() {
         // (-inf, 100] read at f.1:1000 (the stream start), (100, +inf) at f.2:500.
-        let c = Coverage::new(
+        let mut c = Coverage::new(
             &[seg(Some(100), "f.000002", 500), seg(None, "f.000001", 1000)],
             1,
             |t| (t == "d.t").then_some(0),
+            None,
         );
         assert!(
-            !c.covers(0, &key(100), "f.000001", 2000),
+            !covers(&mut c, 0, &key(100), "f.000001", 2000),
             "first range: streamed"
         );
         assert!(
-            c.covers(0, &key(101), "f.000001", 2000),
+            covers(&mut c, 0, &key(101), "f.000001", 2000),
             "in the later snapshot"
         );
-        assert!(c.covers(0, &key(101), "f.000002", 499));
+        assert!(covers(&mut c, 0, &key(101), "f.000002", 499));
         assert!(
-            !c.covers(0, &key(101), "f.000002", 500),
+            !covers(&mut c, 0, &key(101), "f.000002", 500),
             "at the position: after it"
         );
-        let mut c = c;
         assert!(!c.prune("f.000002", 400));
         assert!(c.prune("f.000002", 500));
         assert!(c.is_empty());
-        assert!(!c.covers(0, &key(101), "f.000001", 2000));
+        assert!(!covers(&mut c, 0, &key(101), "f.000001", 2000));
     }
 
     #[test]

@@ -33,7 +33,7 @@ use crate::error::{classify, connect};
 use crate::events::Position;
 use crate::gtid_set::GtidSet;
 use crate::output::Output;
-use crate::resume::{KeyCol, KeyOrder, Segment, SnapshotProgress};
+use crate::resume::{KeyOrder, Segment, SnapshotProgress};
 use crate::types::{Origin, TableSchema};
 
 /// Shortest interval between two progress log lines.
@@ -186,24 +186,34 @@ pub async fn run(
         if resumed {
             // This range is read at `here`: it replaces what earlier runs
             // recorded for keys after `after`.
-            segments.retain(|s| {
-                s.table != name
+            let mut kept = Vec::with_capacity(segments.len());
+            for s in segments.drain(..) {
+                let keep = s.table != name
                     || match (&after, &s.after) {
                         (_, None) => after.is_some(),
                         (None, Some(_)) => false,
-                        (Some(a), Some(b)) => order.compare(b, a) == Some(std::cmp::Ordering::Less),
-                    }
-            });
+                        (Some(a), Some(b)) => {
+                            order.compare_on(b, a, &mut conn).await.map_err(|e| {
+                                classify(e, "cannot compare two primary keys on the server")
+                            })? == Some(std::cmp::Ordering::Less)
+                        }
+                    };
+                if keep {
+                    kept.push(s);
+                }
+            }
+            segments = kept;
             // Keys a killed run may have sent beyond its last acknowledged
             // chunk: their records are stale (a row deleted since is not read
             // again), so every change since the stream start is streamed for
             // them — none skipped — and the last one wins.
             let stale_to = match (sent.get(&name), &after) {
                 (Some(serde_json::Value::Bool(true)), _) => Some(None),
-                (Some(serde_json::Value::Array(high)), Some(a))
-                    if order.compare(a, high) == Some(std::cmp::Ordering::Less) =>
-                {
-                    Some(Some(high.clone()))
+                (Some(serde_json::Value::Array(high)), Some(a)) => {
+                    let beyond = order.compare_on(a, high, &mut conn).await.map_err(|e| {
+                        classify(e, "cannot compare two primary keys on the server")
+                    })? == Some(std::cmp::Ordering::Less);
+                    beyond.then(|| Some(high.clone()))
                 }
                 (Some(serde_json::Value::Array(high)), None) => Some(Some(high.clone())),
                 _ => None,
@@ -468,8 +478,7 @@ fn chunk_query(
     let mut params = Vec::new();
     if let Some(after) = after.filter(|a| a.len() == keys.len()) {
         let mut bound = |n: usize| {
-            let col = order.columns().get(n).copied().unwrap_or(KeyCol::Int);
-            let (text, param) = col.sql_bound(&after[n]);
+            let (text, param) = order.column(n).sql_bound(&after[n]);
             params.extend(param);
             text
         };
@@ -490,29 +499,25 @@ fn chunk_query(
     (sql, params)
 }
 
-/// The order of `schema`'s key if Rust reproduces the server's (the key
-/// columns' collations decide for text).
+/// The order of `schema`'s key (the key columns' character sets and
+/// collations decide for text); `None` for a key type without one.
 async fn key_order(conn: &mut Conn, schema: &TableSchema) -> Result<Option<KeyOrder>> {
-    let rows: Vec<(String, Option<String>)> = conn
+    let rows: Vec<(String, Option<String>, Option<String>)> = conn
         .exec(
-            "SELECT COLUMN_NAME, COLLATION_NAME FROM information_schema.COLUMNS \
+            "SELECT COLUMN_NAME, CHARACTER_SET_NAME, COLLATION_NAME FROM information_schema.COLUMNS \
              WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
             (&schema.table.database, &schema.table.name),
         )
         .await
-        .map_err(|e| {
-            classify(
-                e,
-                format!("cannot read the collations of `{}`", schema.table),
-            )
-        })?;
-    let collations: Vec<Option<String>> = schema
+        .map_err(|e| classify(e, format!("cannot read the collations of `{}`", schema.table)))?;
+    let collations: Vec<(Option<String>, Option<String>)> = schema
         .key
         .iter()
         .map(|&i| {
             rows.iter()
-                .find(|(name, _)| *name == schema.columns[i].name)
-                .and_then(|(_, c)| c.clone())
+                .find(|(name, _, _)| *name == schema.columns[i].name)
+                .map(|(_, charset, collation)| (charset.clone(), collation.clone()))
+                .unwrap_or_default()
         })
         .collect();
     Ok(KeyOrder::of(schema, &collations))

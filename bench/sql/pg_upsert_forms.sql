@@ -33,6 +33,20 @@ ROLLBACK;
 BEGIN;
 MERGE INTO t USING s ON t.id=s.id WHEN MATCHED THEN UPDATE SET customer=s.customer, amount=s.amount, qty=s.qty, created=s.created, note=s.note WHEN NOT MATCHED THEN INSERT VALUES (s.id, s.customer, s.amount, s.qty, s.created, s.note);
 ROLLBACK;
+\echo === DELETE USING + INSERT (full rows only: replaces the row, fires delete triggers)
+BEGIN;
+DELETE FROM t USING s WHERE t.id=s.id;
+INSERT INTO t SELECT * FROM s;
+ROLLBACK;
+\echo === ON CONFLICT, third
+BEGIN;
+INSERT INTO t SELECT * FROM s ON CONFLICT (id) DO UPDATE SET customer=EXCLUDED.customer, amount=EXCLUDED.amount, qty=EXCLUDED.qty, created=EXCLUDED.created, note=EXCLUDED.note;
+ROLLBACK;
+\echo === DELETE USING + INSERT again
+BEGIN;
+DELETE FROM t USING s WHERE t.id=s.id;
+INSERT INTO t SELECT * FROM s;
+ROLLBACK;
 \echo === plain INSERT into an empty indexed copy, for scale
 CREATE TEMP TABLE e (LIKE t INCLUDING ALL);
 BEGIN; INSERT INTO e SELECT * FROM s; ROLLBACK;

@@ -10,7 +10,9 @@
 //! 2. streaming: `rows` more rows inserted in 1000-row transactions while
 //!    the task streams; rows/s into the stream and the lag when the load ends
 //!    (last insert committed → its record readable in the stream);
-//! 3. backlog: the task stopped, `rows` rows inserted, then drained by
+//! 3. backlog: once the server moved the task's slot restart point past the
+//!    streaming phase (as it does for any task running longer than ~15 s),
+//!    the task stopped, `rows` rows inserted, then drained by
 //!    `pg_recvlogical` (pgoutput, same publication, its own slot) and by the
 //!    restarted task; rows/s each. While those rows are inserted, a
 //!    `pg_recvlogical` on a third slot follows them live: the lag of its
@@ -282,6 +284,11 @@ pub async fn run(rows: u64, work: &Path) -> Result<Report, String> {
     let load_start = Instant::now();
     let insert_time = insert(&pg, rows, rows).await?;
     let load_end = Instant::now();
+    let end_of_load_lsn: String = pg
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .map_err(|e| format!("pg_current_wal_lsn: {e}"))?
+        .get(0);
     let arrived = tail.wait(rows, timeout).await?;
     drop(tail);
     let lag = arrived.saturating_duration_since(load_end);
@@ -292,6 +299,36 @@ pub async fn run(rows: u64, work: &Path) -> Result<Report, String> {
         lag.as_secs_f64()
     );
     let rss_first_kib = peak_rss(&first_dir.join("config.json"));
+    // A task that runs longer than this phase has its slot's restart point
+    // moved along by PostgreSQL (at a running-transactions record, logged
+    // every 15 s of activity, once the task confirmed past it), so a restart
+    // re-decodes at most ~15 s of WAL. Wait for that here as a running task
+    // would see it, rather than stop the task before it could ever happen.
+    let settle = Instant::now();
+    let settled = loop {
+        let row = pg
+            .query_one(
+                &format!(
+                    "SELECT restart_lsn >= $1::text::pg_lsn FROM pg_replication_slots \
+                     WHERE slot_name = '{slot}'"
+                ),
+                &[&end_of_load_lsn],
+            )
+            .await
+            .map_err(|e| format!("pg_replication_slots: {e}"))?;
+        if row.get::<_, bool>(0) {
+            break true;
+        }
+        if settle.elapsed() > Duration::from_secs(45) {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    eprintln!(
+        "    slot restart point {} the end of the load after {:.1} s",
+        if settled { "passed" } else { "did NOT pass" },
+        settle.elapsed().as_secs_f64()
+    );
     task.send_stop();
     let kv = task.kv();
     let mut task = task;

@@ -32,6 +32,7 @@ pub mod connector;
 pub mod error;
 pub mod kv;
 pub mod logging;
+pub mod net;
 pub mod record;
 pub mod report;
 pub mod retry;

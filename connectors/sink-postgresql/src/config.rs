@@ -129,9 +129,18 @@ impl PgSinkConfig {
 
     /// The (lazily connecting) pool of `poolSize` connections.
     pub(crate) fn pool(&self) -> sqlx::PgPool {
+        let port = self.port;
         sqlx::postgres::PgPoolOptions::new()
             .max_connections(self.pool_size)
             .acquire_timeout(std::time::Duration::from_secs(30))
+            // sqlx leaves Nagle on: a batch's last partial segment would wait
+            // for the server's delayed ACK (see `hstream_io_runtime::net`).
+            .after_connect(move |_conn, _meta| {
+                Box::pin(async move {
+                    hstream_io_runtime::net::disable_nagle_to_port(port);
+                    Ok(())
+                })
+            })
             .connect_lazy_with(self.connect_options())
     }
 

@@ -30,10 +30,11 @@ use crate::error::pg_error;
 use crate::progress::PgProgress;
 use crate::sql;
 
-/// Bytes of COPY data sent per message. Not smaller: sqlx leaves Nagle on, and a
-/// 64 KiB message is one full loopback segment plus a small remainder that waits
-/// for the server's delayed ACK (40 ms): measured, >10 % of batches stalled so.
-const COPY_CHUNK: usize = 1 << 20;
+/// Bytes of COPY data sent per message. sqlx keeps its write buffer at the
+/// largest message it sent, for the connection's life, so this bounds that
+/// memory. Small messages need `TCP_NODELAY` (set by the pool): with Nagle on,
+/// a message's partial last segment waited for the server's delayed ACK.
+const COPY_CHUNK: usize = 64 << 10;
 
 /// SQLSTATE of a unique violation.
 const UNIQUE_VIOLATION: &str = "23505";

@@ -957,25 +957,14 @@ async fn kill9_mid_snapshot_resumes_after_the_last_acknowledged_chunk_without_ga
         &format!("INSERT INTO t SELECT seq * 2, 0 FROM seq_1_to_{ROWS}"),
     )
     .await;
-    let config = task_config(
-        &serve.url,
-        &format!("{}-ks", db.name),
-        connector(
-            &db,
-            "ks",
-            "t",
-            json!({"recordFormat": "raw", "snapshotChunkSize": 2000}),
-        ),
-    );
+    let config = snapshot_task_config(&db, &serve, "ks");
     let table = format!("{}.t", db.name);
     let mut changer = db.connect().await;
     let mut touched = std::collections::BTreeSet::new();
-    let mut seed: u64 = 7;
-    let mut next = move |n: i64| {
-        seed = seed
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        ((seed >> 33) as i64).rem_euclid(n)
+    let mut next = lcg(7);
+    let mut step = async || {
+        let (r, kind) = (next(ROWS), next(3));
+        change(&mut changer, &mut touched, r, kind).await;
     };
 
     let mut kv = HashMap::new();
@@ -985,30 +974,10 @@ async fn kill9_mid_snapshot_resumes_after_the_last_acknowledged_chunk_without_ga
         let previous = afters.last().copied().unwrap_or(0);
         // Change rows while the snapshot runs, until this run has persisted
         // progress beyond the previous kill's.
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let r = next(ROWS);
-            let kind = next(3);
-            change(&mut changer, &mut touched, r, kind).await;
-            let now = task.kv();
-            let progress = persisted_progress(&now, &table);
-            assert!(
-                !now.contains_key("source_position") || progress.is_some(),
-                "the snapshot finished before kill {run}; the table must be bigger for this machine"
-            );
-            let after = progress.and_then(|p| p["after"][0].as_i64()).unwrap_or(0);
-            if after > previous {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no snapshot progress: {}",
-                task.stderr()
-            );
-        }
-        task.signal(libc::SIGKILL);
-        task.wait_exit(WAIT).expect("killed");
-        kv = task.kv();
+        kv = change_until_progress_then_kill(&mut task, &table, run, &mut step, |p| {
+            p["after"][0].as_i64().unwrap_or(0) > previous
+        })
+        .await;
         let after = persisted_progress(&kv, &table).expect("snapshot unfinished")["after"][0]
             .as_i64()
             .unwrap();
@@ -1020,25 +989,9 @@ async fn kill9_mid_snapshot_resumes_after_the_last_acknowledged_chunk_without_ga
 
     // The last run completes the snapshot and streams; more changes meanwhile.
     let mut task = start(&tmp.path().join("final"), &config, kv);
-    let deadline = Instant::now() + WAIT * 3;
-    loop {
-        let r = next(ROWS);
-        let kind = next(3);
-        change(&mut changer, &mut touched, r, kind).await;
-        let now = task.kv();
-        if now.contains_key("source_position") && persisted_progress(&now, &table).is_none() {
-            break; // streaming
-        }
-        assert!(
-            Instant::now() < deadline,
-            "snapshot did not finish: {}",
-            task.stderr()
-        );
-    }
+    change_until_streaming(&task, &table, &mut step).await;
     for _ in 0..50 {
-        let r = next(ROWS);
-        let kind = next(3);
-        change(&mut changer, &mut touched, r, kind).await;
+        step().await;
     }
     changer.disconnect().await.unwrap();
     exec(&db, "INSERT INTO t VALUES (-1, 0)").await; // marker
@@ -1126,29 +1079,14 @@ async fn kill9_mid_snapshot_resumes_mid_table_for_a_general_ci_text_datetime_dec
         ),
     )
     .await;
-    let config = task_config(
-        &serve.url,
-        &format!("{}-km", db.name),
-        connector(
-            &db,
-            "km",
-            "t",
-            json!({"recordFormat": "raw", "snapshotChunkSize": 2000}),
-        ),
-    );
+    let config = snapshot_task_config(&db, &serve, "km");
     let table = format!("{}.t", db.name);
     let mut changer = db.connect().await;
     let mut touched = std::collections::BTreeSet::new();
     let mut inserted = ROWS;
-    let mut seed: u64 = 11;
-    let mut next = move |n: i64| {
-        seed = seed
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        ((seed >> 33) as i64).rem_euclid(n)
-    };
+    let mut next = lcg(11);
     // Inserts (new keys all over the key order), deletes and updates by `n`.
-    let mut change = async |changer: &mut mysql_async::Conn| {
+    let mut change = async || {
         let n = 1 + next(ROWS);
         let sql = match next(3) {
             0 => {
@@ -1176,26 +1114,10 @@ async fn kill9_mid_snapshot_resumes_mid_table_for_a_general_ci_text_datetime_dec
     for run in 0..KILLS {
         let mut task = start(&tmp.path().join(format!("run{run}")), &config, kv.clone());
         let previous = acknowledged.last().map_or(0, |(rows, _)| *rows);
-        let deadline = Instant::now() + WAIT;
-        loop {
-            change(&mut changer).await;
-            let now = task.kv();
-            let progress = persisted_progress(&now, &table);
-            assert!(
-                !now.contains_key("source_position") || progress.is_some(),
-                "the snapshot finished before kill {run}; the table must be bigger for this machine"
-            );
-            if progress.and_then(|p| p["rows"].as_u64()).unwrap_or(0) > previous {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no snapshot progress: {}",
-                task.stderr()
-            );
-        }
-        task.signal(libc::SIGKILL);
-        task.wait_exit(WAIT).expect("killed");
+        kv = change_until_progress_then_kill(&mut task, &table, run, &mut change, |p| {
+            p["rows"].as_u64().unwrap_or(0) > previous
+        })
+        .await;
         if run > 0 {
             // Resumed after the rows done before, not from the first row.
             let log = task.stderr();
@@ -1204,7 +1126,6 @@ async fn kill9_mid_snapshot_resumes_mid_table_for_a_general_ci_text_datetime_dec
                 "run {run} did not resume after {previous} rows: {log}"
             );
         }
-        kv = task.kv();
         let p = persisted_progress(&kv, &table).expect("snapshot unfinished");
         let rows = p["rows"].as_u64().unwrap();
         // The bound is stored: the next run reads after it, not from the first row.
@@ -1213,22 +1134,11 @@ async fn kill9_mid_snapshot_resumes_mid_table_for_a_general_ci_text_datetime_dec
         assert!(rows > previous, "progress only moves forward");
         acknowledged.push((rows, after));
     }
+
     let mut task = start(&tmp.path().join("final"), &config, kv);
-    let deadline = Instant::now() + WAIT * 3;
-    loop {
-        change(&mut changer).await;
-        let now = task.kv();
-        if now.contains_key("source_position") && persisted_progress(&now, &table).is_none() {
-            break; // streaming
-        }
-        assert!(
-            Instant::now() < deadline,
-            "snapshot did not finish: {}",
-            task.stderr()
-        );
-    }
+    change_until_streaming(&task, &table, &mut change).await;
     for _ in 0..50 {
-        change(&mut changer).await;
+        change().await;
     }
     changer
         .query_drop(format!(
@@ -1421,6 +1331,80 @@ async fn key_orders_compare_like_the_server() {
         compared.disconnect().await.unwrap();
     }
     c.disconnect().await.unwrap();
+}
+
+/// The config of the kill -9 mid-snapshot tests: raw records, 2000-row chunks.
+fn snapshot_task_config(db: &MariaDbDatabase, serve: &Serve, stream: &str) -> Value {
+    task_config(
+        &serve.url,
+        &format!("{}-{stream}", db.name),
+        connector(
+            db,
+            stream,
+            "t",
+            json!({"recordFormat": "raw", "snapshotChunkSize": 2000}),
+        ),
+    )
+}
+
+/// A small deterministic generator: `next(n)` is in `0..n`.
+fn lcg(mut seed: u64) -> impl FnMut(i64) -> i64 {
+    move |n| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((seed >> 33) as i64).rem_euclid(n)
+    }
+}
+
+/// Applies `change` while `task` snapshots, until its persisted progress of
+/// `table` satisfies `moved`; then kills it with SIGKILL and returns the KV it
+/// left (what was acknowledged). Fails when the snapshot finished first.
+async fn change_until_progress_then_kill(
+    task: &mut TaskProcess,
+    table: &str,
+    run: usize,
+    change: &mut impl AsyncFnMut(),
+    moved: impl Fn(&Value) -> bool,
+) -> HashMap<String, String> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        change().await;
+        let now = task.kv();
+        let progress = persisted_progress(&now, table);
+        assert!(
+            !now.contains_key("source_position") || progress.is_some(),
+            "the snapshot finished before kill {run}; the table must be bigger for this machine"
+        );
+        if progress.as_ref().is_some_and(&moved) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot progress: {}",
+            task.stderr()
+        );
+    }
+    task.signal(libc::SIGKILL);
+    task.wait_exit(WAIT).expect("killed");
+    task.kv()
+}
+
+/// Applies `change` until `task` finished its snapshot of `table` and streams.
+async fn change_until_streaming(task: &TaskProcess, table: &str, change: &mut impl AsyncFnMut()) {
+    let deadline = Instant::now() + WAIT * 3;
+    loop {
+        change().await;
+        let now = task.kv();
+        if now.contains_key("source_position") && persisted_progress(&now, table).is_none() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "snapshot did not finish: {}",
+            task.stderr()
+        );
+    }
 }
 
 /// Keys whose state differs: (key, stream, table), at most 20.

@@ -545,6 +545,8 @@ impl Coverage {
             .all(|s| !before(file, pos, &s.file, s.pos));
         if passed {
             self.by_table.iter_mut().for_each(Vec::clear);
+            // No comparison is needed any more: close its connection.
+            self.server.conn = None;
         }
         passed
     }

@@ -196,7 +196,7 @@ impl KeyOrder {
         a: &[Json],
         b: &[Json],
         conn: &mut mysql_async::Conn,
-    ) -> Result<Option<Ordering>, mysql_async::Error> {
+    ) -> hstream_io_runtime::Result<Option<Ordering>> {
         use mysql_async::prelude::Queryable;
         for (i, (x, y)) in a.iter().zip(b).enumerate() {
             let ordering = match self.column(i) {
@@ -209,7 +209,13 @@ impl KeyOrder {
                     };
                     let sign: Option<i64> = conn
                         .exec_first(format!("SELECT STRCMP({text}, {text})"), (x, y))
-                        .await?;
+                        .await
+                        .map_err(|e| {
+                            crate::error::classify(
+                                e,
+                                "cannot compare two primary keys on the server",
+                            )
+                        })?;
                     sign.map(|s| s.cmp(&0))
                 }
                 col => col.compare(x, y),
@@ -574,16 +580,11 @@ impl ServerCompare {
             self.conn = Some(crate::error::connect(config).await?);
         }
         let conn = self.conn.as_mut().expect("connected above");
-        match order.compare_on(a, b, conn).await {
-            Ok(ordering) => Ok(ordering),
-            Err(e) => {
-                self.conn = None;
-                Err(crate::error::classify(
-                    e,
-                    "cannot compare two primary keys on the server",
-                ))
-            }
+        let result = order.compare_on(a, b, conn).await;
+        if result.is_err() {
+            self.conn = None; // a failed session is not reused
         }
+        result
     }
 }
 

@@ -193,9 +193,8 @@ pub async fn run(
                         (_, None) => after.is_some(),
                         (None, Some(_)) => false,
                         (Some(a), Some(b)) => {
-                            order.compare_on(b, a, &mut conn).await.map_err(|e| {
-                                classify(e, "cannot compare two primary keys on the server")
-                            })? == Some(std::cmp::Ordering::Less)
+                            order.compare_on(b, a, &mut conn).await?
+                                == Some(std::cmp::Ordering::Less)
                         }
                     };
                 if keep {
@@ -210,9 +209,8 @@ pub async fn run(
             let stale_to = match (sent.get(&name), &after) {
                 (Some(serde_json::Value::Bool(true)), _) => Some(None),
                 (Some(serde_json::Value::Array(high)), Some(a)) => {
-                    let beyond = order.compare_on(a, high, &mut conn).await.map_err(|e| {
-                        classify(e, "cannot compare two primary keys on the server")
-                    })? == Some(std::cmp::Ordering::Less);
+                    let beyond = order.compare_on(a, high, &mut conn).await?
+                        == Some(std::cmp::Ordering::Less);
                     beyond.then(|| Some(high.clone()))
                 }
                 (Some(serde_json::Value::Array(high)), None) => Some(Some(high.clone())),
